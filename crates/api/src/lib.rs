@@ -1,0 +1,1 @@
+//! Messages exchanged between `banger` and `bangerd`.
