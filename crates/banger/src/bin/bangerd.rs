@@ -1,0 +1,4 @@
+//! `bangerd`: the daemon. All logic lives in `banger-daemon`.
+fn main() {
+    std::process::exit(banger_daemon::main());
+}

@@ -1,0 +1,168 @@
+//! Test harness: the real `banger`/`bangerd` binaries against a private temporary XDG layout.
+#![allow(dead_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub struct Env {
+    pub tmp: tempfile::TempDir,
+    /// Daemon pids this test caused to start; ended (by pid) on drop.
+    started: std::cell::RefCell<Vec<i32>>,
+}
+
+pub fn banger_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_banger"))
+}
+
+/// `bangerd` is built into the same directory as `banger`.
+pub fn bangerd_bin() -> PathBuf {
+    banger_bin().with_file_name("bangerd")
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let tmp = tempfile::Builder::new()
+            .prefix("banger-t")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        Env {
+            tmp,
+            started: Default::default(),
+        }
+    }
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.tmp.path().join(rel)
+    }
+    pub fn run_dir(&self) -> PathBuf {
+        self.path("run/banger")
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.run_dir().join("bangerd.sock")
+    }
+    pub fn state_dir(&self) -> PathBuf {
+        self.path("state/banger")
+    }
+    pub fn config_file(&self) -> PathBuf {
+        self.path("config/banger/config.toml")
+    }
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.state_dir().join("bangerd.log")).unwrap_or_default()
+    }
+
+    fn apply(&self, cmd: &mut Command) {
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.path("home"))
+            .env("XDG_RUNTIME_DIR", self.path("run"))
+            .env("XDG_STATE_HOME", self.path("state"))
+            .env("XDG_CONFIG_HOME", self.path("config"))
+            .env("XDG_CACHE_HOME", self.path("cache"))
+            .env("BANGER_DAEMON_BIN", bangerd_bin());
+    }
+
+    pub fn banger(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(banger_bin());
+        self.apply(&mut cmd);
+        cmd.args(args);
+        cmd
+    }
+
+    pub fn bangerd(&self) -> Command {
+        let mut cmd = Command::new(bangerd_bin());
+        self.apply(&mut cmd);
+        cmd
+    }
+
+    /// Run `banger args…`, remembering any daemon it reports having started.
+    pub fn run(&self, args: &[&str]) -> Out {
+        let out = Out(self.banger(args).output().unwrap());
+        self.note_started(&out.stderr());
+        out
+    }
+
+    pub fn note_started(&self, stderr: &str) {
+        for line in stderr.lines() {
+            if let Some(rest) = line.strip_prefix("banger: started bangerd (pid ") {
+                let pid: i32 = rest.trim_end_matches(')').parse().unwrap();
+                self.started.borrow_mut().push(pid);
+            }
+        }
+    }
+
+    /// Status as JSON (starting the daemon if needed).
+    pub fn status(&self) -> serde_json::Value {
+        let out = self.run(&["daemon", "status", "--json"]);
+        assert_eq!(out.code(), 0, "daemon status failed: {}", out.stderr());
+        serde_json::from_str(&out.stdout()).unwrap()
+    }
+
+    pub fn write_config(&self, text: &str) {
+        let p = self.config_file();
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for &pid in self.started.borrow().iter() {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).is_ok() {
+                wait_gone(pid.as_raw(), Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+pub struct Out(pub Output);
+
+impl Out {
+    pub fn code(&self) -> i32 {
+        self.0.status.code().unwrap_or(-1)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout())
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout()))
+    }
+}
+
+pub fn alive(pid: i32) -> bool {
+    // A zombie (exited, not yet reaped by its parent) counts as gone.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+pub fn wait_gone(pid: i32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while alive(pid) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+pub fn mode(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}

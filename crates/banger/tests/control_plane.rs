@@ -1,0 +1,464 @@
+//! The control plane end to end: real `banger` and `bangerd` binaries, a temporary XDG layout.
+
+mod common;
+
+use common::*;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::time::Duration;
+
+#[test]
+fn autostart_status_and_graceful_stop() {
+    let env = Env::new();
+    let out = env.run(&["daemon", "status", "--json"]);
+    assert_eq!(out.code(), 0, "{}", out.stderr());
+    assert!(
+        out.stderr().contains("started bangerd (pid "),
+        "{}",
+        out.stderr()
+    );
+    let s = out.json();
+    let pid = s["pid"].as_i64().unwrap() as i32;
+    assert!(alive(pid));
+    assert_eq!(s["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(s["socket"], env.socket().to_str().unwrap());
+    assert_eq!(s["state_dir"], env.state_dir().to_str().unwrap());
+    assert_eq!(s["config_file"], env.config_file().to_str().unwrap());
+    assert_eq!(s["schema_version"], 1);
+    assert_eq!(s["vmm"], "auto");
+    assert!(s["runtime"]["dir"].as_str().unwrap().ends_with("/runtime"));
+
+    // Permissions: private directory, owner-only socket.
+    assert_eq!(mode(&env.run_dir()), 0o700);
+    assert_eq!(mode(&env.socket()), 0o600);
+
+    // A second call talks to the same daemon and starts nothing.
+    let again = env.run(&["daemon", "status", "--json"]);
+    assert!(
+        !again.stderr().contains("started bangerd"),
+        "{}",
+        again.stderr()
+    );
+    assert_eq!(again.json()["pid"].as_i64().unwrap() as i32, pid);
+
+    // Human output names the same things.
+    let human = env.run(&["daemon", "status"]);
+    assert!(
+        human.stdout().contains(&format!("pid:       {pid}")),
+        "{}",
+        human.stdout()
+    );
+    assert_eq!(
+        env.run(&["daemon", "socket"]).stdout().trim(),
+        env.socket().to_str().unwrap()
+    );
+
+    let stop = env.run(&["daemon", "stop"]);
+    assert_eq!(stop.code(), 0, "{}", stop.stderr());
+    assert_eq!(stop.stdout().trim(), format!("bangerd (pid {pid}) stopped"));
+    assert!(
+        wait_gone(pid, Duration::from_secs(5)),
+        "daemon still alive after stop"
+    );
+    assert!(!env.socket().exists(), "socket left behind");
+
+    let after = env.run(&["daemon", "status", "--no-start"]);
+    assert_eq!(after.code(), 5, "{}", after.stderr());
+    assert!(
+        after
+            .stderr()
+            .starts_with("banger: error: bangerd is not running"),
+        "{}",
+        after.stderr()
+    );
+    assert_eq!(after.stderr().lines().count(), 1);
+
+    // Stopping a daemon that is not running is not an error.
+    let stop = env.run(&["daemon", "stop"]);
+    assert_eq!(
+        (stop.code(), stop.stdout().trim()),
+        (0, "bangerd is not running")
+    );
+
+    // The clean stop was recorded: the next start has nothing to warn about.
+    env.status();
+    assert!(
+        !env.log().contains("did not shut down cleanly"),
+        "{}",
+        env.log()
+    );
+}
+
+#[test]
+fn concurrent_clis_start_exactly_one_daemon() {
+    let env = Env::new();
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            env.banger(&["daemon", "status", "--json"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut pids = Vec::new();
+    let mut starters = 0;
+    for child in children {
+        let out = Out(child.wait_with_output().unwrap());
+        env.note_started(&out.stderr());
+        assert_eq!(out.code(), 0, "{}", out.stderr());
+        starters += out.stderr().matches("started bangerd").count();
+        pids.push(out.json()["pid"].as_i64().unwrap());
+    }
+    pids.dedup();
+    assert_eq!(pids.len(), 1, "CLIs saw different daemons: {pids:?}");
+    assert_eq!(starters, 1, "more than one CLI started a daemon");
+    let log = env.log();
+    assert_eq!(log.matches("listening on").count(), 1, "{log}");
+    assert!(!log.contains("already running"), "{log}");
+}
+
+#[test]
+fn a_second_daemon_started_by_hand_is_refused() {
+    let env = Env::new();
+    let pid = env.status()["pid"].as_i64().unwrap();
+    let out = Out(env.bangerd().output().unwrap());
+    assert_eq!(out.code(), 4, "{}", out.stderr());
+    assert_eq!(
+        out.stderr().trim(),
+        format!(
+            "bangerd: error: bangerd is already running (pid {pid}, socket {}); stop it with `banger daemon stop`",
+            env.socket().display()
+        )
+    );
+    // The running daemon is untouched.
+    assert_eq!(env.status()["pid"].as_i64().unwrap(), pid);
+}
+
+#[test]
+fn stale_socket_and_stale_pid_from_a_crash_are_recovered() {
+    let env = Env::new();
+    let first = env.status()["pid"].as_i64().unwrap() as i32;
+    // Simulate a crash: SIGKILL leaves the socket file and the pid in the lock file behind.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(wait_gone(first, Duration::from_secs(5)));
+    assert!(
+        env.socket().exists(),
+        "a killed daemon leaves its socket file"
+    );
+    let lock = std::fs::read_to_string(env.run_dir().join("bangerd.lock")).unwrap();
+    assert_eq!(lock.trim(), first.to_string());
+
+    let stale = env.run(&["daemon", "status", "--no-start"]);
+    assert_eq!(stale.code(), 5, "{}", stale.stderr());
+    assert!(
+        stale.stderr().contains("Connection refused"),
+        "{}",
+        stale.stderr()
+    );
+
+    let second = env.status()["pid"].as_i64().unwrap() as i32;
+    assert_ne!(first, second);
+    let log = env.log();
+    assert!(log.contains("removed stale socket"), "{log}");
+    assert!(
+        log.contains(&format!("the previous bangerd (pid {first}")),
+        "{log}"
+    );
+    assert!(log.contains("did not shut down cleanly"), "{log}");
+}
+
+#[test]
+fn socket_owned_by_another_user_is_refused() {
+    if !is_root() {
+        eprintln!(
+            "SKIP socket_owned_by_another_user_is_refused: needs root to chown a socket file"
+        );
+        return;
+    }
+    let env = Env::new();
+    std::fs::create_dir_all(env.run_dir()).unwrap();
+    std::fs::set_permissions(env.run_dir(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(env.socket()).unwrap();
+    nix::unistd::chown(&env.socket(), Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    let out = env.run(&["daemon", "status"]);
+    assert_eq!(out.code(), 6, "{}", out.stderr());
+    assert_eq!(
+        out.stderr().trim(),
+        format!(
+            "banger: error: socket {} belongs to uid 65534, not to you (uid 0); refusing to talk to it",
+            env.socket().display()
+        )
+    );
+    assert!(env.log().is_empty(), "a daemon was started anyway");
+    drop(listener);
+}
+
+#[test]
+fn daemon_refuses_peers_of_another_uid_with_structured_json() {
+    if !is_root() {
+        eprintln!(
+            "SKIP daemon_refuses_peers_of_another_uid_with_structured_json: needs root to connect as another uid"
+        );
+        return;
+    }
+    let env = Env::new();
+    env.status();
+    // Open the path up so the filesystem lets uid 65534 reach the socket; the daemon must still say no.
+    for dir in [env.tmp.path().to_path_buf(), env.path("run"), env.run_dir()] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(env.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let curl = |uid: Option<u32>| {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args(["-s", "-w", "\n%{http_code}", "--unix-socket"])
+            .arg(env.socket())
+            .arg("http://bangerd/v1/daemon/status");
+        if let Some(uid) = uid {
+            cmd.uid(uid).gid(65534);
+        }
+        let out = cmd
+            .output()
+            .expect("curl is needed (make test installs it)");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (code.to_string(), body.to_string())
+    };
+    let (code, body) = curl(Some(65534));
+    assert_eq!(code, "403", "{body}");
+    let err: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(err["code"], "permission_denied");
+    assert_eq!(
+        err["message"],
+        "bangerd serves only uid 0; the connection from uid 65534 was refused"
+    );
+    // The same request from our own uid works: the API is curl-able.
+    let (code, body) = curl(None);
+    assert_eq!(code, "200", "{body}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["version"],
+        env!("CARGO_PKG_VERSION")
+    );
+}
+
+#[test]
+fn api_errors_are_structured_json() {
+    let env = Env::new();
+    env.status();
+    let curl = |args: &[&str], url: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}", "--unix-socket"])
+            .arg(env.socket())
+            .args(args)
+            .arg(url)
+            .output()
+            .expect("curl is needed (make test installs it)");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (
+            code.to_string(),
+            serde_json::from_str::<serde_json::Value>(body).unwrap(),
+        )
+    };
+    let (code, body) = curl(&[], "http://bangerd/v1/nope");
+    assert_eq!(code, "404");
+    assert_eq!(body["code"], "not_found");
+    assert_eq!(body["message"], "no such API path: GET /v1/nope");
+    let (code, body) = curl(&["-X", "DELETE"], "http://bangerd/v1/daemon/status");
+    assert_eq!(code, "400");
+    assert_eq!(body["code"], "bad_input");
+}
+
+#[test]
+fn unwritable_state_dir_is_one_clear_line() {
+    let env = Env::new();
+    // A file where the state directory should be: creating it fails even for root.
+    std::fs::write(env.path("state"), "not a directory").unwrap();
+    let out = env.run(&["daemon", "status"]);
+    assert_eq!(out.code(), 1, "{}", out.stderr());
+    let err = out.stderr();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "banger: error: cannot create directory {}",
+            env.path("state").display()
+        )),
+        "{err}"
+    );
+    assert!(!env.socket().exists());
+}
+
+#[test]
+fn corrupt_config_is_reported_before_any_daemon_starts() {
+    let env = Env::new();
+    env.write_config("vmm = \"qemu\"\ndefault_vcpu = = 2\n");
+    for args in [&["daemon", "status"][..], &["config", "show"][..]] {
+        let out = env.run(args);
+        assert_eq!(out.code(), 2, "{}", out.stderr());
+        let err = out.stderr();
+        assert!(
+            err.starts_with(&format!(
+                "banger: error: config file {} is not valid TOML: line 2, column",
+                env.config_file().display()
+            )),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    assert!(
+        env.log().is_empty(),
+        "a daemon was started with a corrupt config"
+    );
+
+    // A bad value names file, key and the expected form.
+    env.write_config("default_memory = \"lots\"\n");
+    let out = env.run(&["config", "show"]);
+    assert_eq!(out.code(), 2);
+    assert!(
+        out.stderr()
+            .contains("`default_memory` is \"lots\"; expected memory in MiB"),
+        "{}",
+        out.stderr()
+    );
+
+    // The daemon itself refuses it too when started by hand.
+    let out = Out(env.bangerd().output().unwrap());
+    assert_eq!(out.code(), 2, "{}", out.stderr());
+    assert!(
+        out.stderr().contains("`default_memory`"),
+        "{}",
+        out.stderr()
+    );
+}
+
+#[test]
+fn config_show_reports_values_sources_and_unknown_keys() {
+    let env = Env::new();
+    env.write_config("vmm = \"qemu\"\ndefault_disk_size = \"16G\"\nfirecraker_bin = \"/x\"\n");
+    let out = env.run(&["config", "show", "--json"]);
+    assert_eq!(out.code(), 0, "{}", out.stderr());
+    assert_eq!(
+        out.stderr().trim(),
+        format!(
+            "banger: warning: config file {}: unknown key `firecraker_bin` ignored",
+            env.config_file().display()
+        )
+    );
+    let j = out.json();
+    let get = |key: &str| {
+        j["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["key"] == key)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(get("vmm")["value"], "qemu");
+    assert_eq!(get("vmm")["source"]["kind"], "file");
+    assert_eq!(
+        get("vmm")["source"]["detail"],
+        env.config_file().to_str().unwrap()
+    );
+    assert_eq!(get("default_disk_size")["value"], "16G");
+    assert_eq!(get("default_kernel")["value"], "vmlinux");
+    assert_eq!(get("default_kernel")["source"]["kind"], "default");
+    assert_eq!(j["runtime_dir"]["source"], "source_checkout");
+    let human = env.run(&["config", "show"]).stdout();
+    assert!(
+        human
+            .lines()
+            .any(|l| l.starts_with("vmm ") && l.contains("qemu") && l.ends_with("config.toml")),
+        "{human}"
+    );
+}
+
+#[test]
+fn missing_bundle_names_the_path_and_the_command_that_provides_it() {
+    let env = Env::new();
+    let missing = env.path("no-runtime");
+    let out = env
+        .banger(&["runtime", "check"])
+        .env("BANGER_RUNTIME_DIR", &missing)
+        .output()
+        .unwrap();
+    let out = Out(out);
+    assert_eq!(out.code(), 7, "{}", out.stderr());
+    assert_eq!(
+        out.stderr().trim(),
+        format!(
+            "banger: error: runtime bundle directory {} does not exist (chosen by BANGER_RUNTIME_DIR); run `make runtime-bundle` to fetch the bundle, or `make runtime-build` to build it from Debian packages",
+            missing.display()
+        )
+    );
+    // A bundle lacking one file: that file is named, with its config key.
+    std::fs::create_dir_all(missing.join("modules")).unwrap();
+    for f in ["vmlinux", "initrd.img", "rootfs.ext4", "rootfs-docker.ext4"] {
+        std::fs::write(missing.join(f), "x").unwrap();
+    }
+    let out = Out(env
+        .banger(&["runtime", "check", "--json"])
+        .env("BANGER_RUNTIME_DIR", &missing)
+        .output()
+        .unwrap());
+    assert_eq!(out.code(), 7);
+    assert!(
+        out.stderr().contains(&format!(
+            "runtime bundle file {}/id_ed25519 (ssh_key_path) is missing",
+            missing.display()
+        )),
+        "{}",
+        out.stderr()
+    );
+    let j = out.json();
+    let files = j["files"].as_array().unwrap();
+    assert_eq!(files.iter().filter(|f| f["present"] == false).count(), 1);
+    std::fs::write(missing.join("id_ed25519"), "key").unwrap();
+    let ok = Out(env
+        .banger(&["runtime", "check"])
+        .env("BANGER_RUNTIME_DIR", &missing)
+        .output()
+        .unwrap());
+    assert_eq!(ok.code(), 0, "{}", ok.stderr());
+}
+
+#[test]
+fn installed_layout_uses_prefix_lib_banger() {
+    let env = Env::new();
+    let bin = env.path("prefix/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(banger_bin(), bin.join("banger")).unwrap();
+    let mut cmd = std::process::Command::new(bin.join("banger"));
+    cmd.args(["config", "show", "--json"])
+        .env("XDG_CONFIG_HOME", env.path("config"))
+        .env_remove("BANGER_RUNTIME_DIR");
+    let out = Out(cmd.output().unwrap());
+    assert_eq!(out.code(), 0, "{}", out.stderr());
+    let j = out.json();
+    assert_eq!(
+        j["runtime_dir"]["path"],
+        env.path("prefix/lib/banger").to_str().unwrap()
+    );
+    assert_eq!(j["runtime_dir"]["source"], "install_prefix");
+}
+
+#[test]
+fn completions_are_generated_for_each_shell() {
+    let env = Env::new();
+    for (shell, needle) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef banger"),
+        ("fish", "complete -c banger"),
+    ] {
+        let out = env.run(&["completions", shell]);
+        assert_eq!(out.code(), 0);
+        assert!(out.stdout().contains(needle), "{shell}");
+        assert!(out.stdout().contains("daemon"), "{shell}");
+    }
+    let bad = env.run(&["completions", "tcsh"]);
+    assert_eq!(bad.code(), 2);
+}

@@ -1,0 +1,77 @@
+//! The command-line grammar (clap derive). Every command that reads state takes `--json`.
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "banger",
+    version,
+    about = "Persistent Firecracker/QEMU development VMs",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Inspect or stop the banger daemon (bangerd).
+    #[command(subcommand)]
+    Daemon(DaemonCommand),
+    /// Show the effective configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Inspect the runtime bundle (kernel, initrd, images, SSH key).
+    #[command(subcommand)]
+    Runtime(RuntimeCommand),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DaemonCommand {
+    /// Show the daemon's pid, version, uptime, socket and directories (starts it if needed).
+    Status {
+        #[arg(long)]
+        json: bool,
+        /// Do not start the daemon; exit 5 if it is not running.
+        #[arg(long)]
+        no_start: bool,
+    },
+    /// Print the path of the daemon's socket.
+    Socket {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the daemon gracefully. Running VMs keep running.
+    Stop {
+        /// Seconds to wait for the daemon to exit.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Every config key, its effective value and where the value came from.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RuntimeCommand {
+    /// Check that every file VMs need is in the runtime bundle; exit 7 naming the first missing.
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}

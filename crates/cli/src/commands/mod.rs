@@ -1,0 +1,19 @@
+//! One module per subcommand.
+
+pub mod completions;
+pub mod config;
+pub mod daemon;
+pub mod runtime;
+
+use crate::cli::{Cli, Command};
+use crate::context::Ctx;
+use crate::error::CliResult;
+
+pub fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Completions(args) => completions::run(args),
+        Command::Daemon(cmd) => daemon::run(&Ctx::new()?, cmd),
+        Command::Config(cmd) => config::run(&Ctx::new()?, cmd),
+        Command::Runtime(cmd) => runtime::run(&Ctx::new()?, cmd),
+    }
+}

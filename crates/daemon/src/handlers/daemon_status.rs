@@ -1,0 +1,31 @@
+//! `GET /v1/daemon/status`.
+
+use crate::server::ApiResult;
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use banger_api::response::{DaemonStatus, RuntimeInfo};
+use std::sync::Arc;
+
+pub async fn handle(State(s): State<Arc<AppState>>) -> ApiResult<DaemonStatus> {
+    Ok(Json(DaemonStatus {
+        pid: std::process::id(),
+        version: banger_api::VERSION.into(),
+        started_at: s.started_at,
+        uptime_secs: s.started.elapsed().as_secs_f64(),
+        socket: s.dirs.socket(),
+        log_file: s.dirs.log_file(),
+        config_file: s.dirs.config_file(),
+        config_dir: s.dirs.config.clone(),
+        state_dir: s.dirs.state.clone(),
+        cache_dir: s.dirs.cache.clone(),
+        database: s.dirs.database(),
+        schema_version: s.schema_version,
+        runtime: RuntimeInfo {
+            dir: s.runtime.path.clone(),
+            source: s.runtime.source.describe().into(),
+            present: s.runtime.exists(),
+        },
+        vmm: s.config.vmm.as_str().into(),
+    }))
+}

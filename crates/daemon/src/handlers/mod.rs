@@ -1,0 +1,3 @@
+//! One module per request.
+pub mod daemon_shutdown;
+pub mod daemon_status;

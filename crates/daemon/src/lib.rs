@@ -1,0 +1,109 @@
+//! The banger daemon: owns the state database and (in later layers) the VMs, and serves the
+//! versioned HTTP API on a private Unix socket.
+//!
+//! Start-up: directories → config → single-instance lock → database → socket. Shutdown (SIGTERM,
+//! SIGINT or `POST /v1/daemon/shutdown`) finishes in-flight requests, removes the socket, records
+//! the stop and releases the lock. It never stops VMs: they are independent processes.
+
+mod handlers;
+mod lock;
+mod server;
+mod state;
+
+pub use lock::{DaemonLock, LockError};
+
+use banger_config::{Config, Dirs, RuntimeDir};
+use banger_state::Db;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// `bangerd` takes no options beyond these; `banger` starts it on demand.
+#[derive(clap::Parser)]
+#[command(
+    name = "bangerd",
+    version,
+    about = "The banger daemon (banger starts it on demand; run it by hand to watch its log)"
+)]
+struct Args {}
+
+/// Run the daemon in the foreground; returns the process exit code.
+pub fn main() -> i32 {
+    let _ = <Args as clap::Parser>::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BANGER_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    match run() {
+        Ok(()) => 0,
+        Err((code, message)) => {
+            eprintln!("bangerd: error: {message}");
+            code
+        }
+    }
+}
+
+type Failure = (i32, String);
+
+fn fail<E: std::fmt::Display>(code: i32) -> impl FnOnce(E) -> Failure {
+    move |e| (code, e.to_string())
+}
+
+fn run() -> Result<(), Failure> {
+    let dirs = Dirs::from_env().map_err(|e| (e.exit_code(), e.to_string()))?;
+    dirs.ensure_for_daemon()
+        .map_err(|e| (e.exit_code(), e.to_string()))?;
+    let config = Config::load(&dirs.config_file()).map_err(|e| (e.exit_code(), e.to_string()))?;
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let lock = DaemonLock::acquire(&dirs.daemon_lock(), &dirs.socket())
+        .map_err(|e| (e.exit_code(), e.to_string()))?;
+    let db = Db::open(&dirs.database()).map_err(|e| (e.exit_code(), e.to_string()))?;
+    let pid = std::process::id();
+    let started_at = now_unix();
+    let run_id = db
+        .record_daemon_start(pid, banger_api::VERSION, started_at)
+        .map_err(|e| (e.exit_code(), e.to_string()))?;
+    match db.previous_daemon_run(run_id) {
+        Ok(Some(prev)) if prev.stopped_at.is_none() => tracing::warn!(
+            "the previous bangerd (pid {}, started at {}) did not shut down cleanly",
+            prev.pid,
+            prev.started_at
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("{e}"),
+    }
+    let runtime = RuntimeDir::resolve(config.runtime_dir.as_deref());
+    let schema_version = db
+        .schema_version()
+        .map_err(|e| (e.exit_code(), e.to_string()))?;
+    let state = Arc::new(state::AppState::new(
+        dirs,
+        config,
+        runtime,
+        db,
+        schema_version,
+        started_at,
+    ));
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(fail(banger_api::exit::FAILURE))?;
+    let result = rt.block_on(server::serve(state.clone()));
+    state.record_stop(run_id);
+    drop(lock);
+    result.map_err(|e| (e.exit_code(), e.to_string()))
+}
+
+pub(crate) fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

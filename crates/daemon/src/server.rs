@@ -1,0 +1,175 @@
+//! HTTP over the Unix socket: routing, the peer-uid check, structured errors.
+
+use crate::handlers;
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::connect_info::Connected;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::IncomingStream;
+use banger_api::{ApiError, routes};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::net::UnixListener;
+
+/// An [`ApiError`] as an HTTP response.
+pub struct ApiErr(pub ApiError);
+
+impl From<ApiError> for ApiErr {
+    fn from(e: ApiError) -> Self {
+        ApiErr(e)
+    }
+}
+
+impl IntoResponse for ApiErr {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, axum::Json(self.0)).into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<axum::Json<T>, ApiErr>;
+
+/// Credentials of the process at the other end of a connection (SO_PEERCRED).
+#[derive(Clone, Copy, Debug)]
+pub struct Peer {
+    pub uid: Option<u32>,
+    pub pid: Option<i32>,
+}
+
+impl Connected<IncomingStream<'_, UnixListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
+        let cred = stream.io().peer_cred().ok();
+        Peer {
+            uid: cred.map(|c| c.uid()),
+            pid: cred.and_then(|c| c.pid()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot remove stale socket {path}: {source}")]
+    Stale {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {path}: {source}")]
+    Bind {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("serving on {path} failed: {source}")]
+    Serve {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl ServeError {
+    pub fn exit_code(&self) -> i32 {
+        banger_api::exit::FAILURE
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(routes::DAEMON_STATUS, get(handlers::daemon_status::handle))
+        .route(
+            routes::DAEMON_SHUTDOWN,
+            post(handlers::daemon_shutdown::handle),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), only_our_user))
+        .with_state(state)
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiErr {
+    ApiErr(ApiError::not_found(format!(
+        "no such API path: {method} {uri}"
+    )))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiErr {
+    ApiErr(ApiError::bad_input(format!(
+        "{uri} does not accept {method}"
+    )))
+}
+
+/// Refuse every connection from a uid other than the daemon's.
+async fn only_our_user(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if peer.uid != Some(state.uid) {
+        let who = peer
+            .uid
+            .map(|u| format!("uid {u}"))
+            .unwrap_or_else(|| "an unknown user".into());
+        tracing::warn!("refused a connection from {who} (pid {:?})", peer.pid);
+        return ApiErr(ApiError::permission(format!(
+            "bangerd serves only uid {}; the connection from {who} was refused",
+            state.uid
+        )))
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// Bind the socket (0600 inside the 0700 run dir) and serve until shutdown is requested.
+pub async fn serve(state: Arc<AppState>) -> Result<(), ServeError> {
+    let path = state.dirs.socket();
+    // We hold the daemon lock, so any socket file here is a leftover of a crashed daemon.
+    match std::fs::remove_file(&path) {
+        Ok(()) => tracing::info!("removed stale socket {}", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(ServeError::Stale { path, source }),
+    }
+    let listener = UnixListener::bind(&path).map_err(|source| ServeError::Bind {
+        path: path.clone(),
+        source,
+    })?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
+        ServeError::Bind {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    tracing::info!(
+        "bangerd {} (pid {}) listening on {}",
+        banger_api::VERSION,
+        std::process::id(),
+        path.display()
+    );
+    let app = router(state.clone()).into_make_service_with_connect_info::<Peer>();
+    let stopper = state.clone();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = stopper.shutdown_requested() => tracing::info!("shutdown requested over the API"),
+                _ = signal(tokio::signal::unix::SignalKind::terminate()) => tracing::info!("SIGTERM: shutting down"),
+                _ = signal(tokio::signal::unix::SignalKind::interrupt()) => tracing::info!("SIGINT: shutting down"),
+            }
+        })
+        .await;
+    let _ = std::fs::remove_file(&path);
+    tracing::info!("bangerd stopped");
+    result.map_err(|source| ServeError::Serve { path, source })
+}
+
+async fn signal(kind: tokio::signal::unix::SignalKind) {
+    match tokio::signal::unix::signal(kind) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
