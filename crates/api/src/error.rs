@@ -87,10 +87,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError {
-            code,
-            message: message.into(),
-        }
+        ApiError { code, message: message.into() }
     }
     pub fn bad_input(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::BadInput, message)
@@ -129,47 +126,36 @@ mod tests {
     fn codes_round_trip_through_json_in_snake_case() {
         let e = ApiError::invalid_state("vm calm-otter is running");
         let json = serde_json::to_string(&e).unwrap();
-        assert_eq!(
-            json,
-            r#"{"code":"invalid_state","message":"vm calm-otter is running"}"#
-        );
+        assert_eq!(json, r#"{"code":"invalid_state","message":"vm calm-otter is running"}"#);
         assert_eq!(serde_json::from_str::<ApiError>(&json).unwrap(), e);
     }
 
+    /// Every code except `InvalidState`, which deliberately shares `Conflict`'s status and exit code.
+    const DISTINCT: [ErrorCode; 7] = [
+        ErrorCode::BadInput,
+        ErrorCode::NotFound,
+        ErrorCode::Conflict,
+        ErrorCode::PermissionDenied,
+        ErrorCode::RuntimeMissing,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+
     #[test]
     fn every_failure_kind_has_its_own_exit_code() {
-        let codes = [
-            ErrorCode::BadInput,
-            ErrorCode::NotFound,
-            ErrorCode::Conflict,
-            ErrorCode::PermissionDenied,
-            ErrorCode::RuntimeMissing,
-            ErrorCode::Unavailable,
-            ErrorCode::Internal,
-        ];
+        let codes = DISTINCT;
         let mut exits: Vec<i32> = codes.iter().map(|c| c.exit_code()).collect();
         assert!(exits.iter().all(|&c| c != exit::OK));
         exits.sort();
         exits.dedup();
         assert_eq!(exits.len(), codes.len(), "exit codes collide");
         // Conflict and invalid state are the same kind of failure for a script.
-        assert_eq!(
-            ErrorCode::InvalidState.exit_code(),
-            ErrorCode::Conflict.exit_code()
-        );
+        assert_eq!(ErrorCode::InvalidState.exit_code(), ErrorCode::Conflict.exit_code());
     }
 
     #[test]
     fn http_status_maps_back_to_the_same_code() {
-        for code in [
-            ErrorCode::BadInput,
-            ErrorCode::NotFound,
-            ErrorCode::Conflict,
-            ErrorCode::PermissionDenied,
-            ErrorCode::RuntimeMissing,
-            ErrorCode::Unavailable,
-            ErrorCode::Internal,
-        ] {
+        for code in DISTINCT {
             assert_eq!(ErrorCode::from_http_status(code.http_status()), code);
         }
     }

@@ -4,7 +4,6 @@ mod common;
 
 use common::*;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 #[test]
@@ -12,11 +11,7 @@ fn autostart_status_and_graceful_stop() {
     let env = Env::new();
     let out = env.run(&["daemon", "status", "--json"]);
     assert_eq!(out.code(), 0, "{}", out.stderr());
-    assert!(
-        out.stderr().contains("started bangerd (pid "),
-        "{}",
-        out.stderr()
-    );
+    assert!(out.stderr().contains("started bangerd (pid "), "{}", out.stderr());
     let s = out.json();
     let pid = s["pid"].as_i64().unwrap() as i32;
     assert!(alive(pid));
@@ -34,59 +29,32 @@ fn autostart_status_and_graceful_stop() {
 
     // A second call talks to the same daemon and starts nothing.
     let again = env.run(&["daemon", "status", "--json"]);
-    assert!(
-        !again.stderr().contains("started bangerd"),
-        "{}",
-        again.stderr()
-    );
+    assert!(!again.stderr().contains("started bangerd"), "{}", again.stderr());
     assert_eq!(again.json()["pid"].as_i64().unwrap() as i32, pid);
 
     // Human output names the same things.
     let human = env.run(&["daemon", "status"]);
-    assert!(
-        human.stdout().contains(&format!("pid:       {pid}")),
-        "{}",
-        human.stdout()
-    );
-    assert_eq!(
-        env.run(&["daemon", "socket"]).stdout().trim(),
-        env.socket().to_str().unwrap()
-    );
+    assert!(human.stdout().contains(&format!("pid:       {pid}")), "{}", human.stdout());
+    assert_eq!(env.run(&["daemon", "socket"]).stdout().trim(), env.socket().to_str().unwrap());
 
     let stop = env.run(&["daemon", "stop"]);
     assert_eq!(stop.code(), 0, "{}", stop.stderr());
     assert_eq!(stop.stdout().trim(), format!("bangerd (pid {pid}) stopped"));
-    assert!(
-        wait_gone(pid, Duration::from_secs(5)),
-        "daemon still alive after stop"
-    );
+    assert!(wait_gone(pid, Duration::from_secs(5)), "daemon still alive after stop");
     assert!(!env.socket().exists(), "socket left behind");
 
     let after = env.run(&["daemon", "status", "--no-start"]);
     assert_eq!(after.code(), 5, "{}", after.stderr());
-    assert!(
-        after
-            .stderr()
-            .starts_with("banger: error: bangerd is not running"),
-        "{}",
-        after.stderr()
-    );
+    assert!(after.stderr().starts_with("banger: error: bangerd is not running"), "{}", after.stderr());
     assert_eq!(after.stderr().lines().count(), 1);
 
     // Stopping a daemon that is not running is not an error.
     let stop = env.run(&["daemon", "stop"]);
-    assert_eq!(
-        (stop.code(), stop.stdout().trim()),
-        (0, "bangerd is not running")
-    );
+    assert_eq!((stop.code(), stop.stdout().trim()), (0, "bangerd is not running"));
 
     // The clean stop was recorded: the next start has nothing to warn about.
     env.status();
-    assert!(
-        !env.log().contains("did not shut down cleanly"),
-        "{}",
-        env.log()
-    );
+    assert!(!env.log().contains("did not shut down cleanly"), "{}", env.log());
 }
 
 #[test]
@@ -140,44 +108,28 @@ fn stale_socket_and_stale_pid_from_a_crash_are_recovered() {
     let env = Env::new();
     let first = env.status()["pid"].as_i64().unwrap() as i32;
     // Simulate a crash: SIGKILL leaves the socket file and the pid in the lock file behind.
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(first),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first), nix::sys::signal::Signal::SIGKILL).unwrap();
     assert!(wait_gone(first, Duration::from_secs(5)));
-    assert!(
-        env.socket().exists(),
-        "a killed daemon leaves its socket file"
-    );
+    assert!(env.socket().exists(), "a killed daemon leaves its socket file");
     let lock = std::fs::read_to_string(env.run_dir().join("bangerd.lock")).unwrap();
     assert_eq!(lock.trim(), first.to_string());
 
     let stale = env.run(&["daemon", "status", "--no-start"]);
     assert_eq!(stale.code(), 5, "{}", stale.stderr());
-    assert!(
-        stale.stderr().contains("Connection refused"),
-        "{}",
-        stale.stderr()
-    );
+    assert!(stale.stderr().contains("Connection refused"), "{}", stale.stderr());
 
     let second = env.status()["pid"].as_i64().unwrap() as i32;
     assert_ne!(first, second);
     let log = env.log();
     assert!(log.contains("removed stale socket"), "{log}");
-    assert!(
-        log.contains(&format!("the previous bangerd (pid {first}")),
-        "{log}"
-    );
+    assert!(log.contains(&format!("the previous bangerd (pid {first}")), "{log}");
     assert!(log.contains("did not shut down cleanly"), "{log}");
 }
 
 #[test]
 fn socket_owned_by_another_user_is_refused() {
     if !is_root() {
-        eprintln!(
-            "SKIP socket_owned_by_another_user_is_refused: needs root to chown a socket file"
-        );
+        eprintln!("SKIP socket_owned_by_another_user_is_refused: needs root to chown a socket file");
         return;
     }
     let env = Env::new();
@@ -213,62 +165,25 @@ fn daemon_refuses_peers_of_another_uid_with_structured_json() {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     std::fs::set_permissions(env.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
-    let curl = |uid: Option<u32>| {
-        let mut cmd = std::process::Command::new("curl");
-        cmd.args(["-s", "-w", "\n%{http_code}", "--unix-socket"])
-            .arg(env.socket())
-            .arg("http://bangerd/v1/daemon/status");
-        if let Some(uid) = uid {
-            cmd.uid(uid).gid(65534);
-        }
-        let out = cmd
-            .output()
-            .expect("curl is needed (make test installs it)");
-        let text = String::from_utf8(out.stdout).unwrap();
-        let (body, code) = text.rsplit_once('\n').unwrap();
-        (code.to_string(), body.to_string())
-    };
-    let (code, body) = curl(Some(65534));
+    let (code, body) = curl_socket(&env.socket(), &[], "http://bangerd/v1/daemon/status", Some(65534));
     assert_eq!(code, "403", "{body}");
-    let err: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(err["code"], "permission_denied");
-    assert_eq!(
-        err["message"],
-        "bangerd serves only uid 0; the connection from uid 65534 was refused"
-    );
+    assert_eq!(body["code"], "permission_denied");
+    assert_eq!(body["message"], "bangerd serves only uid 0; the connection from uid 65534 was refused");
     // The same request from our own uid works: the API is curl-able.
-    let (code, body) = curl(None);
+    let (code, body) = curl_socket(&env.socket(), &[], "http://bangerd/v1/daemon/status", None);
     assert_eq!(code, "200", "{body}");
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&body).unwrap()["version"],
-        env!("CARGO_PKG_VERSION")
-    );
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
 }
 
 #[test]
 fn api_errors_are_structured_json() {
     let env = Env::new();
     env.status();
-    let curl = |args: &[&str], url: &str| {
-        let out = std::process::Command::new("curl")
-            .args(["-s", "-w", "\n%{http_code}", "--unix-socket"])
-            .arg(env.socket())
-            .args(args)
-            .arg(url)
-            .output()
-            .expect("curl is needed (make test installs it)");
-        let text = String::from_utf8(out.stdout).unwrap();
-        let (body, code) = text.rsplit_once('\n').unwrap();
-        (
-            code.to_string(),
-            serde_json::from_str::<serde_json::Value>(body).unwrap(),
-        )
-    };
-    let (code, body) = curl(&[], "http://bangerd/v1/nope");
+    let (code, body) = curl_socket(&env.socket(), &[], "http://bangerd/v1/nope", None);
     assert_eq!(code, "404");
     assert_eq!(body["code"], "not_found");
     assert_eq!(body["message"], "no such API path: GET /v1/nope");
-    let (code, body) = curl(&["-X", "DELETE"], "http://bangerd/v1/daemon/status");
+    let (code, body) = curl_socket(&env.socket(), &["-X", "DELETE"], "http://bangerd/v1/daemon/status", None);
     assert_eq!(code, "400");
     assert_eq!(body["code"], "bad_input");
 }
@@ -283,10 +198,7 @@ fn unwritable_state_dir_is_one_clear_line() {
     let err = out.stderr();
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.starts_with(&format!(
-            "banger: error: cannot create directory {}",
-            env.path("state").display()
-        )),
+        err.starts_with(&format!("banger: error: cannot create directory {}", env.path("state").display())),
         "{err}"
     );
     assert!(!env.socket().exists());
@@ -309,30 +221,18 @@ fn corrupt_config_is_reported_before_any_daemon_starts() {
         );
         assert_eq!(err.lines().count(), 1, "{err}");
     }
-    assert!(
-        env.log().is_empty(),
-        "a daemon was started with a corrupt config"
-    );
+    assert!(env.log().is_empty(), "a daemon was started with a corrupt config");
 
     // A bad value names file, key and the expected form.
     env.write_config("default_memory = \"lots\"\n");
     let out = env.run(&["config", "show"]);
     assert_eq!(out.code(), 2);
-    assert!(
-        out.stderr()
-            .contains("`default_memory` is \"lots\"; expected memory in MiB"),
-        "{}",
-        out.stderr()
-    );
+    assert!(out.stderr().contains("`default_memory` is \"lots\"; expected memory in MiB"), "{}", out.stderr());
 
     // The daemon itself refuses it too when started by hand.
     let out = Out(env.bangerd().output().unwrap());
     assert_eq!(out.code(), 2, "{}", out.stderr());
-    assert!(
-        out.stderr().contains("`default_memory`"),
-        "{}",
-        out.stderr()
-    );
+    assert!(out.stderr().contains("`default_memory`"), "{}", out.stderr());
 }
 
 #[test]
@@ -343,36 +243,20 @@ fn config_show_reports_values_sources_and_unknown_keys() {
     assert_eq!(out.code(), 0, "{}", out.stderr());
     assert_eq!(
         out.stderr().trim(),
-        format!(
-            "banger: warning: config file {}: unknown key `firecraker_bin` ignored",
-            env.config_file().display()
-        )
+        format!("banger: warning: config file {}: unknown key `firecraker_bin` ignored", env.config_file().display())
     );
     let j = out.json();
-    let get = |key: &str| {
-        j["settings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["key"] == key)
-            .unwrap()
-            .clone()
-    };
+    let get = |key: &str| j["settings"].as_array().unwrap().iter().find(|e| e["key"] == key).unwrap().clone();
     assert_eq!(get("vmm")["value"], "qemu");
     assert_eq!(get("vmm")["source"]["kind"], "file");
-    assert_eq!(
-        get("vmm")["source"]["detail"],
-        env.config_file().to_str().unwrap()
-    );
+    assert_eq!(get("vmm")["source"]["detail"], env.config_file().to_str().unwrap());
     assert_eq!(get("default_disk_size")["value"], "16G");
     assert_eq!(get("default_kernel")["value"], "vmlinux");
     assert_eq!(get("default_kernel")["source"]["kind"], "default");
     assert_eq!(j["runtime_dir"]["source"], "source_checkout");
     let human = env.run(&["config", "show"]).stdout();
     assert!(
-        human
-            .lines()
-            .any(|l| l.starts_with("vmm ") && l.contains("qemu") && l.ends_with("config.toml")),
+        human.lines().any(|l| l.starts_with("vmm ") && l.contains("qemu") && l.ends_with("config.toml")),
         "{human}"
     );
 }
@@ -381,11 +265,7 @@ fn config_show_reports_values_sources_and_unknown_keys() {
 fn missing_bundle_names_the_path_and_the_command_that_provides_it() {
     let env = Env::new();
     let missing = env.path("no-runtime");
-    let out = env
-        .banger(&["runtime", "check"])
-        .env("BANGER_RUNTIME_DIR", &missing)
-        .output()
-        .unwrap();
+    let out = env.banger(&["runtime", "check"]).env("BANGER_RUNTIME_DIR", &missing).output().unwrap();
     let out = Out(out);
     assert_eq!(out.code(), 7, "{}", out.stderr());
     assert_eq!(
@@ -400,17 +280,11 @@ fn missing_bundle_names_the_path_and_the_command_that_provides_it() {
     for f in ["vmlinux", "initrd.img", "rootfs.ext4", "rootfs-docker.ext4"] {
         std::fs::write(missing.join(f), "x").unwrap();
     }
-    let out = Out(env
-        .banger(&["runtime", "check", "--json"])
-        .env("BANGER_RUNTIME_DIR", &missing)
-        .output()
-        .unwrap());
+    let out = Out(env.banger(&["runtime", "check", "--json"]).env("BANGER_RUNTIME_DIR", &missing).output().unwrap());
     assert_eq!(out.code(), 7);
     assert!(
-        out.stderr().contains(&format!(
-            "runtime bundle file {}/id_ed25519 (ssh_key_path) is missing",
-            missing.display()
-        )),
+        out.stderr()
+            .contains(&format!("runtime bundle file {}/id_ed25519 (ssh_key_path) is missing", missing.display())),
         "{}",
         out.stderr()
     );
@@ -418,11 +292,7 @@ fn missing_bundle_names_the_path_and_the_command_that_provides_it() {
     let files = j["files"].as_array().unwrap();
     assert_eq!(files.iter().filter(|f| f["present"] == false).count(), 1);
     std::fs::write(missing.join("id_ed25519"), "key").unwrap();
-    let ok = Out(env
-        .banger(&["runtime", "check"])
-        .env("BANGER_RUNTIME_DIR", &missing)
-        .output()
-        .unwrap());
+    let ok = Out(env.banger(&["runtime", "check"]).env("BANGER_RUNTIME_DIR", &missing).output().unwrap());
     assert_eq!(ok.code(), 0, "{}", ok.stderr());
 }
 
@@ -433,27 +303,18 @@ fn installed_layout_uses_prefix_lib_banger() {
     std::fs::create_dir_all(&bin).unwrap();
     std::fs::copy(banger_bin(), bin.join("banger")).unwrap();
     let mut cmd = std::process::Command::new(bin.join("banger"));
-    cmd.args(["config", "show", "--json"])
-        .env("XDG_CONFIG_HOME", env.path("config"))
-        .env_remove("BANGER_RUNTIME_DIR");
+    cmd.args(["config", "show", "--json"]).env("XDG_CONFIG_HOME", env.path("config")).env_remove("BANGER_RUNTIME_DIR");
     let out = Out(cmd.output().unwrap());
     assert_eq!(out.code(), 0, "{}", out.stderr());
     let j = out.json();
-    assert_eq!(
-        j["runtime_dir"]["path"],
-        env.path("prefix/lib/banger").to_str().unwrap()
-    );
+    assert_eq!(j["runtime_dir"]["path"], env.path("prefix/lib/banger").to_str().unwrap());
     assert_eq!(j["runtime_dir"]["source"], "install_prefix");
 }
 
 #[test]
 fn completions_are_generated_for_each_shell() {
     let env = Env::new();
-    for (shell, needle) in [
-        ("bash", "complete -F"),
-        ("zsh", "#compdef banger"),
-        ("fish", "complete -c banger"),
-    ] {
+    for (shell, needle) in [("bash", "complete -F"), ("zsh", "#compdef banger"), ("fish", "complete -c banger")] {
         let out = env.run(&["completions", shell]);
         assert_eq!(out.code(), 0);
         assert!(out.stdout().contains(needle), "{shell}");

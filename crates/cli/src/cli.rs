@@ -3,12 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "banger",
-    version,
-    about = "Persistent Firecracker/QEMU development VMs",
-    propagate_version = true
-)]
+#[command(name = "banger", version, about = "Persistent Firecracker/QEMU development VMs", propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

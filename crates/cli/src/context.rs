@@ -16,9 +16,7 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new() -> CliResult<Ctx> {
-        Ok(Ctx {
-            dirs: Dirs::from_env()?,
-        })
+        Ok(Ctx { dirs: Dirs::from_env()? })
     }
 
     /// The config file, with its warnings printed to stderr.

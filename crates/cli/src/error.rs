@@ -11,10 +11,7 @@ pub struct CliError {
 
 impl CliError {
     pub fn new(code: i32, message: impl Into<String>) -> Self {
-        CliError {
-            code,
-            message: message.into(),
-        }
+        CliError { code, message: message.into() }
     }
     pub fn failure(message: impl Into<String>) -> Self {
         Self::new(exit::FAILURE, message)

@@ -69,15 +69,9 @@ mod tests {
     fn table_columns_align() {
         let t = render_table(
             &["NAME", "STATE"],
-            &[
-                vec!["calm-otter".into(), "running".into()],
-                vec!["x".into(), "stopped".into()],
-            ],
+            &[vec!["calm-otter".into(), "running".into()], vec!["x".into(), "stopped".into()]],
         );
-        assert_eq!(
-            t,
-            "NAME        STATE\ncalm-otter  running\nx           stopped\n"
-        );
+        assert_eq!(t, "NAME        STATE\ncalm-otter  running\nx           stopped\n");
     }
 
     #[test]

@@ -29,32 +29,15 @@ pub enum StartError {
     #[error(transparent)]
     Dirs(#[from] banger_config::DirsError),
     #[error("cannot take the start lock {path}: {source}")]
-    Lock {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Lock { path: PathBuf, source: std::io::Error },
     #[error("cannot open the daemon log {path}: {source}")]
-    Log {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Log { path: PathBuf, source: std::io::Error },
     #[error("cannot start bangerd ({bin}): {source}")]
-    Spawn {
-        bin: PathBuf,
-        source: std::io::Error,
-    },
+    Spawn { bin: PathBuf, source: std::io::Error },
     #[error("bangerd exited during start-up ({status}){}; see {}", last_line_suffix(.last_line), .log.display())]
-    Exited {
-        status: String,
-        last_line: Option<String>,
-        log: PathBuf,
-    },
+    Exited { status: String, last_line: Option<String>, log: PathBuf },
     #[error("bangerd did not answer on {} within {}s, so it was stopped; see {}", .socket.display(), .timeout.as_secs(), .log.display())]
-    Timeout {
-        socket: PathBuf,
-        timeout: Duration,
-        log: PathBuf,
-    },
+    Timeout { socket: PathBuf, timeout: Duration, log: PathBuf },
 }
 
 fn last_line_suffix(line: &Option<String>) -> String {
@@ -97,11 +80,7 @@ pub fn daemon_binary() -> PathBuf {
 }
 
 /// Make sure a daemon answers on `dirs.socket()`, starting `daemon_bin` if needed.
-pub fn ensure_running(
-    dirs: &Dirs,
-    daemon_bin: &Path,
-    timeout: Duration,
-) -> Result<Started, StartError> {
+pub fn ensure_running(dirs: &Dirs, daemon_bin: &Path, timeout: Duration) -> Result<Started, StartError> {
     let socket = dirs.socket();
     check_socket_owner(&socket)?;
     if is_listening(&socket) {
@@ -119,15 +98,9 @@ pub fn ensure_running(
         .append(true)
         .mode(0o600)
         .open(&log_path)
-        .map_err(|source| StartError::Log {
-            path: log_path.clone(),
-            source,
-        })?;
+        .map_err(|source| StartError::Log { path: log_path.clone(), source })?;
     let log_len = log.metadata().map(|m| m.len()).unwrap_or(0);
-    let log_err = log.try_clone().map_err(|source| StartError::Log {
-        path: log_path.clone(),
-        source,
-    })?;
+    let log_err = log.try_clone().map_err(|source| StartError::Log { path: log_path.clone(), source })?;
     let mut cmd = Command::new(daemon_bin);
     cmd.stdin(Stdio::null()).stdout(log).stderr(log_err);
     // SAFETY: setsid is async-signal-safe; the closure touches nothing else.
@@ -137,10 +110,7 @@ pub fn ensure_running(
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|source| StartError::Spawn {
-        bin: daemon_bin.into(),
-        source,
-    })?;
+    let mut child = cmd.spawn().map_err(|source| StartError::Spawn { bin: daemon_bin.into(), source })?;
     let pid = child.id();
     let deadline = Instant::now() + timeout;
     let mut delay = Duration::from_millis(2);
@@ -163,11 +133,7 @@ pub fn ensure_running(
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(StartError::Timeout {
-                socket,
-                timeout,
-                log: log_path,
-            });
+            return Err(StartError::Timeout { socket, timeout, log: log_path });
         }
         std::thread::sleep(delay);
         delay = (delay * 2).min(Duration::from_millis(50));
@@ -182,22 +148,14 @@ pub fn lock_exclusive(path: &Path) -> Result<Flock<File>, StartError> {
         .write(true)
         .mode(0o600)
         .open(path)
-        .map_err(|source| StartError::Lock {
-            path: path.into(),
-            source,
-        })?;
-    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| StartError::Lock {
-        path: path.into(),
-        source: errno.into(),
-    })
+        .map_err(|source| StartError::Lock { path: path.into(), source })?;
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, errno)| StartError::Lock { path: path.into(), source: errno.into() })
 }
 
 /// The last non-empty line the daemon wrote to its log after byte `from`.
 fn last_log_line(log: &Path, from: u64) -> Option<String> {
     let text = std::fs::read(log).ok()?;
     let tail = String::from_utf8_lossy(text.get(from as usize..)?).into_owned();
-    tail.lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .map(|l| l.trim().to_string())
+    tail.lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string())
 }

@@ -18,19 +18,11 @@ use tokio::net::UnixStream;
 pub enum ClientError {
     #[error("bangerd is not running (nothing answers on {socket}: {reason})")]
     Unreachable { socket: PathBuf, reason: String },
-    #[error(
-        "socket {socket} belongs to uid {owner}, not to you (uid {uid}); refusing to talk to it"
-    )]
-    ForeignSocket {
-        socket: PathBuf,
-        owner: u32,
-        uid: u32,
-    },
+    #[error("socket {socket} belongs to uid {owner}, not to you (uid {uid}); refusing to talk to it")]
+    ForeignSocket { socket: PathBuf, owner: u32, uid: u32 },
     #[error("{0}")]
     Api(#[from] ApiError),
-    #[error(
-        "bangerd sent a response banger does not understand ({0}); are CLI and daemon the same version?"
-    )]
+    #[error("bangerd sent a response banger does not understand ({0}); are CLI and daemon the same version?")]
     Protocol(String),
 }
 
@@ -50,11 +42,7 @@ pub fn check_socket_owner(socket: &Path) -> Result<(), ClientError> {
     if let Ok(meta) = std::fs::symlink_metadata(socket) {
         let uid = nix::unistd::geteuid().as_raw();
         if meta.uid() != uid {
-            return Err(ClientError::ForeignSocket {
-                socket: socket.into(),
-                owner: meta.uid(),
-                uid,
-            });
+            return Err(ClientError::ForeignSocket { socket: socket.into(), owner: meta.uid(), uid });
         }
     }
     Ok(())
@@ -69,9 +57,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(socket: impl Into<PathBuf>) -> Client {
-        Client {
-            socket: socket.into(),
-        }
+        Client { socket: socket.into() }
     }
 
     pub fn socket(&self) -> &Path {
@@ -82,11 +68,7 @@ impl Client {
         self.send(Method::GET, path, None).await
     }
 
-    pub async fn post<B: Serialize, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> Result<T, ClientError> {
+    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
         let body = serde_json::to_vec(body).map_err(|e| ClientError::Protocol(e.to_string()))?;
         self.send(Method::POST, path, Some(body)).await
     }
@@ -102,31 +84,20 @@ impl Client {
         body: Option<Vec<u8>>,
     ) -> Result<T, ClientError> {
         check_socket_owner(&self.socket)?;
-        let unreachable = |e: &dyn std::fmt::Display| ClientError::Unreachable {
-            socket: self.socket.clone(),
-            reason: e.to_string(),
-        };
-        let stream = UnixStream::connect(&self.socket)
-            .await
-            .map_err(|e| unreachable(&e))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| unreachable(&e))?;
+        let unreachable =
+            |e: &dyn std::fmt::Display| ClientError::Unreachable { socket: self.socket.clone(), reason: e.to_string() };
+        let stream = UnixStream::connect(&self.socket).await.map_err(|e| unreachable(&e))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| unreachable(&e))?;
         tokio::spawn(conn);
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "bangerd");
+        let mut req = Request::builder().method(method).uri(path).header("host", "bangerd");
         if body.is_some() {
             req = req.header("content-type", "application/json");
         }
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| unreachable(&e))?;
+        let resp = sender.send_request(req).await.map_err(|e| unreachable(&e))?;
         let status = resp.status();
         let bytes = resp
             .into_body()
@@ -135,19 +106,13 @@ impl Client {
             .map_err(|e| ClientError::Protocol(format!("reading the response failed: {e}")))?
             .to_bytes();
         if status.is_success() {
-            return serde_json::from_slice(&bytes)
-                .map_err(|e| ClientError::Protocol(e.to_string()));
+            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()));
         }
-        Err(ClientError::Api(
-            serde_json::from_slice::<ApiError>(&bytes).unwrap_or_else(|_| {
-                ApiError::new(
-                    ErrorCode::from_http_status(status.as_u16()),
-                    format!(
-                        "bangerd answered {status}: {}",
-                        String::from_utf8_lossy(&bytes).trim()
-                    ),
-                )
-            }),
-        ))
+        Err(ClientError::Api(serde_json::from_slice::<ApiError>(&bytes).unwrap_or_else(|_| {
+            ApiError::new(
+                ErrorCode::from_http_status(status.as_u16()),
+                format!("bangerd answered {status}: {}", String::from_utf8_lossy(&bytes).trim()),
+            )
+        })))
     }
 }

@@ -34,19 +34,11 @@ impl std::fmt::Display for Source {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path} is not valid TOML: {message}")]
     Syntax { path: PathBuf, message: String },
     #[error("config file {path}: `{key}` {problem}; expected {expected}")]
-    Value {
-        path: PathBuf,
-        key: String,
-        problem: String,
-        expected: &'static str,
-    },
+    Value { path: PathBuf, key: String, problem: String, expected: &'static str },
 }
 
 impl ConfigError {
@@ -93,10 +85,7 @@ impl Subnet {
             return None;
         }
         let mask = u32::MAX << (32 - prefix);
-        (u32::from(ip) & !mask == 0).then_some(Subnet {
-            network: ip,
-            prefix,
-        })
+        (u32::from(ip) & !mask == 0).then_some(Subnet { network: ip, prefix })
     }
 }
 
@@ -152,85 +141,26 @@ pub struct Entry {
 /// Every key: name, expected form, default (as written in a config file).
 pub const KEYS: &[(&str, &str, Option<&str>)] = &[
     ("runtime_dir", "an absolute directory path", None),
-    (
-        "firecracker_bin",
-        "a path or a program name",
-        Some("firecracker"),
-    ),
-    (
-        "qemu_bin",
-        "a path or a program name",
-        Some("qemu-system-x86_64"),
-    ),
-    (
-        "ssh_key_path",
-        "a path (relative: inside the runtime dir)",
-        Some("id_ed25519"),
-    ),
+    ("firecracker_bin", "a path or a program name", Some("firecracker")),
+    ("qemu_bin", "a path or a program name", Some("qemu-system-x86_64")),
+    ("ssh_key_path", "a path (relative: inside the runtime dir)", Some("id_ed25519")),
     ("namegen_path", "a path or a program name", None),
-    (
-        "customize_script",
-        "a path (relative: inside the runtime dir)",
-        Some("customize.sh"),
-    ),
-    (
-        "default_rootfs",
-        "a path (relative: inside the runtime dir)",
-        Some("rootfs-docker.ext4"),
-    ),
-    (
-        "default_base_rootfs",
-        "a path (relative: inside the runtime dir)",
-        Some("rootfs.ext4"),
-    ),
-    (
-        "default_kernel",
-        "a path (relative: inside the runtime dir)",
-        Some("vmlinux"),
-    ),
-    (
-        "default_initrd",
-        "a path (relative: inside the runtime dir)",
-        Some("initrd.img"),
-    ),
-    (
-        "default_modules_dir",
-        "a path (relative: inside the runtime dir)",
-        Some("modules"),
-    ),
-    (
-        "default_packages_file",
-        "a path (relative: inside the runtime dir)",
-        Some("packages.apt"),
-    ),
-    (
-        "vmm",
-        "one of \"auto\", \"firecracker\", \"qemu\"",
-        Some("auto"),
-    ),
-    (
-        "default_memory",
-        "memory in MiB, an integer from 128 to 1048576",
-        Some("1024"),
-    ),
+    ("customize_script", "a path (relative: inside the runtime dir)", Some("customize.sh")),
+    ("default_rootfs", "a path (relative: inside the runtime dir)", Some("rootfs-docker.ext4")),
+    ("default_base_rootfs", "a path (relative: inside the runtime dir)", Some("rootfs.ext4")),
+    ("default_kernel", "a path (relative: inside the runtime dir)", Some("vmlinux")),
+    ("default_initrd", "a path (relative: inside the runtime dir)", Some("initrd.img")),
+    ("default_modules_dir", "a path (relative: inside the runtime dir)", Some("modules")),
+    ("default_packages_file", "a path (relative: inside the runtime dir)", Some("packages.apt")),
+    ("vmm", "one of \"auto\", \"firecracker\", \"qemu\"", Some("auto")),
+    ("default_memory", "memory in MiB, an integer from 128 to 1048576", Some("1024")),
     ("default_vcpu", "an integer from 1 to 64", Some("1")),
-    (
-        "default_disk_size",
-        "a size such as \"8G\" (at least 64M)",
-        Some("8G"),
-    ),
-    (
-        "subnet",
-        "an IPv4 network such as \"172.30.0.0/24\" with a prefix from /8 to /29",
-        Some("172.30.0.0/24"),
-    ),
+    ("default_disk_size", "a size such as \"8G\" (at least 64M)", Some("8G")),
+    ("subnet", "an IPv4 network such as \"172.30.0.0/24\" with a prefix from /8 to /29", Some("172.30.0.0/24")),
 ];
 
 fn expected(key: &str) -> &'static str {
-    KEYS.iter()
-        .find(|(k, _, _)| *k == key)
-        .map(|(_, e, _)| *e)
-        .unwrap_or("a valid value")
+    KEYS.iter().find(|(k, _, _)| *k == key).map(|(_, e, _)| *e).unwrap_or("a valid value")
 }
 
 impl Config {
@@ -238,35 +168,25 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         match std::fs::read_to_string(path) {
             Ok(text) => Config::parse(path, &text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Config::parse(path, "").map(|mut c| {
-                    c.file_exists = false;
-                    c
-                })
-            }
-            Err(source) => Err(ConfigError::Read {
-                path: path.into(),
-                source,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Config::parse(path, "").map(|mut c| {
+                c.file_exists = false;
+                c
             }),
+            Err(source) => Err(ConfigError::Read { path: path.into(), source }),
         }
     }
 
     /// Parse config text as if read from `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let table: toml::Table =
-            text.parse()
-                .map_err(|e: toml::de::Error| ConfigError::Syntax {
-                    path: path.into(),
-                    message: one_line_toml_error(text, &e),
-                })?;
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
+            path: path.into(),
+            message: one_line_toml_error(text, &e),
+        })?;
         let mut cfg = Config::defaults(path);
         cfg.file_exists = true;
         for (key, value) in &table {
             let Some(&(name, _, _)) = KEYS.iter().find(|(k, _, _)| k == key) else {
-                cfg.warnings.push(format!(
-                    "config file {}: unknown key `{key}` ignored",
-                    path.display()
-                ));
+                cfg.warnings.push(format!("config file {}: unknown key `{key}` ignored", path.display()));
                 continue;
             };
             cfg.set(name, value).map_err(|problem| ConfigError::Value {
@@ -301,17 +221,13 @@ impl Config {
             default_memory: 0,
             default_vcpu: 0,
             default_disk_size: 0,
-            subnet: Subnet {
-                network: Ipv4Addr::UNSPECIFIED,
-                prefix: 0,
-            },
+            subnet: Subnet { network: Ipv4Addr::UNSPECIFIED, prefix: 0 },
             sources: Vec::new(),
             warnings: Vec::new(),
         };
         for (key, _, default) in KEYS {
             if let Some(d) = default {
-                cfg.set(key, &toml::Value::String((*d).into()))
-                    .expect("built-in defaults are valid");
+                cfg.set(key, &toml::Value::String((*d).into())).expect("built-in defaults are valid");
             }
             cfg.sources.push((key, Source::Default));
         }
@@ -321,9 +237,7 @@ impl Config {
 
     fn set(&mut self, key: &str, value: &toml::Value) -> Result<(), String> {
         let path = || -> Result<PathBuf, String> {
-            let s = value
-                .as_str()
-                .ok_or_else(|| format!("is a {}, not a string", value.type_str()))?;
+            let s = value.as_str().ok_or_else(|| format!("is a {}, not a string", value.type_str()))?;
             if s.is_empty() {
                 return Err("is empty".into());
             }
@@ -344,10 +258,7 @@ impl Config {
             "runtime_dir" => {
                 let p = path()?;
                 if !p.is_absolute() {
-                    return Err(format!(
-                        "is the relative path {:?}",
-                        p.display().to_string()
-                    ));
+                    return Err(format!("is the relative path {:?}", p.display().to_string()));
                 }
                 self.runtime_dir = Some(p);
             }
@@ -374,9 +285,7 @@ impl Config {
             "default_memory" => self.default_memory = int(128, 1 << 20)?,
             "default_vcpu" => self.default_vcpu = int(1, 64)?,
             "default_disk_size" => {
-                let s = value
-                    .as_str()
-                    .ok_or_else(|| format!("is a {}, not a string", value.type_str()))?;
+                let s = value.as_str().ok_or_else(|| format!("is a {}, not a string", value.type_str()))?;
                 let bytes = parse_size(s)?;
                 if bytes < 64 << 20 {
                     return Err(format!("is {s:?}, too small"));
@@ -384,9 +293,7 @@ impl Config {
                 self.default_disk_size = bytes;
             }
             "subnet" => {
-                let s = value
-                    .as_str()
-                    .ok_or_else(|| format!("is a {}, not a string", value.type_str()))?;
+                let s = value.as_str().ok_or_else(|| format!("is a {}, not a string", value.type_str()))?;
                 self.subnet = Subnet::parse(s).ok_or_else(|| format!("is {s:?}"))?;
             }
             other => unreachable!("unhandled config key {other}"),
@@ -396,11 +303,7 @@ impl Config {
 
     /// Where `key`'s effective value came from.
     pub fn source(&self, key: &str) -> Source {
-        self.sources
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, s)| s.clone())
-            .unwrap_or(Source::Default)
+        self.sources.iter().find(|(k, _)| *k == key).map(|(_, s)| s.clone()).unwrap_or(Source::Default)
     }
 
     /// Every key with its effective value (as written in a config file) and source.
@@ -428,11 +331,7 @@ impl Config {
                     "subnet" => Some(self.subnet.to_string()),
                     other => unreachable!("unhandled config key {other}"),
                 };
-                Entry {
-                    key,
-                    value,
-                    source: self.source(key),
-                }
+                Entry { key, value, source: self.source(key) }
             })
             .collect()
     }
@@ -505,10 +404,7 @@ mod tests {
         "#;
         let c = parse(text).unwrap();
         assert_eq!(c.runtime_dir, Some(PathBuf::from("/opt/banger-runtime")));
-        assert_eq!(
-            c.firecracker_bin,
-            PathBuf::from("/usr/local/bin/firecracker")
-        );
+        assert_eq!(c.firecracker_bin, PathBuf::from("/usr/local/bin/firecracker"));
         assert_eq!(c.ssh_key_path, PathBuf::from("/keys/id"));
         assert_eq!(c.namegen_path, Some(PathBuf::from("/usr/bin/namegen")));
         assert_eq!(c.customize_script, PathBuf::from("my-customize.sh"));
@@ -517,10 +413,7 @@ mod tests {
         assert_eq!(c.default_kernel, PathBuf::from("vmlinux-6.1"));
         assert_eq!(c.default_initrd, PathBuf::from("initrd-custom.img"));
         assert_eq!(c.default_modules_dir, PathBuf::from("mods"));
-        assert_eq!(
-            c.default_packages_file,
-            PathBuf::from("/etc/banger/packages.apt")
-        );
+        assert_eq!(c.default_packages_file, PathBuf::from("/etc/banger/packages.apt"));
         assert_eq!(c.vmm, VmmChoice::Qemu);
         assert_eq!((c.default_memory, c.default_vcpu), (2048, 2));
         assert_eq!(c.default_disk_size, 16 << 30);
@@ -538,11 +431,7 @@ mod tests {
     fn unknown_key_is_a_warning_naming_it() {
         let c = parse("defualt_kernel = \"x\"\nvmm = \"auto\"").unwrap();
         assert_eq!(c.warnings.len(), 1);
-        assert!(
-            c.warnings[0].contains("`defualt_kernel`"),
-            "{:?}",
-            c.warnings
-        );
+        assert!(c.warnings[0].contains("`defualt_kernel`"), "{:?}", c.warnings);
         assert!(c.warnings[0].contains("/cfg/config.toml"));
     }
 
@@ -574,10 +463,7 @@ mod tests {
     fn corrupt_toml_is_one_line_with_position() {
         let err = parse("vmm = \"qemu\"\ndefault_vcpu = = 2\n").unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.starts_with("config file /cfg/config.toml is not valid TOML: line 2, column"),
-            "{msg}"
-        );
+        assert!(msg.starts_with("config file /cfg/config.toml is not valid TOML: line 2, column"), "{msg}");
         assert!(!msg.contains('\n'), "{msg}");
     }
 

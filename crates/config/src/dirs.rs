@@ -78,9 +78,7 @@ impl Dirs {
         };
         let run = match abs("XDG_RUNTIME_DIR") {
             Some(p) => p.join("banger"),
-            None => abs("TMPDIR")
-                .unwrap_or_else(|| PathBuf::from("/tmp"))
-                .join(format!("banger-{uid}")),
+            None => abs("TMPDIR").unwrap_or_else(|| PathBuf::from("/tmp")).join(format!("banger-{uid}")),
         };
         Ok(Dirs {
             config: xdg("XDG_CONFIG_HOME", ".config")?,
@@ -123,64 +121,47 @@ impl Dirs {
 /// Create `path` (and parents) if needed; make sure it is a real directory, owned by us, mode 0700.
 pub fn ensure_private_dir(path: &Path) -> Result<(), DirsError> {
     if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(|source| DirsError::Create {
-            path: parent.into(),
-            source,
-        })?;
+        fs::create_dir_all(parent).map_err(|source| DirsError::Create { path: parent.into(), source })?;
     }
     match fs::DirBuilder::new().mode(0o700).create(path) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(source) => {
-            return Err(DirsError::Create {
-                path: path.into(),
-                source,
-            });
+            return Err(DirsError::Create { path: path.into(), source });
         }
     }
-    let meta = fs::symlink_metadata(path).map_err(|source| DirsError::Create {
-        path: path.into(),
-        source,
-    })?;
+    let meta = fs::symlink_metadata(path).map_err(|source| DirsError::Create { path: path.into(), source })?;
     if !meta.is_dir() {
         return Err(DirsError::NotADirectory { path: path.into() });
     }
     let uid = nix::unistd::geteuid().as_raw();
     if meta.uid() != uid {
-        return Err(DirsError::NotOwned {
-            path: path.into(),
-            owner: meta.uid(),
-            uid,
-        });
+        return Err(DirsError::NotOwned { path: path.into(), owner: meta.uid(), uid });
     }
     if meta.mode() & 0o777 != 0o700 {
-        fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(|source| {
-            DirsError::Create {
-                path: path.into(),
-                source,
-            }
-        })?;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+            .map_err(|source| DirsError::Create { path: path.into(), source })?;
     }
     Ok(())
 }
 
+/// Does some process hold an exclusive flock on `path` right now? (A shared lock attempt fails.)
+pub fn lock_is_held(path: &Path) -> bool {
+    use nix::fcntl::{Flock, FlockArg};
+    let Ok(file) = fs::File::open(path) else {
+        return false;
+    };
+    matches!(Flock::lock(file, FlockArg::LockSharedNonblock), Err((_, nix::errno::Errno::EWOULDBLOCK)))
+}
+
 /// Create `path` (and parents) if needed and check that we can create files in it.
 pub fn ensure_writable_dir(path: &Path) -> Result<(), DirsError> {
-    fs::create_dir_all(path).map_err(|source| DirsError::Create {
-        path: path.into(),
-        source,
-    })?;
+    fs::create_dir_all(path).map_err(|source| DirsError::Create { path: path.into(), source })?;
     if !fs::metadata(path).map(|m| m.is_dir()).unwrap_or(false) {
         return Err(DirsError::NotADirectory { path: path.into() });
     }
-    nix::unistd::access(
-        path,
-        nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
-    )
-    .map_err(|e| DirsError::NotWritable {
-        path: path.into(),
-        source: io::Error::from(e),
-    })
+    nix::unistd::access(path, nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK)
+        .map_err(|e| DirsError::NotWritable { path: path.into(), source: io::Error::from(e) })
 }
 
 #[cfg(test)]
@@ -189,10 +170,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn dirs(vars: &[(&str, &str)]) -> Dirs {
-        let map: HashMap<String, OsString> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), OsString::from(v)))
-            .collect();
+        let map: HashMap<String, OsString> = vars.iter().map(|(k, v)| (k.to_string(), OsString::from(v))).collect();
         Dirs::from_vars(|k| map.get(k).cloned(), 1000).unwrap()
     }
 
@@ -208,10 +186,7 @@ mod tests {
         assert_eq!(d.config, PathBuf::from("/c/banger"));
         assert_eq!(d.state, PathBuf::from("/s/banger"));
         assert_eq!(d.cache, PathBuf::from("/k/banger"));
-        assert_eq!(
-            d.socket(),
-            PathBuf::from("/run/user/1000/banger/bangerd.sock")
-        );
+        assert_eq!(d.socket(), PathBuf::from("/run/user/1000/banger/bangerd.sock"));
         assert_eq!(d.config_file(), PathBuf::from("/c/banger/config.toml"));
     }
 
@@ -223,10 +198,7 @@ mod tests {
         assert_eq!(d.cache, PathBuf::from("/home/u/.cache/banger"));
         assert_eq!(d.run, PathBuf::from("/tmp/banger-1000"));
         let d = dirs(&[("HOME", "/home/u"), ("TMPDIR", "/var/tmp")]);
-        assert_eq!(
-            d.socket(),
-            PathBuf::from("/var/tmp/banger-1000/bangerd.sock")
-        );
+        assert_eq!(d.socket(), PathBuf::from("/var/tmp/banger-1000/bangerd.sock"));
     }
 
     #[test]
@@ -247,16 +219,10 @@ mod tests {
         fs::create_dir(&target).unwrap();
         let link = tmp.path().join("run");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        assert!(matches!(
-            ensure_private_dir(&link),
-            Err(DirsError::NotADirectory { .. })
-        ));
+        assert!(matches!(ensure_private_dir(&link), Err(DirsError::NotADirectory { .. })));
         let file = tmp.path().join("file");
         fs::write(&file, "x").unwrap();
-        assert!(matches!(
-            ensure_private_dir(&file),
-            Err(DirsError::NotADirectory { .. })
-        ));
+        assert!(matches!(ensure_private_dir(&file), Err(DirsError::NotADirectory { .. })));
     }
 
     #[test]
@@ -267,15 +233,10 @@ mod tests {
         if nix::unistd::geteuid().is_root() {
             nix::unistd::chown(&p, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
             let err = ensure_private_dir(&p).unwrap_err();
-            assert!(
-                matches!(err, DirsError::NotOwned { owner: 65534, .. }),
-                "{err}"
-            );
+            assert!(matches!(err, DirsError::NotOwned { owner: 65534, .. }), "{err}");
             assert_eq!(err.exit_code(), banger_api::exit::PERMISSION);
         } else {
-            eprintln!(
-                "SKIP private_dir_refuses_another_users_dir: needs root to chown a directory"
-            );
+            eprintln!("SKIP private_dir_refuses_another_users_dir: needs root to chown a directory");
         }
     }
 
@@ -285,10 +246,7 @@ mod tests {
         let file = tmp.path().join("file");
         fs::write(&file, "x").unwrap();
         let err = ensure_writable_dir(&file.join("banger")).unwrap_err();
-        assert!(
-            err.to_string().starts_with("cannot create directory"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("cannot create directory"), "{err}");
         assert!(err.to_string().contains("file/banger"), "{err}");
     }
 }

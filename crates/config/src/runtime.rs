@@ -35,16 +35,9 @@ impl RuntimeSource {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RuntimeError {
     #[error("runtime bundle directory {dir} does not exist (chosen by {}); {}", .chosen_by.describe(), remedy(*.chosen_by))]
-    DirMissing {
-        dir: PathBuf,
-        chosen_by: RuntimeSource,
-    },
+    DirMissing { dir: PathBuf, chosen_by: RuntimeSource },
     #[error("runtime bundle file {path} ({key}) is missing; {}", remedy(*.chosen_by))]
-    FileMissing {
-        path: PathBuf,
-        key: String,
-        chosen_by: RuntimeSource,
-    },
+    FileMissing { path: PathBuf, key: String, chosen_by: RuntimeSource },
 }
 
 impl RuntimeError {
@@ -58,9 +51,7 @@ fn remedy(source: RuntimeSource) -> &'static str {
         RuntimeSource::InstallPrefix => {
             "install the bundle with `make install` from a checkout that has one (`make runtime-bundle` or `make runtime-build` there first)"
         }
-        _ => {
-            "run `make runtime-bundle` to fetch the bundle, or `make runtime-build` to build it from Debian packages"
-        }
+        _ => "run `make runtime-bundle` to fetch the bundle, or `make runtime-build` to build it from Debian packages",
     }
 }
 
@@ -74,52 +65,32 @@ pub struct RuntimeDir {
 impl RuntimeDir {
     /// Resolve for this process: env, then config, then the executable's layout.
     pub fn resolve(config_runtime_dir: Option<&Path>) -> RuntimeDir {
-        let exe = std::env::current_exe()
-            .ok()
-            .and_then(|p| p.canonicalize().ok())
-            .unwrap_or_default();
-        let env = std::env::var_os(ENV_RUNTIME_DIR)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from);
+        let exe = std::env::current_exe().ok().and_then(|p| p.canonicalize().ok()).unwrap_or_default();
+        let env = std::env::var_os(ENV_RUNTIME_DIR).filter(|v| !v.is_empty()).map(PathBuf::from);
         RuntimeDir::resolve_from(env.as_deref(), config_runtime_dir, &exe)
     }
 
     /// Resolution with every input explicit (for tests).
     pub fn resolve_from(env: Option<&Path>, config: Option<&Path>, exe: &Path) -> RuntimeDir {
         if let Some(p) = env {
-            return RuntimeDir {
-                path: absolute(p),
-                source: RuntimeSource::Env,
-            };
+            return RuntimeDir { path: absolute(p), source: RuntimeSource::Env };
         }
         if let Some(p) = config {
-            return RuntimeDir {
-                path: p.to_path_buf(),
-                source: RuntimeSource::Config,
-            };
+            return RuntimeDir { path: p.to_path_buf(), source: RuntimeSource::Config };
         }
         let exe_dir = exe.parent().unwrap_or(Path::new("/"));
         if exe_dir.file_name().is_some_and(|n| n == "bin") {
-            return RuntimeDir {
-                path: prefix_lib(exe_dir),
-                source: RuntimeSource::InstallPrefix,
-            };
+            return RuntimeDir { path: prefix_lib(exe_dir), source: RuntimeSource::InstallPrefix };
         }
         for dir in exe_dir.ancestors() {
             if dir.file_name().is_some_and(|n| n == "target")
                 && let Some(root) = dir.parent()
                 && root.join("Cargo.toml").is_file()
             {
-                return RuntimeDir {
-                    path: root.join("runtime"),
-                    source: RuntimeSource::SourceCheckout,
-                };
+                return RuntimeDir { path: root.join("runtime"), source: RuntimeSource::SourceCheckout };
             }
         }
-        RuntimeDir {
-            path: prefix_lib(exe_dir),
-            source: RuntimeSource::InstallPrefix,
-        }
+        RuntimeDir { path: prefix_lib(exe_dir), source: RuntimeSource::InstallPrefix }
     }
 
     pub fn exists(&self) -> bool {
@@ -128,11 +99,7 @@ impl RuntimeDir {
 
     /// `path` as used for config key `key`: absolute stays, relative goes inside the runtime dir.
     pub fn join(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            self.path.join(path)
-        }
+        if path.is_absolute() { path.to_path_buf() } else { self.path.join(path) }
     }
 
     /// Like [`RuntimeDir::join`], but the file must exist; otherwise one clear error naming the
@@ -143,35 +110,22 @@ impl RuntimeDir {
             return Ok(full);
         }
         if !path.is_absolute() && !self.exists() {
-            return Err(RuntimeError::DirMissing {
-                dir: self.path.clone(),
-                chosen_by: self.source,
-            });
+            return Err(RuntimeError::DirMissing { dir: self.path.clone(), chosen_by: self.source });
         }
-        Err(RuntimeError::FileMissing {
-            path: full,
-            key: key.into(),
-            chosen_by: self.source,
-        })
+        Err(RuntimeError::FileMissing { path: full, key: key.into(), chosen_by: self.source })
     }
 }
 
 /// `PREFIX/bin` → `PREFIX/lib/banger` (lexically; `..` is not left in the path).
 fn prefix_lib(bin_dir: &Path) -> PathBuf {
-    bin_dir
-        .parent()
-        .unwrap_or(Path::new("/"))
-        .join("lib")
-        .join("banger")
+    bin_dir.parent().unwrap_or(Path::new("/")).join("lib").join("banger")
 }
 
 fn absolute(p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {
-        std::env::current_dir()
-            .map(|d| d.join(p))
-            .unwrap_or_else(|_| p.to_path_buf())
+        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
     }
 }
 
@@ -182,17 +136,10 @@ mod tests {
     #[test]
     fn env_beats_config_beats_layout() {
         let exe = Path::new("/usr/local/bin/banger");
-        let r =
-            RuntimeDir::resolve_from(Some(Path::new("/env/rt")), Some(Path::new("/cfg/rt")), exe);
-        assert_eq!(
-            (r.path.as_path(), r.source),
-            (Path::new("/env/rt"), RuntimeSource::Env)
-        );
+        let r = RuntimeDir::resolve_from(Some(Path::new("/env/rt")), Some(Path::new("/cfg/rt")), exe);
+        assert_eq!((r.path.as_path(), r.source), (Path::new("/env/rt"), RuntimeSource::Env));
         let r = RuntimeDir::resolve_from(None, Some(Path::new("/cfg/rt")), exe);
-        assert_eq!(
-            (r.path.as_path(), r.source),
-            (Path::new("/cfg/rt"), RuntimeSource::Config)
-        );
+        assert_eq!((r.path.as_path(), r.source), (Path::new("/cfg/rt"), RuntimeSource::Config));
     }
 
     #[test]
@@ -208,11 +155,9 @@ mod tests {
         let root = tmp.path().join("checkout");
         std::fs::create_dir_all(root.join("target/release")).unwrap();
         std::fs::write(root.join("Cargo.toml"), "[workspace]\n").unwrap();
-        for exe in [
-            "target/release/banger",
-            "target/debug/deps/cli-123",
-            "target/x86_64-unknown-linux-gnu/release/bangerd",
-        ] {
+        for exe in
+            ["target/release/banger", "target/debug/deps/cli-123", "target/x86_64-unknown-linux-gnu/release/bangerd"]
+        {
             let r = RuntimeDir::resolve_from(None, None, &root.join(exe));
             assert_eq!(r.path, root.join("runtime"), "{exe}");
             assert_eq!(r.source, RuntimeSource::SourceCheckout);
@@ -225,60 +170,31 @@ mod tests {
 
     #[test]
     fn relative_paths_resolve_inside_absolute_stay() {
-        let r = RuntimeDir {
-            path: "/rt".into(),
-            source: RuntimeSource::Config,
-        };
+        let r = RuntimeDir { path: "/rt".into(), source: RuntimeSource::Config };
         assert_eq!(r.join(Path::new("vmlinux")), PathBuf::from("/rt/vmlinux"));
-        assert_eq!(
-            r.join(Path::new("/boot/vmlinux")),
-            PathBuf::from("/boot/vmlinux")
-        );
+        assert_eq!(r.join(Path::new("/boot/vmlinux")), PathBuf::from("/boot/vmlinux"));
     }
 
     #[test]
     fn missing_dir_and_file_messages_name_path_and_remedy() {
         let tmp = tempfile::tempdir().unwrap();
-        let gone = RuntimeDir {
-            path: tmp.path().join("runtime"),
-            source: RuntimeSource::SourceCheckout,
-        };
-        let err = gone
-            .require("default_kernel", Path::new("vmlinux"))
-            .unwrap_err();
+        let gone = RuntimeDir { path: tmp.path().join("runtime"), source: RuntimeSource::SourceCheckout };
+        let err = gone.require("default_kernel", Path::new("vmlinux")).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains(&gone.path.display().to_string()), "{msg}");
         assert!(msg.contains("make runtime-bundle"), "{msg}");
         assert_eq!(err.exit_code(), banger_api::exit::RUNTIME);
 
         std::fs::create_dir(&gone.path).unwrap();
-        let err = gone
-            .require("default_kernel", Path::new("vmlinux"))
-            .unwrap_err();
+        let err = gone.require("default_kernel", Path::new("vmlinux")).unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.contains(&format!(
-                "{}/vmlinux (default_kernel) is missing",
-                gone.path.display()
-            )),
-            "{msg}"
-        );
+        assert!(msg.contains(&format!("{}/vmlinux (default_kernel) is missing", gone.path.display())), "{msg}");
 
         std::fs::write(gone.path.join("vmlinux"), "elf").unwrap();
-        assert_eq!(
-            gone.require("default_kernel", Path::new("vmlinux"))
-                .unwrap(),
-            gone.path.join("vmlinux")
-        );
+        assert_eq!(gone.require("default_kernel", Path::new("vmlinux")).unwrap(), gone.path.join("vmlinux"));
 
-        let installed = RuntimeDir {
-            path: "/p/lib/banger".into(),
-            source: RuntimeSource::InstallPrefix,
-        };
-        let msg = installed
-            .require("default_initrd", Path::new("initrd.img"))
-            .unwrap_err()
-            .to_string();
+        let installed = RuntimeDir { path: "/p/lib/banger".into(), source: RuntimeSource::InstallPrefix };
+        let msg = installed.require("default_initrd", Path::new("initrd.img")).unwrap_err().to_string();
         assert!(msg.contains("make install"), "{msg}");
     }
 }

@@ -3,9 +3,7 @@
 /// Parse a size such as `16G`, `512MiB`, `1.5g` or `1073741824`.
 pub fn parse_size(input: &str) -> Result<u64, String> {
     let s = input.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let expected = "expected a size such as 16G, 512M or 1T";
     if num.is_empty() {
@@ -18,14 +16,10 @@ pub fn parse_size(input: &str) -> Result<u64, String> {
         "g" | "gb" | "gib" => 30,
         "t" | "tb" | "tib" => 40,
         other => {
-            return Err(format!(
-                "{input:?} has an unknown unit {other:?}: {expected}"
-            ));
+            return Err(format!("{input:?} has an unknown unit {other:?}: {expected}"));
         }
     };
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("{input:?} is not a size: {expected}"))?;
+    let value: f64 = num.parse().map_err(|_| format!("{input:?} is not a size: {expected}"))?;
     let bytes = value * (1u64 << shift) as f64;
     if !bytes.is_finite() || bytes >= u64::MAX as f64 {
         return Err(format!("{input:?} is too large"));
@@ -43,7 +37,7 @@ pub fn format_size(bytes: u64) -> String {
         let base = 1u64 << shift;
         if bytes >= base {
             let v = bytes as f64 / base as f64;
-            return if bytes % base == 0 {
+            return if bytes.is_multiple_of(base) {
                 format!("{}{unit}", bytes / base)
             } else {
                 format!("{v:.1}{unit}")
@@ -71,10 +65,7 @@ mod tests {
     fn rejects_garbage_with_a_reason() {
         for bad in ["", "G", "12X", "-1G", "1.5", "abc", "99999999999T"] {
             let err = parse_size(bad).unwrap_err();
-            assert!(
-                err.contains(&format!("{bad:?}")) || err.contains("too large"),
-                "{bad}: {err}"
-            );
+            assert!(err.contains(&format!("{bad:?}")) || err.contains("too large"), "{bad}: {err}");
         }
     }
 

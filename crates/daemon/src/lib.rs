@@ -30,10 +30,7 @@ struct Args {}
 pub fn main() -> i32 {
     let _ = <Args as clap::Parser>::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BANGER_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BANGER_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
@@ -54,20 +51,17 @@ fn fail<E: std::fmt::Display>(code: i32) -> impl FnOnce(E) -> Failure {
 
 fn run() -> Result<(), Failure> {
     let dirs = Dirs::from_env().map_err(|e| (e.exit_code(), e.to_string()))?;
-    dirs.ensure_for_daemon()
-        .map_err(|e| (e.exit_code(), e.to_string()))?;
+    dirs.ensure_for_daemon().map_err(|e| (e.exit_code(), e.to_string()))?;
     let config = Config::load(&dirs.config_file()).map_err(|e| (e.exit_code(), e.to_string()))?;
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    let lock = DaemonLock::acquire(&dirs.daemon_lock(), &dirs.socket())
-        .map_err(|e| (e.exit_code(), e.to_string()))?;
+    let lock = DaemonLock::acquire(&dirs.daemon_lock(), &dirs.socket()).map_err(|e| (e.exit_code(), e.to_string()))?;
     let db = Db::open(&dirs.database()).map_err(|e| (e.exit_code(), e.to_string()))?;
     let pid = std::process::id();
     let started_at = now_unix();
-    let run_id = db
-        .record_daemon_start(pid, banger_api::VERSION, started_at)
-        .map_err(|e| (e.exit_code(), e.to_string()))?;
+    let run_id =
+        db.record_daemon_start(pid, banger_api::VERSION, started_at).map_err(|e| (e.exit_code(), e.to_string()))?;
     match db.previous_daemon_run(run_id) {
         Ok(Some(prev)) if prev.stopped_at.is_none() => tracing::warn!(
             "the previous bangerd (pid {}, started at {}) did not shut down cleanly",
@@ -78,17 +72,8 @@ fn run() -> Result<(), Failure> {
         Err(e) => tracing::warn!("{e}"),
     }
     let runtime = RuntimeDir::resolve(config.runtime_dir.as_deref());
-    let schema_version = db
-        .schema_version()
-        .map_err(|e| (e.exit_code(), e.to_string()))?;
-    let state = Arc::new(state::AppState::new(
-        dirs,
-        config,
-        runtime,
-        db,
-        schema_version,
-        started_at,
-    ));
+    let schema_version = db.schema_version().map_err(|e| (e.exit_code(), e.to_string()))?;
+    let state = Arc::new(state::AppState::new(dirs, config, runtime, db, schema_version, started_at));
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -102,8 +87,5 @@ fn run() -> Result<(), Failure> {
 }
 
 pub(crate) fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

@@ -10,15 +10,10 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error(
-        "bangerd is already running (pid {pid}, socket {socket}); stop it with `banger daemon stop`"
-    )]
+    #[error("bangerd is already running (pid {pid}, socket {socket}); stop it with `banger daemon stop`")]
     AlreadyRunning { pid: String, socket: PathBuf },
     #[error("cannot use lock file {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 impl LockError {
@@ -36,10 +31,7 @@ pub struct DaemonLock {
 
 impl DaemonLock {
     pub fn acquire(path: &Path, socket: &Path) -> Result<DaemonLock, LockError> {
-        let io = |source| LockError::Io {
-            path: path.into(),
-            source,
-        };
+        let io = |source| LockError::Io { path: path.into(), source };
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -53,15 +45,8 @@ impl DaemonLock {
             Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
                 let mut pid = String::new();
                 let _ = file.read_to_string(&mut pid);
-                let pid = if pid.trim().is_empty() {
-                    "unknown".into()
-                } else {
-                    pid.trim().to_string()
-                };
-                return Err(LockError::AlreadyRunning {
-                    pid,
-                    socket: socket.into(),
-                });
+                let pid = if pid.trim().is_empty() { "unknown".into() } else { pid.trim().to_string() };
+                return Err(LockError::AlreadyRunning { pid, socket: socket.into() });
             }
             Err((_, errno)) => return Err(io(errno.into())),
         };
@@ -76,10 +61,7 @@ impl DaemonLock {
         let Ok(file) = File::open(path) else {
             return false;
         };
-        matches!(
-            Flock::lock(file, FlockArg::LockSharedNonblock),
-            Err((_, nix::errno::Errno::EWOULDBLOCK))
-        )
+        matches!(Flock::lock(file, FlockArg::LockSharedNonblock), Err((_, nix::errno::Errno::EWOULDBLOCK)))
     }
 }
 
@@ -94,16 +76,12 @@ mod tests {
         let path = tmp.join("bangerd.lock");
         std::fs::write(&path, "999999\n").unwrap(); // stale pid from a crashed daemon
         let held = DaemonLock::acquire(&path, Path::new("/s")).unwrap();
-        assert!(DaemonLock::is_held(&path));
+        assert!(banger_config::dirs::lock_is_held(&path));
         let err = DaemonLock::acquire(&path, Path::new("/s")).err().unwrap();
-        assert!(
-            err.to_string()
-                .contains(&format!("pid {}", std::process::id())),
-            "{err}"
-        );
+        assert!(err.to_string().contains(&format!("pid {}", std::process::id())), "{err}");
         assert_eq!(err.exit_code(), banger_api::exit::CONFLICT);
         drop(held);
-        assert!(!DaemonLock::is_held(&path));
+        assert!(!banger_config::dirs::lock_is_held(&path));
         std::fs::remove_dir_all(&tmp).unwrap();
     }
 }

@@ -27,8 +27,7 @@ impl From<ApiError> for ApiErr {
 
 impl IntoResponse for ApiErr {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.code.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         (status, axum::Json(self.0)).into_response()
     }
 }
@@ -45,30 +44,18 @@ pub struct Peer {
 impl Connected<IncomingStream<'_, UnixListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
         let cred = stream.io().peer_cred().ok();
-        Peer {
-            uid: cred.map(|c| c.uid()),
-            pid: cred.and_then(|c| c.pid()),
-        }
+        Peer { uid: cred.map(|c| c.uid()), pid: cred.and_then(|c| c.pid()) }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot remove stale socket {path}: {source}")]
-    Stale {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Stale { path: PathBuf, source: std::io::Error },
     #[error("cannot listen on {path}: {source}")]
-    Bind {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Bind { path: PathBuf, source: std::io::Error },
     #[error("serving on {path} failed: {source}")]
-    Serve {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Serve { path: PathBuf, source: std::io::Error },
 }
 
 impl ServeError {
@@ -80,10 +67,7 @@ impl ServeError {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route(routes::DAEMON_STATUS, get(handlers::daemon_status::handle))
-        .route(
-            routes::DAEMON_SHUTDOWN,
-            post(handlers::daemon_shutdown::handle),
-        )
+        .route(routes::DAEMON_SHUTDOWN, post(handlers::daemon_shutdown::handle))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), only_our_user))
@@ -91,15 +75,11 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiErr {
-    ApiErr(ApiError::not_found(format!(
-        "no such API path: {method} {uri}"
-    )))
+    ApiErr(ApiError::not_found(format!("no such API path: {method} {uri}")))
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiErr {
-    ApiErr(ApiError::bad_input(format!(
-        "{uri} does not accept {method}"
-    )))
+    ApiErr(ApiError::bad_input(format!("{uri} does not accept {method}")))
 }
 
 /// Refuse every connection from a uid other than the daemon's.
@@ -110,10 +90,7 @@ async fn only_our_user(
     next: Next,
 ) -> Response {
     if peer.uid != Some(state.uid) {
-        let who = peer
-            .uid
-            .map(|u| format!("uid {u}"))
-            .unwrap_or_else(|| "an unknown user".into());
+        let who = peer.uid.map(|u| format!("uid {u}")).unwrap_or_else(|| "an unknown user".into());
         tracing::warn!("refused a connection from {who} (pid {:?})", peer.pid);
         return ApiErr(ApiError::permission(format!(
             "bangerd serves only uid {}; the connection from {who} was refused",
@@ -133,22 +110,10 @@ pub async fn serve(state: Arc<AppState>) -> Result<(), ServeError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(source) => return Err(ServeError::Stale { path, source }),
     }
-    let listener = UnixListener::bind(&path).map_err(|source| ServeError::Bind {
-        path: path.clone(),
-        source,
-    })?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
-        ServeError::Bind {
-            path: path.clone(),
-            source,
-        }
-    })?;
-    tracing::info!(
-        "bangerd {} (pid {}) listening on {}",
-        banger_api::VERSION,
-        std::process::id(),
-        path.display()
-    );
+    let listener = UnixListener::bind(&path).map_err(|source| ServeError::Bind { path: path.clone(), source })?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|source| ServeError::Bind { path: path.clone(), source })?;
+    tracing::info!("bangerd {} (pid {}) listening on {}", banger_api::VERSION, std::process::id(), path.display());
     let app = router(state.clone()).into_make_service_with_connect_info::<Peer>();
     let stopper = state.clone();
     let result = axum::serve(listener, app)

@@ -19,14 +19,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(
-        dirs: Dirs,
-        config: Config,
-        runtime: RuntimeDir,
-        db: Db,
-        schema_version: u32,
-        started_at: u64,
-    ) -> Self {
+    pub fn new(dirs: Dirs, config: Config, runtime: RuntimeDir, db: Db, schema_version: u32, started_at: u64) -> Self {
         AppState {
             dirs,
             config,

@@ -15,29 +15,15 @@ pub use migrations::MIGRATIONS;
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("cannot open state database {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Open { path: PathBuf, source: rusqlite::Error },
     #[error(
         "state database {path} has schema version {found}, newer than this banger understands ({known}); upgrade banger"
     )]
-    TooNew {
-        path: PathBuf,
-        found: u32,
-        known: u32,
-    },
+    TooNew { path: PathBuf, found: u32, known: u32 },
     #[error("state database {path}: migration to schema version {version} failed: {source}")]
-    Migration {
-        path: PathBuf,
-        version: u32,
-        source: rusqlite::Error,
-    },
+    Migration { path: PathBuf, version: u32, source: rusqlite::Error },
     #[error("state database {path}: {source}")]
-    Query {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Query { path: PathBuf, source: rusqlite::Error },
 }
 
 impl StateError {
@@ -73,23 +59,13 @@ impl Db {
 
     /// Open with an explicit migration list (tests use broken lists).
     pub fn open_with(path: &Path, migrations: &[&str]) -> Result<Db, StateError> {
-        let open_err = |source| StateError::Open {
-            path: path.into(),
-            source,
-        };
+        let open_err = |source| StateError::Open { path: path.into(), source };
         let conn = Connection::open(path).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(5))
-            .map_err(open_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(open_err)?;
-        let mut db = Db {
-            conn,
-            path: path.into(),
-        };
+        conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(open_err)?;
+        let mut db = Db { conn, path: path.into() };
         db.migrate(migrations)?;
         Ok(db)
     }
@@ -99,61 +75,37 @@ impl Db {
     }
 
     pub fn schema_version(&self) -> Result<u32, StateError> {
-        self.conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(|e| self.query_err(e))
+        self.conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| self.query_err(e))
     }
 
     fn migrate(&mut self, migrations: &[&str]) -> Result<(), StateError> {
         let known = migrations.len() as u32;
         let current = self.schema_version()?;
         if current > known {
-            return Err(StateError::TooNew {
-                path: self.path.clone(),
-                found: current,
-                known,
-            });
+            return Err(StateError::TooNew { path: self.path.clone(), found: current, known });
         }
         for (i, sql) in migrations.iter().enumerate().skip(current as usize) {
             let version = i as u32 + 1;
-            let err = |source| StateError::Migration {
-                path: self.path.clone(),
-                version,
-                source,
-            };
-            let tx = self
-                .conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(err)?;
+            let err = |source| StateError::Migration { path: self.path.clone(), version, source };
+            let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;
             // Another process may have migrated while we waited for the write lock.
-            let now: u32 = tx
-                .pragma_query_value(None, "user_version", |r| r.get(0))
-                .map_err(err)?;
+            let now: u32 = tx.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(err)?;
             if now >= version {
                 continue;
             }
             tx.execute_batch(sql).map_err(err)?;
-            tx.pragma_update(None, "user_version", version)
-                .map_err(err)?;
+            tx.pragma_update(None, "user_version", version).map_err(err)?;
             tx.commit().map_err(err)?;
         }
         Ok(())
     }
 
     fn query_err(&self, source: rusqlite::Error) -> StateError {
-        StateError::Query {
-            path: self.path.clone(),
-            source,
-        }
+        StateError::Query { path: self.path.clone(), source }
     }
 
     /// Record a daemon start; returns the run id for [`Db::record_daemon_stop`].
-    pub fn record_daemon_start(
-        &self,
-        pid: u32,
-        version: &str,
-        started_at: u64,
-    ) -> Result<i64, StateError> {
+    pub fn record_daemon_start(&self, pid: u32, version: &str, started_at: u64) -> Result<i64, StateError> {
         self.conn
             .execute(
                 "INSERT INTO daemon_runs (pid, version, started_at) VALUES (?1, ?2, ?3)",
@@ -165,10 +117,7 @@ impl Db {
 
     pub fn record_daemon_stop(&self, run_id: i64, stopped_at: u64) -> Result<(), StateError> {
         self.conn
-            .execute(
-                "UPDATE daemon_runs SET stopped_at = ?1 WHERE id = ?2",
-                params![stopped_at as i64, run_id],
-            )
+            .execute("UPDATE daemon_runs SET stopped_at = ?1 WHERE id = ?2", params![stopped_at as i64, run_id])
             .map_err(|e| self.query_err(e))?;
         Ok(())
     }
@@ -222,30 +171,14 @@ mod tests {
         assert_eq!(db.schema_version().unwrap(), 1);
         drop(db);
         // The second migration's first statement succeeds, its second fails: neither may stick.
-        let broken = [
-            v1[0],
-            "ALTER TABLE t ADD COLUMN y INTEGER; INSERT INTO nope VALUES (2);",
-        ];
-        let err = Db::open_with(&path, &broken)
-            .err()
-            .expect("migration must fail");
-        assert!(
-            matches!(err, StateError::Migration { version: 2, .. }),
-            "{err}"
-        );
+        let broken = [v1[0], "ALTER TABLE t ADD COLUMN y INTEGER; INSERT INTO nope VALUES (2);"];
+        let err = Db::open_with(&path, &broken).err().expect("migration must fail");
+        assert!(matches!(err, StateError::Migration { version: 2, .. }), "{err}");
         let db = Db::open_with(&path, &v1).unwrap();
         assert_eq!(db.schema_version().unwrap(), 1);
-        let cols: i64 = db
-            .conn
-            .query_row("SELECT count(*) FROM pragma_table_info('t')", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
+        let cols: i64 = db.conn.query_row("SELECT count(*) FROM pragma_table_info('t')", [], |r| r.get(0)).unwrap();
         assert_eq!(cols, 1, "half-applied migration left a column behind");
-        let rows: i64 = db
-            .conn
-            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
-            .unwrap();
+        let rows: i64 = db.conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
         assert_eq!(rows, 1);
     }
 
@@ -257,10 +190,7 @@ mod tests {
         conn.pragma_update(None, "user_version", 999).unwrap();
         drop(conn);
         let err = Db::open(&path).err().unwrap();
-        assert!(
-            err.to_string().contains("schema version 999, newer"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("schema version 999, newer"), "{err}");
         assert_eq!(err.exit_code(), banger_api::exit::CONFLICT);
     }
 
@@ -269,10 +199,6 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("no/such/dir/state.db");
         let err = Db::open(&path).err().unwrap();
-        assert!(
-            err.to_string()
-                .starts_with(&format!("cannot open state database {}", path.display())),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with(&format!("cannot open state database {}", path.display())), "{err}");
     }
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -23,15 +24,9 @@ pub fn bangerd_bin() -> PathBuf {
 
 impl Env {
     pub fn new() -> Env {
-        let tmp = tempfile::Builder::new()
-            .prefix("banger-t")
-            .tempdir()
-            .unwrap();
+        let tmp = tempfile::Builder::new().prefix("banger-t").tempdir().unwrap();
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        Env {
-            tmp,
-            started: Default::default(),
-        }
+        Env { tmp, started: Default::default() }
     }
     pub fn path(&self, rel: &str) -> PathBuf {
         self.tmp.path().join(rel)
@@ -130,20 +125,14 @@ impl Out {
         String::from_utf8_lossy(&self.0.stderr).into_owned()
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout())
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout()))
+        serde_json::from_str(&self.stdout()).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout()))
     }
 }
 
 pub fn alive(pid: i32) -> bool {
     // A zombie (exited, not yet reaped by its parent) counts as gone.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
+        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
         Err(_) => false,
     }
 }
@@ -165,4 +154,18 @@ pub fn mode(p: &Path) -> u32 {
 
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
+}
+
+/// `curl` a daemon path over its socket (optionally as another uid); returns (HTTP status, JSON body).
+pub fn curl_socket(socket: &Path, args: &[&str], url: &str, uid: Option<u32>) -> (String, serde_json::Value) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-w", "\n%{http_code}", "--unix-socket"]).arg(socket).args(args).arg(url);
+    if let Some(uid) = uid {
+        cmd.uid(uid).gid(uid);
+    }
+    let out = cmd.output().expect("curl is needed (make test installs it)");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+    (code.to_string(), json)
 }

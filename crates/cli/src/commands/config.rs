@@ -28,11 +28,7 @@ fn show(ctx: &Ctx, json: bool) -> CliResult {
     println!(
         "config file: {}{}",
         config.file.display(),
-        if config.file_exists {
-            ""
-        } else {
-            " (absent: all defaults)"
-        }
+        if config.file_exists { "" } else { " (absent: all defaults)" }
     );
     println!(
         "runtime dir: {} ({}{})\n",
@@ -42,13 +38,7 @@ fn show(ctx: &Ctx, json: bool) -> CliResult {
     );
     let rows: Vec<Vec<String>> = entries
         .iter()
-        .map(|e| {
-            vec![
-                e.key.to_string(),
-                e.value.clone().unwrap_or_else(|| "-".into()),
-                e.source.to_string(),
-            ]
-        })
+        .map(|e| vec![e.key.to_string(), e.value.clone().unwrap_or_else(|| "-".into()), e.source.to_string()])
         .collect();
     output::table(&["KEY", "VALUE", "SOURCE"], &rows);
     Ok(())

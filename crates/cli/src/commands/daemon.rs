@@ -9,6 +9,7 @@ use banger_api::request::Shutdown;
 use banger_api::response::{DaemonStatus, ShutdownAccepted};
 use banger_api::routes;
 use banger_client::autostart::is_listening;
+use banger_config::dirs::lock_is_held;
 use std::time::{Duration, Instant};
 
 pub fn run(ctx: &Ctx, cmd: DaemonCommand) -> CliResult {
@@ -17,9 +18,7 @@ pub fn run(ctx: &Ctx, cmd: DaemonCommand) -> CliResult {
         DaemonCommand::Socket { json } => {
             let socket = ctx.dirs.socket();
             if json {
-                output::json(
-                    &serde_json::json!({ "socket": socket, "listening": is_listening(&socket) }),
-                );
+                output::json(&serde_json::json!({ "socket": socket, "listening": is_listening(&socket) }));
             } else {
                 println!("{}", socket.display());
             }
@@ -30,11 +29,7 @@ pub fn run(ctx: &Ctx, cmd: DaemonCommand) -> CliResult {
 }
 
 fn status(ctx: &Ctx, json: bool, no_start: bool) -> CliResult {
-    let client = if no_start {
-        ctx.client_no_start()
-    } else {
-        ctx.client()?
-    };
+    let client = if no_start { ctx.client_no_start() } else { ctx.client()? };
     let s: DaemonStatus = block_on(client.get(routes::DAEMON_STATUS))?;
     if json {
         output::json(&s);
@@ -44,11 +39,7 @@ fn status(ctx: &Ctx, json: bool, no_start: bool) -> CliResult {
         "{} ({}{})",
         s.runtime.dir.display(),
         s.runtime.source,
-        if s.runtime.present {
-            ""
-        } else {
-            "; missing: run `make runtime-bundle` or `make runtime-build`"
-        }
+        if s.runtime.present { "" } else { "; missing: run `make runtime-bundle` or `make runtime-build`" }
     );
     output::pairs(&[
         ("pid", s.pid.to_string()),
@@ -59,10 +50,7 @@ fn status(ctx: &Ctx, json: bool, no_start: bool) -> CliResult {
         ("config", s.config_file.display().to_string()),
         ("state", s.state_dir.display().to_string()),
         ("cache", s.cache_dir.display().to_string()),
-        (
-            "database",
-            format!("{} (schema {})", s.database.display(), s.schema_version),
-        ),
+        ("database", format!("{} (schema {})", s.database.display(), s.schema_version)),
         ("runtime", runtime),
         ("vmm", s.vmm.clone()),
     ]);
@@ -75,38 +63,19 @@ fn stop(ctx: &Ctx, timeout: Duration) -> CliResult {
         println!("bangerd is not running");
         return Ok(());
     }
-    let accepted: ShutdownAccepted = block_on(
-        ctx.client_no_start()
-            .post(routes::DAEMON_SHUTDOWN, &Shutdown {}),
-    )?;
+    let accepted: ShutdownAccepted = block_on(ctx.client_no_start().post(routes::DAEMON_SHUTDOWN, &Shutdown {}))?;
     // The daemon removes its socket and releases its lock as its last acts.
     let lock = ctx.dirs.daemon_lock();
     let deadline = Instant::now() + timeout;
-    while banger_daemon_lock_held(&lock) {
+    while lock_is_held(&lock) {
         if Instant::now() >= deadline {
             return Err(CliError::new(
                 exit::FAILURE,
-                format!(
-                    "bangerd (pid {}) did not exit within {}s",
-                    accepted.pid,
-                    timeout.as_secs()
-                ),
+                format!("bangerd (pid {}) did not exit within {}s", accepted.pid, timeout.as_secs()),
             ));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
     println!("bangerd (pid {}) stopped", accepted.pid);
     Ok(())
-}
-
-/// Is the daemon's single-instance lock held (shared flock attempt fails)?
-fn banger_daemon_lock_held(path: &std::path::Path) -> bool {
-    use nix::fcntl::{Flock, FlockArg};
-    let Ok(file) = std::fs::File::open(path) else {
-        return false;
-    };
-    matches!(
-        Flock::lock(file, FlockArg::LockSharedNonblock),
-        Err((_, nix::errno::Errno::EWOULDBLOCK))
-    )
 }

@@ -40,11 +40,7 @@ fn check(ctx: &Ctx, json: bool) -> CliResult {
         .iter()
         .map(|(key, p)| {
             let path = runtime.join(p);
-            Item {
-                key,
-                present: path.exists(),
-                path,
-            }
+            Item { key, present: path.exists(), path }
         })
         .collect();
     if json {
@@ -53,20 +49,10 @@ fn check(ctx: &Ctx, json: bool) -> CliResult {
             "files": items,
         }));
     } else {
-        println!(
-            "runtime dir: {} ({})",
-            runtime.path.display(),
-            runtime.source.describe()
-        );
+        println!("runtime dir: {} ({})", runtime.path.display(), runtime.source.describe());
         let rows: Vec<Vec<String>> = items
             .iter()
-            .map(|i| {
-                vec![
-                    i.key.into(),
-                    i.path.display().to_string(),
-                    if i.present { "ok" } else { "MISSING" }.into(),
-                ]
-            })
+            .map(|i| vec![i.key.into(), i.path.display().to_string(), if i.present { "ok" } else { "MISSING" }.into()])
             .collect();
         output::table(&["KEY", "PATH", "STATUS"], &rows);
     }

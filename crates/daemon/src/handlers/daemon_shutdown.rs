@@ -9,7 +9,5 @@ use std::sync::Arc;
 
 pub async fn handle(State(s): State<Arc<AppState>>) -> ApiResult<ShutdownAccepted> {
     s.request_shutdown();
-    Ok(Json(ShutdownAccepted {
-        pid: std::process::id(),
-    }))
+    Ok(Json(ShutdownAccepted { pid: std::process::id() }))
 }
