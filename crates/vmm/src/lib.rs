@@ -1,0 +1,134 @@
+//! VMM drivers. One small trait, [`Vmm`], with two implementations: [`firecracker`] (one
+//! `firecracker --api-sock` process per VM, configured over its HTTP API) and [`qemu`]
+//! (`qemu-system-x86_64 -M microvm` with a QMP socket).
+//!
+//! A VM's VMM process runs in its own session and outlives the daemon; the daemon keeps an
+//! [`Instance`] (pid + control socket) in its database and finds the process again after a
+//! restart ([`process::is_alive`] checks the pid still belongs to that VM).
+//!
+//! All calls are blocking and short; the daemon runs them on its blocking pool.
+
+pub mod firecracker;
+pub mod process;
+pub mod qemu;
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Which VMM runs a VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    Firecracker,
+    Qemu,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Firecracker => "firecracker",
+            Backend::Qemu => "qemu",
+        }
+    }
+}
+
+/// How guest code runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Accel {
+    /// Hardware virtualization through /dev/kvm.
+    Kvm,
+    /// QEMU's software emulation.
+    Tcg,
+}
+
+impl Accel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// A block device, attached in order: the first is `/dev/vda` in the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    /// Stable identifier (`base`, `overlay`, `work`).
+    pub id: String,
+    pub path: PathBuf,
+    pub read_only: bool,
+}
+
+/// A network interface backed by a host TAP device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nic {
+    pub tap: String,
+    /// `02:xx:xx:xx:xx:xx` (locally administered).
+    pub mac: String,
+}
+
+/// Everything a backend needs to boot one VM.
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    /// VM name (a DNS label); used as the VMM's id.
+    pub name: String,
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    /// Guest kernel arguments (network, hostname, storage); the backend adds its console and
+    /// platform arguments.
+    pub cmdline: String,
+    pub disks: Vec<Disk>,
+    pub memory_mib: u32,
+    pub vcpus: u32,
+    pub nic: Option<Nic>,
+    /// Per-VM directory for the control socket and VMM log (short path: socket paths are limited
+    /// to 107 bytes).
+    pub run_dir: PathBuf,
+    /// Guest serial console output goes here.
+    pub console_log: PathBuf,
+}
+
+/// A started VMM process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    pub backend: Backend,
+    pub accel: Accel,
+    pub pid: u32,
+    /// Firecracker API socket or QEMU QMP socket.
+    pub control_socket: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmmError {
+    #[error("cannot start {bin}: {source}")]
+    Spawn { bin: PathBuf, source: std::io::Error },
+    #[error("{bin} exited during start-up ({status}){}", detail_suffix(.detail))]
+    Exited { bin: PathBuf, status: String, detail: Option<String> },
+    #[error("{what} did not happen within {secs}s")]
+    Timeout { what: String, secs: u64 },
+    /// The VMM refused a request; for Firecracker `message` is its `fault_message` verbatim.
+    #[error("{backend} refused {request}: {message}")]
+    Refused { backend: &'static str, request: String, message: String },
+    #[error("talking to {socket} failed: {source}")]
+    Control { socket: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Protocol(String),
+    #[error("the VMM process {pid} is not running")]
+    NotRunning { pid: u32 },
+}
+
+fn detail_suffix(detail: &Option<String>) -> String {
+    detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default()
+}
+
+/// One VMM backend.
+pub trait Vmm: Send + Sync {
+    fn backend(&self) -> Backend;
+    fn accel(&self) -> Accel;
+    /// Spawn the VMM (own session, outlives the daemon), configure it and boot the guest.
+    /// On error nothing is left running.
+    fn start(&self, config: &VmConfig) -> Result<Instance, VmmError>;
+    /// Ask the guest to shut down cleanly (Ctrl-Alt-Del / ACPI power button); returns at once.
+    fn request_shutdown(&self, instance: &Instance) -> Result<(), VmmError>;
+}

@@ -1,0 +1,83 @@
+//! VMM processes: spawned detached, found again by pid, signalled by pid — never by name.
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// Spawn `cmd` in its own session (so terminal signals and the daemon's exit do not reach it).
+/// A background thread reaps it when it exits while we live; after the daemon exits, init does.
+pub fn spawn_detached(cmd: &mut Command) -> std::io::Result<Child> {
+    // SAFETY: setsid is async-signal-safe and the closure touches nothing else.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// Reap `child` in the background once it exits.
+pub fn reap_in_background(mut child: Child) {
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+}
+
+/// Is `pid` alive, not a zombie, and is it the process whose command line mentions `marker`
+/// (the VM's control socket)? Guards against pid reuse after a host reboot or a long downtime.
+pub fn is_alive(pid: u32, marker: &Path) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    if stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z') {
+        return false;
+    }
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let marker = marker.as_os_str().as_encoded_bytes();
+    cmdline.split(|&b| b == 0).any(|arg| arg.windows(marker.len()).any(|w| w == marker))
+}
+
+/// Send `signal` to `pid` if it is still the VM's process.
+pub fn signal(pid: u32, marker: &Path, signal: Signal) -> Result<(), crate::VmmError> {
+    if !is_alive(pid, marker) {
+        return Err(crate::VmmError::NotRunning { pid });
+    }
+    kill(Pid::from_raw(pid as i32), signal).map_err(|_| crate::VmmError::NotRunning { pid })
+}
+
+/// Wait until the VM's process is gone; `false` on timeout.
+pub fn wait_exit(pid: u32, marker: &Path, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while is_alive(pid, marker) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn liveness_checks_the_marker_and_reaping_clears_zombies() {
+        let tmp = tempfile::tempdir().unwrap();
+        let marker = tmp.path().join("api.sock");
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "sleep 30", "vmm"]).arg(&marker);
+        let child = spawn_detached(&mut cmd).unwrap();
+        let pid = child.id();
+        reap_in_background(child);
+        assert!(is_alive(pid, &marker));
+        assert!(!is_alive(pid, &tmp.path().join("other.sock")), "marker must be checked");
+        // Its own session: the child is a session leader.
+        assert_eq!(nix::unistd::getsid(Some(Pid::from_raw(pid as i32))).unwrap().as_raw(), pid as i32);
+        signal(pid, &marker, Signal::SIGTERM).unwrap();
+        assert!(wait_exit(pid, &marker, Duration::from_secs(5)));
+        assert!(matches!(signal(pid, &marker, Signal::SIGTERM), Err(crate::VmmError::NotRunning { .. })));
+    }
+}
