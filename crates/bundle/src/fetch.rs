@@ -193,7 +193,6 @@ fn download(
             stream(url, &mut reader, len, &mut out, dest, progress)
         }
     }?;
-    out.sync_all().map_err(|e| BundleError::io("sync", dest, e))?;
     Ok(result)
 }
 
