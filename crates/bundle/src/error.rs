@@ -106,14 +106,18 @@ impl BundleError {
             | BundleError::BadUrl { .. }
             | BundleError::InvalidInput { .. } => 2,
             BundleError::ManifestNotFound { .. } | BundleError::SourceNotFound { .. } => 3,
-            BundleError::HttpStatus { status, .. } if matches!(status, 404 | 410) => 3,
+            BundleError::HttpStatus {
+                status: 404 | 410, ..
+            } => 3,
             BundleError::NoPublishedUrl { .. }
             | BundleError::Truncated { .. }
             | BundleError::ChecksumMismatch { .. }
             | BundleError::CorruptArchive { .. }
             | BundleError::UnsafeEntry { .. }
             | BundleError::MissingFile { .. } => 7,
-            BundleError::HttpStatus { .. } | BundleError::Download { .. } | BundleError::Io { .. } => 1,
+            BundleError::HttpStatus { .. }
+            | BundleError::Download { .. }
+            | BundleError::Io { .. } => 1,
         }
     }
 
@@ -133,14 +137,39 @@ mod tests {
     #[test]
     fn exit_codes_follow_convention() {
         let p = PathBuf::from("/m.toml");
-        assert_eq!(BundleError::ManifestNotFound { path: p.clone() }.exit_code(), 3);
         assert_eq!(
-            BundleError::ManifestField { path: p.clone(), field: "sha256", problem: "x".into() }.exit_code(),
+            BundleError::ManifestNotFound { path: p.clone() }.exit_code(),
+            3
+        );
+        assert_eq!(
+            BundleError::ManifestField {
+                path: p.clone(),
+                field: "sha256",
+                problem: "x".into()
+            }
+            .exit_code(),
             2
         );
-        assert_eq!(BundleError::NoPublishedUrl { path: p.clone() }.exit_code(), 7);
-        assert_eq!(BundleError::HttpStatus { url: "u".into(), status: 404 }.exit_code(), 3);
-        assert_eq!(BundleError::HttpStatus { url: "u".into(), status: 500 }.exit_code(), 1);
+        assert_eq!(
+            BundleError::NoPublishedUrl { path: p.clone() }.exit_code(),
+            7
+        );
+        assert_eq!(
+            BundleError::HttpStatus {
+                url: "u".into(),
+                status: 404
+            }
+            .exit_code(),
+            3
+        );
+        assert_eq!(
+            BundleError::HttpStatus {
+                url: "u".into(),
+                status: 500
+            }
+            .exit_code(),
+            1
+        );
         assert_eq!(
             BundleError::io("read", "/x", io::Error::other("boom")).exit_code(),
             1
@@ -149,7 +178,10 @@ mod tests {
 
     #[test]
     fn no_published_url_message_points_to_local_build() {
-        let msg = BundleError::NoPublishedUrl { path: "/src/runtime-bundle.toml".into() }.to_string();
+        let msg = BundleError::NoPublishedUrl {
+            path: "/src/runtime-bundle.toml".into(),
+        }
+        .to_string();
         assert!(msg.contains("/src/runtime-bundle.toml"), "{msg}");
         assert!(msg.contains("no published bundle yet"), "{msg}");
         assert!(msg.contains("make runtime-build"), "{msg}");

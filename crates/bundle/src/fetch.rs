@@ -2,6 +2,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -55,8 +56,8 @@ pub fn fetch(
             problem: "it is missing, but is required when `url` is set".into(),
         })?;
 
-    let runtime_dir = std::path::absolute(runtime_dir)
-        .map_err(|e| BundleError::io("resolve", runtime_dir, e))?;
+    let runtime_dir =
+        std::path::absolute(runtime_dir).map_err(|e| BundleError::io("resolve", runtime_dir, e))?;
     let (parent, name) = match (runtime_dir.parent(), runtime_dir.file_name()) {
         (Some(p), Some(n)) => (p.to_path_buf(), n.to_string_lossy().into_owned()),
         _ => {
@@ -66,6 +67,15 @@ pub fn fetch(
             });
         }
     };
+    match fs::symlink_metadata(&runtime_dir) {
+        Ok(m) if !m.is_dir() && !m.file_type().is_symlink() => {
+            return Err(BundleError::InvalidInput {
+                path: runtime_dir.clone(),
+                reason: "the runtime directory path exists but is not a directory".into(),
+            });
+        }
+        _ => {}
+    }
     fs::create_dir_all(&parent).map_err(|e| BundleError::io("create directory", &parent, e))?;
     // The staging directory lives next to runtime_dir (same filesystem, so the
     // final renames are atomic) and is removed when `staging` is dropped.
@@ -89,6 +99,8 @@ pub fn fetch(
     }
 
     fs::create_dir(&tree).map_err(|e| BundleError::io("create directory", &tree, e))?;
+    fs::set_permissions(&tree, fs::Permissions::from_mode(0o755))
+        .map_err(|e| BundleError::io("set permissions on", &tree, e))?;
     let unpacked = unpack::unpack(&archive, &tree, &url, progress)?;
     fs::remove_file(&archive).map_err(|e| BundleError::io("remove", &archive, e))?;
 
@@ -215,23 +227,20 @@ fn stream(
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                // An early close before Content-Length was reached is a truncation.
-                if let Some(expected) = expected.filter(|&x| received < x) {
-                    if matches!(
+                // The peer closing before Content-Length was reached is a truncation.
+                if let Some(expected) = expected.filter(|&x| received < x)
+                    && matches!(
                         e.kind(),
                         io::ErrorKind::UnexpectedEof
                             | io::ErrorKind::ConnectionReset
                             | io::ErrorKind::ConnectionAborted
-                            | io::ErrorKind::BrokenPipe
-                    ) || e.to_string().to_ascii_lowercase().contains("eof")
-                        || e.to_string().to_ascii_lowercase().contains("closed")
-                    {
-                        return Err(BundleError::Truncated {
-                            url: url.to_string(),
-                            expected,
-                            received,
-                        });
-                    }
+                    )
+                {
+                    return Err(BundleError::Truncated {
+                        url: url.to_string(),
+                        expected,
+                        received,
+                    });
                 }
                 return Err(BundleError::Download {
                     url: url.to_string(),
@@ -245,14 +254,14 @@ fn stream(
         received += n as u64;
         progress.advance(n as u64);
     }
-    if let Some(expected) = expected {
-        if received != expected {
-            return Err(BundleError::Truncated {
-                url: url.to_string(),
-                expected,
-                received,
-            });
-        }
+    if let Some(expected) = expected
+        && received != expected
+    {
+        return Err(BundleError::Truncated {
+            url: url.to_string(),
+            expected,
+            received,
+        });
     }
     progress.finish();
     Ok((received, hex::encode(hasher.finalize())))

@@ -12,6 +12,8 @@
 //!
 //! Errors are [`BundleError`]s; [`BundleError::exit_code`] gives the CLI's exit code.
 
+#![forbid(unsafe_code)]
+
 mod error;
 mod fetch;
 mod manifest;

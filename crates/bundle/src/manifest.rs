@@ -96,9 +96,9 @@ impl Manifest {
                     .ok_or_else(|| field_err("files", "it must be an array of strings".into()))?;
                 let mut files = Vec::with_capacity(arr.len());
                 for v in arr.iter() {
-                    let s = v.as_str().ok_or_else(|| {
-                        field_err("files", "every entry must be a string".into())
-                    })?;
+                    let s = v
+                        .as_str()
+                        .ok_or_else(|| field_err("files", "every entry must be a string".into()))?;
                     if let Err(reason) = check_relative(s) {
                         return Err(field_err("files", format!("entry `{s}` {reason}")));
                     }
@@ -118,9 +118,12 @@ impl Manifest {
     }
 
     pub(crate) fn source(&self) -> Result<(String, Source), BundleError> {
-        let url = self.url.clone().ok_or_else(|| BundleError::NoPublishedUrl {
-            path: self.path.clone(),
-        })?;
+        let url = self
+            .url
+            .clone()
+            .ok_or_else(|| BundleError::NoPublishedUrl {
+                path: self.path.clone(),
+            })?;
         let source = parse_source(&url, &self.path).map_err(|reason| BundleError::BadUrl {
             url: url.clone(),
             reason,
@@ -264,8 +267,11 @@ pub fn set_manifest_checksum(
     tmp.write_all(doc.to_string().as_bytes())
         .and_then(|_| tmp.as_file().sync_all())
         .map_err(|e| BundleError::io("write", tmp.path().to_path_buf(), e))?;
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(perms.mode() & 0o7777))
-        .map_err(|e| BundleError::io("set permissions on", tmp.path().to_path_buf(), e))?;
+    fs::set_permissions(
+        tmp.path(),
+        fs::Permissions::from_mode(perms.mode() & 0o7777),
+    )
+    .map_err(|e| BundleError::io("set permissions on", tmp.path().to_path_buf(), e))?;
     tmp.persist(manifest_path)
         .map_err(|e| BundleError::io("replace", manifest_path, e.error))?;
     Ok(())
@@ -324,10 +330,16 @@ mod tests {
     #[test]
     fn empty_url_means_unpublished() {
         let d = tempfile::tempdir().unwrap();
-        let p = write(d.path(), "version = \"1\"\nurl = \"\"\nsha256 = \"\"\nfiles = []\n");
+        let p = write(
+            d.path(),
+            "version = \"1\"\nurl = \"\"\nsha256 = \"\"\nfiles = []\n",
+        );
         let m = Manifest::load(&p).unwrap();
         assert_eq!(m.url, None);
-        assert!(matches!(m.source(), Err(BundleError::NoPublishedUrl { .. })));
+        assert!(matches!(
+            m.source(),
+            Err(BundleError::NoPublishedUrl { .. })
+        ));
     }
 
     #[test]
@@ -341,13 +353,18 @@ mod tests {
             ("version = \"1\"\nfiles = [\"../x\"]\n", "files"),
             ("version = \"1\"\nfiles = [\"/etc/passwd\"]\n", "files"),
             ("version = \"1\"\nsha256 = \"abc\"\nfiles = []\n", "sha256"),
-            ("version = \"1\"\nurl = \"https://h/x\"\nfiles = []\n", "sha256"),
+            (
+                "version = \"1\"\nurl = \"https://h/x\"\nfiles = []\n",
+                "sha256",
+            ),
             (
                 &format!("version = \"1\"\nurl = \"ftp://h/x\"\nsha256 = \"{SHA}\"\nfiles = []\n"),
                 "url",
             ),
             (
-                &format!("version = \"1\"\nurl = \"file://relative/x\"\nsha256 = \"{SHA}\"\nfiles = []\n"),
+                &format!(
+                    "version = \"1\"\nurl = \"file://relative/x\"\nsha256 = \"{SHA}\"\nfiles = []\n"
+                ),
                 "url",
             ),
         ];
@@ -409,7 +426,10 @@ mod tests {
             .replace("url = \"\"", "url = \"https://h/b.tar.gz\"")
             .replace("sha256 = \"\"", &format!("sha256 = \"{SHA}\""));
         assert_eq!(text, expected);
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
         let m = Manifest::load(&p).unwrap();
         assert_eq!(m.sha256.as_deref(), Some(SHA));
         // url untouched when not given
@@ -419,7 +439,10 @@ mod tests {
         assert_eq!(m.url.as_deref(), Some("https://h/b.tar.gz"));
         assert_eq!(m.sha256.as_deref(), Some(other.as_str()));
         // no temp files left behind
-        let names: Vec<_> = fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1, "{names:?}");
     }
 
@@ -428,8 +451,18 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = write(d.path(), "version = \"1\"\nfiles = []\n");
         let before = fs::read(&p).unwrap();
-        assert_eq!(set_manifest_checksum(&p, "xyz", None).unwrap_err().exit_code(), 2);
-        assert_eq!(set_manifest_checksum(&p, SHA, Some("ftp://x/y")).unwrap_err().exit_code(), 2);
+        assert_eq!(
+            set_manifest_checksum(&p, "xyz", None)
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+        assert_eq!(
+            set_manifest_checksum(&p, SHA, Some("ftp://x/y"))
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
         assert_eq!(fs::read(&p).unwrap(), before);
         let err = set_manifest_checksum(&d.path().join("missing.toml"), SHA, None).unwrap_err();
         assert_eq!(err.exit_code(), 3);

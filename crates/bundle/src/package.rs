@@ -66,20 +66,20 @@ pub fn package(
         }
         Err(e) => return Err(BundleError::io("inspect", runtime_dir, e)),
     }
-    let root = fs::canonicalize(runtime_dir)
-        .map_err(|e| BundleError::io("resolve", runtime_dir, e))?;
+    let root =
+        fs::canonicalize(runtime_dir).map_err(|e| BundleError::io("resolve", runtime_dir, e))?;
     let out_abs = std::path::absolute(out).map_err(|e| BundleError::io("resolve", out, e))?;
     let out_parent = out_abs.parent().map(Path::to_path_buf).unwrap_or_default();
-    if let Ok(p) = fs::canonicalize(&out_parent) {
-        if p.starts_with(&root) {
-            return Err(BundleError::InvalidInput {
-                path: out.to_path_buf(),
-                reason: format!(
-                    "the output must not be inside the directory being packaged ({})",
-                    runtime_dir.display()
-                ),
-            });
-        }
+    if let Ok(p) = fs::canonicalize(&out_parent)
+        && p.starts_with(&root)
+    {
+        return Err(BundleError::InvalidInput {
+            path: out.to_path_buf(),
+            reason: format!(
+                "the output must not be inside the directory being packaged ({})",
+                runtime_dir.display()
+            ),
+        });
     }
 
     progress.stage(&format!("scanning {}", runtime_dir.display()));
@@ -103,7 +103,11 @@ pub fn package(
                 let _ = fs::remove_file(&tmp);
                 BundleError::io("rename the archive to", &out_abs, e)
             })?;
-            Ok(PackageSummary { sha256, bytes, files })
+            Ok(PackageSummary {
+                sha256,
+                bytes,
+                files,
+            })
         }
         Err(e) => {
             let _ = fs::remove_file(&tmp);
@@ -145,7 +149,8 @@ fn write_archive(
                 h.set_entry_type(EntryType::Directory);
                 h.set_mode(0o755);
                 h.set_size(0);
-                tar.append_data(&mut h, &item.rel, io::empty()).map_err(werr)?;
+                tar.append_data(&mut h, &item.rel, io::empty())
+                    .map_err(werr)?;
             }
             Kind::File { len, exec } => {
                 let src = root.join(&item.rel);
@@ -199,7 +204,10 @@ fn walk(root: &Path, rel: &Path, items: &mut Vec<Item>) -> Result<(), BundleErro
         let meta = fs::symlink_metadata(&path).map_err(|e| BundleError::io("inspect", &path, e))?;
         let ft = meta.file_type();
         if ft.is_dir() {
-            items.push(Item { rel: rel.clone(), kind: Kind::Dir });
+            items.push(Item {
+                rel: rel.clone(),
+                kind: Kind::Dir,
+            });
             walk(root, &rel, items)?;
         } else if ft.is_file() {
             items.push(Item {
@@ -216,7 +224,10 @@ fn walk(root: &Path, rel: &Path, items: &mut Vec<Item>) -> Result<(), BundleErro
                 path: path.clone(),
                 reason: format!("{reason}; bundles may only contain symlinks within the tree"),
             })?;
-            items.push(Item { rel, kind: Kind::Symlink(target) });
+            items.push(Item {
+                rel,
+                kind: Kind::Symlink(target),
+            });
         } else {
             return Err(BundleError::InvalidInput {
                 path,

@@ -59,10 +59,7 @@ pub(crate) fn lexical_target_ok(link: &Path, target: &Path) -> Result<(), String
         return Err("the symlink target is empty".into());
     }
     if target.is_absolute() {
-        return Err(format!(
-            "symlink target `{}` is absolute",
-            target.display()
-        ));
+        return Err(format!("symlink target `{}` is absolute", target.display()));
     }
     let mut depth: usize = link.parent().map_or(0, |p| p.components().count());
     for c in target.components() {
@@ -71,7 +68,10 @@ pub(crate) fn lexical_target_ok(link: &Path, target: &Path) -> Result<(), String
             Component::CurDir => {}
             Component::ParentDir => {
                 depth = depth.checked_sub(1).ok_or_else(|| {
-                    format!("symlink target `{}` points outside the tree", target.display())
+                    format!(
+                        "symlink target `{}` points outside the tree",
+                        target.display()
+                    )
                 })?;
             }
             Component::RootDir | Component::Prefix(_) => {
@@ -89,7 +89,8 @@ pub(crate) fn resolve_within(root: &Path, link: &Path) -> Result<(), String> {
         .parent()
         .map(|p| p.components().map(|c| c.as_os_str().to_owned()).collect())
         .unwrap_or_default();
-    let target = fs::read_link(root.join(link)).map_err(|e| format!("cannot read the link: {e}"))?;
+    let target =
+        fs::read_link(root.join(link)).map_err(|e| format!("cannot read the link: {e}"))?;
     let mut pending: Vec<std::ffi::OsString> = Vec::new();
     let push_target = |pending: &mut Vec<std::ffi::OsString>, t: &Path| -> Result<(), String> {
         if t.is_absolute() {
@@ -137,7 +138,11 @@ pub(crate) fn resolve_within(root: &Path, link: &Path) -> Result<(), String> {
 }
 
 fn normalized_mode(header_mode: u32) -> u32 {
-    if header_mode & 0o111 != 0 { 0o755 } else { 0o644 }
+    if header_mode & 0o111 != 0 {
+        0o755
+    } else {
+        0o644
+    }
 }
 
 /// Reads `path` (a gzip-compressed tar) and extracts it into the existing,
@@ -152,7 +157,10 @@ pub(crate) fn unpack(
     let total = file.metadata().map(|m| m.len()).ok();
     progress.stage("unpacking bundle");
     progress.start(total);
-    let counting = CountingReader { inner: file, progress };
+    let counting = CountingReader {
+        inner: file,
+        progress,
+    };
     let gz = MultiGzDecoder::new(BufReader::with_capacity(IO_BUF, counting));
     let mut ar = tar::Archive::new(gz);
     let corrupt = |e: io::Error| BundleError::CorruptArchive {
@@ -181,7 +189,10 @@ pub(crate) fn unpack(
             if kind.is_dir() {
                 continue; // "./" — the root itself
             }
-            return Err(unsafe_entry(&raw, "a non-directory entry names the archive root".into()));
+            return Err(unsafe_entry(
+                &raw,
+                "a non-directory entry names the archive root".into(),
+            ));
         }
         let out = dest.join(&rel);
         match kind {
@@ -190,7 +201,10 @@ pub(crate) fn unpack(
                 match fs::symlink_metadata(&out) {
                     Ok(m) if m.is_dir() => {}
                     Ok(_) => {
-                        return Err(unsafe_entry(&raw, "it would replace a non-directory".into()));
+                        return Err(unsafe_entry(
+                            &raw,
+                            "it would replace a non-directory".into(),
+                        ));
                     }
                     Err(_) => fs::create_dir(&out)
                         .map_err(|e| BundleError::io("create directory", &out, e))?,
@@ -210,11 +224,10 @@ pub(crate) fn unpack(
                     .mode(mode)
                     .open(&out)
                     .map_err(|e| BundleError::io("create", &out, e))?;
-                let written = copy_sparse(&mut entry, &mut f, &mut buf)
-                    .map_err(|e| match e {
-                        CopyError::Read(e) => corrupt(e),
-                        CopyError::Write(e) => BundleError::io("write", &out, e),
-                    })?;
+                let written = copy_sparse(&mut entry, &mut f, &mut buf).map_err(|e| match e {
+                    CopyError::Read(e) => corrupt(e),
+                    CopyError::Write(e) => BundleError::io("write", &out, e),
+                })?;
                 if written != size {
                     return Err(corrupt(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -254,7 +267,9 @@ pub(crate) fn unpack(
             other => {
                 return Err(unsafe_entry(
                     &raw,
-                    format!("entry type {other:?} is not allowed (only files, directories and symlinks)"),
+                    format!(
+                        "entry type {other:?} is not allowed (only files, directories and symlinks)"
+                    ),
                 ));
             }
         }
@@ -270,8 +285,7 @@ pub(crate) fn unpack(
     }
     // Links may chain through each other: resolve every symlink for real.
     for link in &symlinks {
-        resolve_within(dest, link)
-            .map_err(|r| unsafe_entry(link.as_os_str().as_bytes(), r))?;
+        resolve_within(dest, link).map_err(|r| unsafe_entry(link.as_os_str().as_bytes(), r))?;
     }
     progress.finish();
     Ok(Unpacked { entries })
@@ -280,7 +294,9 @@ pub(crate) fn unpack(
 /// Makes sure every ancestor of `rel` inside `dest` is a real directory (never a
 /// symlink), creating missing ones.
 fn prepare_parents(dest: &Path, rel: &Path) -> Result<(), String> {
-    let Some(parent) = rel.parent() else { return Ok(()) };
+    let Some(parent) = rel.parent() else {
+        return Ok(());
+    };
     let mut cur = dest.to_path_buf();
     let mut shown = PathBuf::new();
     for c in parent.components() {
@@ -294,9 +310,15 @@ fn prepare_parents(dest: &Path, rel: &Path) -> Result<(), String> {
                 ));
             }
             Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(format!("its parent `{}` is not a directory", shown.display())),
+            Ok(_) => {
+                return Err(format!(
+                    "its parent `{}` is not a directory",
+                    shown.display()
+                ));
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir(&cur).map_err(|e| format!("cannot create `{}`: {e}", shown.display()))?;
+                fs::create_dir(&cur)
+                    .map_err(|e| format!("cannot create `{}`: {e}", shown.display()))?;
                 fs::set_permissions(&cur, fs::Permissions::from_mode(0o755))
                     .map_err(|e| format!("cannot chmod `{}`: {e}", shown.display()))?;
             }
@@ -341,8 +363,14 @@ fn check_existing_regular(dest: &Path, trel: &Path) -> Result<(), String> {
             }
         }
     }
-    if !fs::symlink_metadata(&cur).map(|m| m.is_file()).unwrap_or(false) {
-        return Err(format!("hard link target `{}` is not a regular file", trel.display()));
+    if !fs::symlink_metadata(&cur)
+        .map(|m| m.is_file())
+        .unwrap_or(false)
+    {
+        return Err(format!(
+            "hard link target `{}` is not a regular file",
+            trel.display()
+        ));
     }
     Ok(())
 }
@@ -370,7 +398,8 @@ fn copy_sparse(r: &mut dyn Read, f: &mut File, buf: &mut [u8]) -> Result<u64, Co
                 continue;
             }
             if pending_hole > 0 {
-                f.seek(SeekFrom::Current(pending_hole as i64)).map_err(CopyError::Write)?;
+                f.seek(SeekFrom::Current(pending_hole as i64))
+                    .map_err(CopyError::Write)?;
                 pending_hole = 0;
             }
             f.write_all(block).map_err(CopyError::Write)?;
@@ -383,8 +412,9 @@ fn copy_sparse(r: &mut dyn Read, f: &mut File, buf: &mut [u8]) -> Result<u64, Co
 }
 
 fn is_zero(b: &[u8]) -> bool {
-    let (pre, mid, post) = unsafe { b.align_to::<u128>() };
-    pre.iter().all(|&x| x == 0) && post.iter().all(|&x| x == 0) && mid.iter().all(|&x| x == 0)
+    let mut chunks = b.chunks_exact(16);
+    chunks.all(|c| u128::from_ne_bytes(c.try_into().expect("16 bytes")) == 0)
+        && chunks.remainder().iter().all(|&x| x == 0)
 }
 
 struct CountingReader<'a, R> {

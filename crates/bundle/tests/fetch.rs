@@ -27,9 +27,17 @@ fn expect_failure(sb: &Sandbox, manifest: &Path) -> BundleError {
     let before = snapshot(&sb.runtime());
     let manifest = Manifest::load(manifest).unwrap();
     let err = fetch(&manifest, &sb.runtime(), &NoProgress).unwrap_err();
-    assert_eq!(snapshot(&sb.runtime()), before, "runtime dir changed after: {err}");
+    assert_eq!(
+        snapshot(&sb.runtime()),
+        before,
+        "runtime dir changed after: {err}"
+    );
     assert_eq!(names(&sb.base()), vec!["runtime"], "leftovers after: {err}");
-    assert_eq!(names(sb.outer.path()), vec!["base"], "wrote outside after: {err}");
+    assert_eq!(
+        names(sb.outer.path()),
+        vec!["base"],
+        "wrote outside after: {err}"
+    );
     err
 }
 
@@ -39,7 +47,12 @@ fn good_http_fetch_replaces_runtime_and_keeps_exec_bits() {
     let server = Server::start();
     let url = server.serve("/good.tar.gz", Reply::ok(bytes.clone()));
     let sb = Sandbox::new();
-    let m = write_manifest(sb.work.path(), Some(&url), Some(&sha256_hex(&bytes)), LISTED);
+    let m = write_manifest(
+        sb.work.path(),
+        Some(&url),
+        Some(&sha256_hex(&bytes)),
+        LISTED,
+    );
     let summary = fetch(&Manifest::load(&m).unwrap(), &sb.runtime(), &NoProgress).unwrap();
     assert!(summary.replaced);
     assert_eq!(summary.bytes, bytes.len() as u64);
@@ -55,8 +68,14 @@ fn good_http_fetch_replaces_runtime_and_keeps_exec_bits() {
     assert_eq!(mode("vmlinux"), 0o644);
     assert_eq!(mode("id_ed25519"), 0o644);
     assert_eq!(mode("empty-dir"), 0o755);
-    assert_eq!(fs::read_link(rt.join("vmlinuz")).unwrap(), Path::new("vmlinux"));
-    assert_eq!(fs::read(rt.join("scripts/kernel")).unwrap(), fs::read(rt.join("vmlinux")).unwrap());
+    assert_eq!(
+        fs::read_link(rt.join("vmlinuz")).unwrap(),
+        Path::new("vmlinux")
+    );
+    assert_eq!(
+        fs::read(rt.join("scripts/kernel")).unwrap(),
+        fs::read(rt.join("vmlinux")).unwrap()
+    );
     // Contents are identical to the packaged tree.
     let strip = |s: std::collections::BTreeMap<std::path::PathBuf, Node>| {
         s.into_iter()
@@ -70,7 +89,10 @@ fn good_http_fetch_replaces_runtime_and_keeps_exec_bits() {
             })
             .collect::<Vec<_>>()
     };
-    assert_eq!(strip(snapshot(&rt)), strip(snapshot(&src.path().join("tree"))));
+    assert_eq!(
+        strip(snapshot(&rt)),
+        strip(snapshot(&src.path().join("tree")))
+    );
     assert_eq!(names(&sb.base()), vec!["runtime"], "staging leftovers");
 }
 
@@ -80,12 +102,17 @@ fn fetch_into_missing_runtime_dir_creates_it() {
     let work = tempfile::tempdir().unwrap();
     let tarball = work.path().join("b.tar.gz");
     fs::write(&tarball, &bytes).unwrap();
-    let m = write_manifest(work.path(), Some("b.tar.gz"), Some(&sha256_hex(&bytes)), LISTED);
+    let m = write_manifest(
+        work.path(),
+        Some("b.tar.gz"),
+        Some(&sha256_hex(&bytes)),
+        LISTED,
+    );
     let dest = work.path().join("nested/share/runtime");
     let s = fetch(&Manifest::load(&m).unwrap(), &dest, &NoProgress).unwrap();
     assert!(!s.replaced);
     assert!(dest.join("rootfs.ext4").is_file());
-    assert_eq!(names(&dest.parent().unwrap()), vec!["runtime"]);
+    assert_eq!(names(dest.parent().unwrap()), vec!["runtime"]);
 }
 
 #[test]
@@ -94,8 +121,16 @@ fn file_url_fetch_works() {
     let sb = Sandbox::new();
     let tarball = sb.work.path().join("my bundle.tar.gz");
     fs::write(&tarball, &bytes).unwrap();
-    let url = format!("file://{}", tarball.display().to_string().replace(' ', "%20"));
-    let m = write_manifest(sb.work.path(), Some(&url), Some(&sha256_hex(&bytes)), LISTED);
+    let url = format!(
+        "file://{}",
+        tarball.display().to_string().replace(' ', "%20")
+    );
+    let m = write_manifest(
+        sb.work.path(),
+        Some(&url),
+        Some(&sha256_hex(&bytes)),
+        LISTED,
+    );
     fetch(&Manifest::load(&m).unwrap(), &sb.runtime(), &NoProgress).unwrap();
     assert!(sb.runtime().join("vmlinux").is_file());
     assert!(!sb.runtime().join("marker").exists());
@@ -110,10 +145,19 @@ fn checksum_mismatch_is_rejected_before_unpacking() {
     let server = Server::start();
     let url = server.serve("/corrupt.tar.gz", Reply::ok(corrupt.clone()));
     let sb = Sandbox::new();
-    let m = write_manifest(sb.work.path(), Some(&url), Some(&sha256_hex(&bytes)), LISTED);
+    let m = write_manifest(
+        sb.work.path(),
+        Some(&url),
+        Some(&sha256_hex(&bytes)),
+        LISTED,
+    );
     let err = expect_failure(&sb, &m);
     match &err {
-        BundleError::ChecksumMismatch { expected, actual, url: u } => {
+        BundleError::ChecksumMismatch {
+            expected,
+            actual,
+            url: u,
+        } => {
             assert_eq!(expected, &sha256_hex(&bytes));
             assert_eq!(actual, &sha256_hex(&corrupt));
             assert_eq!(u, &url);
@@ -131,10 +175,19 @@ fn truncated_download_is_detected() {
     let half = bytes[..bytes.len() / 2].to_vec();
     let url = server.serve(
         "/short.tar.gz",
-        Reply { status: 200, body: half, declared_len: Some(bytes.len() as u64) },
+        Reply {
+            status: 200,
+            body: half,
+            declared_len: Some(bytes.len() as u64),
+        },
     );
     let sb = Sandbox::new();
-    let m = write_manifest(sb.work.path(), Some(&url), Some(&sha256_hex(&bytes)), LISTED);
+    let m = write_manifest(
+        sb.work.path(),
+        Some(&url),
+        Some(&sha256_hex(&bytes)),
+        LISTED,
+    );
     let err = expect_failure(&sb, &m);
     assert!(matches!(err, BundleError::Truncated { .. }), "got {err:?}");
     assert_eq!(err.exit_code(), 7);
@@ -147,16 +200,27 @@ fn http_404_is_not_found() {
     let sb = Sandbox::new();
     let m = write_manifest(sb.work.path(), Some(&url), Some(&"a".repeat(64)), LISTED);
     let err = expect_failure(&sb, &m);
-    assert!(matches!(err, BundleError::HttpStatus { status: 404, .. }), "got {err:?}");
+    assert!(
+        matches!(err, BundleError::HttpStatus { status: 404, .. }),
+        "got {err:?}"
+    );
     assert_eq!(err.exit_code(), 3);
 }
 
 #[test]
 fn missing_file_source_is_not_found() {
     let sb = Sandbox::new();
-    let m = write_manifest(sb.work.path(), Some("file:///nonexistent/b.tar.gz"), Some(&"a".repeat(64)), LISTED);
+    let m = write_manifest(
+        sb.work.path(),
+        Some("file:///nonexistent/b.tar.gz"),
+        Some(&"a".repeat(64)),
+        LISTED,
+    );
     let err = expect_failure(&sb, &m);
-    assert!(matches!(err, BundleError::SourceNotFound { .. }), "got {err:?}");
+    assert!(
+        matches!(err, BundleError::SourceNotFound { .. }),
+        "got {err:?}"
+    );
     assert_eq!(err.exit_code(), 3);
 }
 
@@ -166,7 +230,10 @@ fn manifest_without_url_says_build_locally() {
     for url in [None, Some("")] {
         let m = write_manifest(sb.work.path(), url, None, LISTED);
         let err = expect_failure(&sb, &m);
-        assert!(matches!(err, BundleError::NoPublishedUrl { .. }), "got {err:?}");
+        assert!(
+            matches!(err, BundleError::NoPublishedUrl { .. }),
+            "got {err:?}"
+        );
         assert_eq!(err.exit_code(), 7);
         let msg = err.to_string();
         assert!(msg.contains("no published bundle yet"), "{msg}");
@@ -187,7 +254,12 @@ fn bundle_lacking_a_listed_file_is_rejected() {
     let server = Server::start();
     let url = server.serve("/lacking.tar.gz", Reply::ok(bytes.clone()));
     let sb = Sandbox::new();
-    let m = write_manifest(sb.work.path(), Some(&url), Some(&sha256_hex(&bytes)), LISTED);
+    let m = write_manifest(
+        sb.work.path(),
+        Some(&url),
+        Some(&sha256_hex(&bytes)),
+        LISTED,
+    );
     let err = expect_failure(&sb, &m);
     match &err {
         BundleError::MissingFile { file, .. } => assert_eq!(file, "rootfs.ext4"),
@@ -204,7 +276,10 @@ fn not_a_tarball_is_corrupt() {
     let sb = Sandbox::new();
     let m = write_manifest(sb.work.path(), Some(&url), Some(&sha256_hex(&bytes)), &[]);
     let err = expect_failure(&sb, &m);
-    assert!(matches!(err, BundleError::CorruptArchive { .. }), "got {err:?}");
+    assert!(
+        matches!(err, BundleError::CorruptArchive { .. }),
+        "got {err:?}"
+    );
     assert_eq!(err.exit_code(), 7);
 }
 
@@ -215,31 +290,79 @@ fn malicious_tarballs_are_refused() {
     let abs_target = sb.outer.path().join("abs-evil");
     let abs = abs_target.to_str().unwrap().to_string();
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("traversal", RawTar::new().file("ok", b"x").file("../../../evil", b"pwned").finish()),
-        ("traversal-nested", RawTar::new().dir("a").file("a/../../../../evil", b"pwned").finish()),
+        (
+            "traversal",
+            RawTar::new()
+                .file("ok", b"x")
+                .file("../../../evil", b"pwned")
+                .finish(),
+        ),
+        (
+            "traversal-nested",
+            RawTar::new()
+                .dir("a")
+                .file("a/../../../../evil", b"pwned")
+                .finish(),
+        ),
         ("absolute", RawTar::new().file(&abs, b"pwned").finish()),
         (
             "symlink-escape-then-write",
-            RawTar::new().symlink("link", "../../outside").file("link/x", b"pwned").finish(),
+            RawTar::new()
+                .symlink("link", "../../outside")
+                .file("link/x", b"pwned")
+                .finish(),
         ),
-        ("symlink-absolute", RawTar::new().symlink("link", "/etc").finish()),
+        (
+            "symlink-absolute",
+            RawTar::new().symlink("link", "/etc").finish(),
+        ),
         (
             "write-through-inner-symlink",
-            RawTar::new().dir("d").symlink("l", "d").file("l/x", b"x").finish(),
+            RawTar::new()
+                .dir("d")
+                .symlink("l", "d")
+                .file("l/x", b"x")
+                .finish(),
         ),
         (
             "chained-symlink-escape",
-            RawTar::new().dir("d").symlink("d/up", "..").symlink("e", "d/up/..").finish(),
+            RawTar::new()
+                .dir("d")
+                .symlink("d/up", "..")
+                .symlink("e", "d/up/..")
+                .finish(),
         ),
-        ("hardlink-escape", RawTar::new().hardlink("hl", "../../outside/secret").finish()),
-        ("hardlink-absolute", RawTar::new().hardlink("hl", "/etc/passwd").finish()),
+        (
+            "hardlink-escape",
+            RawTar::new()
+                .hardlink("hl", "../../outside/secret")
+                .finish(),
+        ),
+        (
+            "hardlink-absolute",
+            RawTar::new().hardlink("hl", "/etc/passwd").finish(),
+        ),
         (
             "hardlink-through-symlink",
-            RawTar::new().dir("d").file("d/f", b"x").symlink("s", "d").hardlink("hl", "s/f").finish(),
+            RawTar::new()
+                .dir("d")
+                .file("d/f", b"x")
+                .symlink("s", "d")
+                .hardlink("hl", "s/f")
+                .finish(),
         ),
-        ("char-device", RawTar::new().special("null", tar::EntryType::Char).finish()),
-        ("block-device", RawTar::new().special("sda", tar::EntryType::Block).finish()),
-        ("fifo", RawTar::new().special("pipe", tar::EntryType::Fifo).finish()),
+        (
+            "char-device",
+            RawTar::new().special("null", tar::EntryType::Char).finish(),
+        ),
+        (
+            "block-device",
+            RawTar::new().special("sda", tar::EntryType::Block).finish(),
+        ),
+        (
+            "fifo",
+            RawTar::new().special("pipe", tar::EntryType::Fifo).finish(),
+        ),
     ];
     let server = Server::start();
     for (name, bytes) in cases {
@@ -272,7 +395,12 @@ fn safe_raw_tarball_with_dot_prefix_and_in_tree_links_is_accepted() {
     let server = Server::start();
     let url = server.serve("/raw.tar.gz", Reply::ok(bytes.clone()));
     let sb = Sandbox::new();
-    let m = write_manifest(sb.work.path(), Some(&url), Some(&sha256_hex(&bytes)), &["vmlinux", "bin/kernel"]);
+    let m = write_manifest(
+        sb.work.path(),
+        Some(&url),
+        Some(&sha256_hex(&bytes)),
+        &["vmlinux", "bin/kernel"],
+    );
     fetch(&Manifest::load(&m).unwrap(), &sb.runtime(), &NoProgress).unwrap();
     let rt = sb.runtime();
     assert_eq!(fs::read(rt.join("vmlinux")).unwrap(), b"k2");
@@ -282,7 +410,11 @@ fn safe_raw_tarball_with_dot_prefix_and_in_tree_links_is_accepted() {
 
 #[test]
 fn gnu_tar_output_is_accepted() {
-    if std::process::Command::new("tar").arg("--version").output().is_err() {
+    if std::process::Command::new("tar")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("skipping: no tar binary");
         return;
     }
@@ -301,8 +433,87 @@ fn gnu_tar_output_is_accepted() {
     assert!(st.success());
     let bytes = fs::read(&tarball).unwrap();
     let sb = Sandbox::new();
-    let m = write_manifest(sb.work.path(), Some(tarball.to_str().unwrap()), Some(&sha256_hex(&bytes)), LISTED);
+    let m = write_manifest(
+        sb.work.path(),
+        Some(tarball.to_str().unwrap()),
+        Some(&sha256_hex(&bytes)),
+        LISTED,
+    );
     fetch(&Manifest::load(&m).unwrap(), &sb.runtime(), &NoProgress).unwrap();
-    let mode = fs::metadata(sb.runtime().join("bin/firecracker")).unwrap().permissions().mode();
+    let mode = fs::metadata(sb.runtime().join("bin/firecracker"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o755);
+}
+
+#[test]
+fn runtime_path_that_is_a_file_is_refused() {
+    let (_src, bytes) = good_bundle();
+    let work = tempfile::tempdir().unwrap();
+    fs::write(work.path().join("b.tar.gz"), &bytes).unwrap();
+    let m = write_manifest(
+        work.path(),
+        Some("b.tar.gz"),
+        Some(&sha256_hex(&bytes)),
+        LISTED,
+    );
+    let file = work.path().join("not-a-dir");
+    fs::write(&file, b"keep me").unwrap();
+    let err = fetch(&Manifest::load(&m).unwrap(), &file, &NoProgress).unwrap_err();
+    assert!(matches!(err, BundleError::InvalidInput { .. }), "{err:?}");
+    assert_eq!(err.exit_code(), 2);
+    assert_eq!(fs::read(&file).unwrap(), b"keep me");
+}
+
+#[derive(Default)]
+struct Recorder {
+    events: std::cell::RefCell<Vec<String>>,
+    advanced: std::cell::Cell<u64>,
+}
+
+impl banger_bundle::Progress for Recorder {
+    fn stage(&self, msg: &str) {
+        self.events.borrow_mut().push(format!("stage {msg}"));
+    }
+    fn start(&self, total: Option<u64>) {
+        self.advanced.set(0);
+        self.events.borrow_mut().push(format!("start {total:?}"));
+    }
+    fn advance(&self, n: u64) {
+        self.advanced.set(self.advanced.get() + n);
+    }
+    fn finish(&self) {
+        self.events
+            .borrow_mut()
+            .push(format!("finish {}", self.advanced.get()));
+    }
+}
+
+#[test]
+fn progress_reports_download_and_unpack_bytes() {
+    let (_src, bytes) = good_bundle();
+    let server = Server::start();
+    let url = server.serve("/p.tar.gz", Reply::ok(bytes.clone()));
+    let sb = Sandbox::new();
+    let m = write_manifest(
+        sb.work.path(),
+        Some(&url),
+        Some(&sha256_hex(&bytes)),
+        LISTED,
+    );
+    let rec = Recorder::default();
+    fetch(&Manifest::load(&m).unwrap(), &sb.runtime(), &rec).unwrap();
+    let ev = rec.events.borrow();
+    let n = bytes.len();
+    assert_eq!(ev[0], format!("stage downloading {url}"));
+    assert_eq!(ev[1], format!("start Some({n})"));
+    assert_eq!(ev[2], format!("finish {n}"));
+    assert!(ev.contains(&format!("finish {n}")));
+    let unpack_start = ev
+        .iter()
+        .position(|e| e == "stage unpacking bundle")
+        .unwrap();
+    assert_eq!(ev[unpack_start + 1], format!("start Some({n})"));
+    assert_eq!(ev[unpack_start + 2], format!("finish {n}"));
 }
