@@ -32,6 +32,10 @@ pub struct FetchSummary {
     pub runtime_dir: PathBuf,
     /// Whether an existing runtime directory was replaced.
     pub replaced: bool,
+    /// Set if the staging directory (holding the previous runtime) could not
+    /// be removed after the swap; the new runtime is installed regardless and
+    /// the caller may warn about this path.
+    pub leftover: Option<PathBuf>,
 }
 
 /// Downloads the bundle pinned by `manifest`, verifies its SHA-256, unpacks it
@@ -115,11 +119,10 @@ pub fn fetch(
 
     progress.stage(&format!("installing into {}", runtime_dir.display()));
     let replaced = swap_into_place(&tree, &runtime_dir, staging.path())?;
-    // Dropping `staging` removes the previous runtime directory moved aside into it.
+    // The new runtime is in place: from here on nothing may fail. Removing the
+    // staging directory (which now holds the previous runtime) is best effort.
     let staging_path = staging.path().to_path_buf();
-    staging
-        .close()
-        .map_err(|e| BundleError::io("remove staging directory", staging_path, e))?;
+    let leftover = staging.close().err().map(|_| staging_path);
 
     Ok(FetchSummary {
         version: manifest.version.clone(),
@@ -129,6 +132,7 @@ pub fn fetch(
         entries: unpacked.entries,
         runtime_dir,
         replaced,
+        leftover,
     })
 }
 

@@ -184,7 +184,6 @@ pub(crate) fn unpack(
             continue;
         }
         let rel = sanitize(&raw).map_err(|r| unsafe_entry(&raw, r))?;
-        entries += 1;
         if rel.as_os_str().is_empty() {
             if kind.is_dir() {
                 continue; // "./" — the root itself
@@ -194,6 +193,7 @@ pub(crate) fn unpack(
                 "a non-directory entry names the archive root".into(),
             ));
         }
+        entries += 1;
         let out = dest.join(&rel);
         match kind {
             EntryType::Directory => {

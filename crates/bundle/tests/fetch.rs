@@ -55,6 +55,8 @@ fn good_http_fetch_replaces_runtime_and_keeps_exec_bits() {
     );
     let summary = fetch(&Manifest::load(&m).unwrap(), &sb.runtime(), &NoProgress).unwrap();
     assert!(summary.replaced);
+    assert_eq!(summary.leftover, None);
+    assert_eq!(summary.entries, 11);
     assert_eq!(summary.bytes, bytes.len() as u64);
     assert_eq!(summary.sha256, sha256_hex(&bytes));
     assert_eq!(summary.url, url);
@@ -68,6 +70,7 @@ fn good_http_fetch_replaces_runtime_and_keeps_exec_bits() {
     assert_eq!(mode("vmlinux"), 0o644);
     assert_eq!(mode("id_ed25519"), 0o644);
     assert_eq!(mode("empty-dir"), 0o755);
+    assert_eq!(mode(""), 0o755, "runtime dir itself");
     assert_eq!(
         fs::read_link(rt.join("vmlinuz")).unwrap(),
         Path::new("vmlinux")
