@@ -2,6 +2,9 @@
 PREFIX ?= $(HOME)/.local
 CARGO ?= cargo
 CARGO_FLAGS ?= -j2 --locked
+PROFILE ?= release
+RUNTIME_DIR ?= runtime
+OUT := target/$(if $(filter release,$(PROFILE)),release,debug)
 BINDIR := $(PREFIX)/bin
 LIBDIR := $(PREFIX)/lib/banger
 
@@ -10,12 +13,14 @@ BUILD_DEBS := build-essential pkg-config ca-certificates
 TEST_DEBS := curl procps
 BENCH_DEBS := hyperfine python3
 
-.PHONY: help deps test-deps build test install uninstall quickstart bench bench-status fmt clippy clean check-cargo
+.PHONY: runtime-bundle runtime-package help deps test-deps build test install uninstall quickstart bench bench-status bench-bundle fmt clippy clean check-cargo
 
 help:
 	@echo "make quickstart   install system packages, build, start the daemon and show its status"
 	@echo "make build        build target/release/{banger,bangerd}"
 	@echo "make test         install test packages, run every test"
+	@echo "make runtime-bundle   fetch + verify the bundle pinned in runtime-bundle.toml into ./runtime"
+	@echo "make runtime-package  package ./runtime into dist/banger-runtime.tar.gz (deterministic)"
 	@echo "make install      install binaries to PREFIX/bin and the runtime bundle to PREFIX/lib/banger (PREFIX=$(PREFIX))"
 	@echo "make bench        run the benchmarks reported in README.md"
 
@@ -28,32 +33,48 @@ deps:
 test-deps: deps
 	scripts/apt-deps.sh $(TEST_DEBS)
 
+CARGO_BUILD = $(CARGO) build --profile $(if $(filter release,$(PROFILE)),release,dev) $(CARGO_FLAGS) -p banger
+
 build: check-cargo deps
-	$(CARGO) build --release $(CARGO_FLAGS) -p banger
+	$(CARGO_BUILD)
 
 test: check-cargo test-deps
 	$(CARGO) test $(CARGO_FLAGS) --workspace
 
 # Never fetches anything: copies what `build` made and whatever ./runtime holds.
-install: build
+# (It installs no system packages either: run `make build` first on a fresh machine.)
+install: check-cargo
+	$(CARGO_BUILD)
 	install -d $(BINDIR) $(LIBDIR)
-	install -m 0755 target/release/banger target/release/bangerd $(BINDIR)/
-	@if [ -d runtime ]; then cp -a runtime/. $(LIBDIR)/ && echo "installed runtime bundle into $(LIBDIR)"; \
-	else echo "note: ./runtime is missing, so no runtime bundle was installed into $(LIBDIR) (make runtime-bundle or make runtime-build first)"; fi
+	install -m 0755 $(OUT)/banger $(OUT)/bangerd $(BINDIR)/
+	@if [ -d $(RUNTIME_DIR) ]; then cp -a --sparse=always $(RUNTIME_DIR)/. $(LIBDIR)/ && echo "installed runtime bundle into $(LIBDIR)"; \
+	else echo "note: $(RUNTIME_DIR) is missing, so no runtime bundle was installed into $(LIBDIR) (make runtime-bundle or make runtime-build first)"; fi
+
+# Download the bundle pinned in runtime-bundle.toml into ./runtime (verified before unpacking).
+runtime-bundle: build
+	$(OUT)/banger runtime fetch --manifest runtime-bundle.toml --dir $(RUNTIME_DIR)
+
+# Package ./runtime deterministically into dist/banger-runtime.tar.gz and print its SHA-256.
+runtime-package: build
+	$(OUT)/banger runtime package --dir $(RUNTIME_DIR) --out dist/banger-runtime.tar.gz --manifest runtime-bundle.toml
 
 uninstall:
 	rm -f $(BINDIR)/banger $(BINDIR)/bangerd
 	rm -rf $(LIBDIR)
 
 quickstart: build
-	target/release/banger daemon status
-	-target/release/banger runtime check
+	$(OUT)/banger daemon status
+	-$(OUT)/banger runtime check
 
-bench: bench-status
+bench: bench-status bench-bundle
 
 bench-status: build
 	scripts/apt-deps.sh $(BENCH_DEBS)
 	scripts/bench-status.sh
+
+bench-bundle: check-cargo deps
+	scripts/apt-deps.sh $(BENCH_DEBS)
+	$(CARGO) run --release $(CARGO_FLAGS) -p banger-bundle --example bench_fetch -- 512
 
 fmt:
 	$(CARGO) fmt --all

@@ -27,18 +27,10 @@ use banger_bundle::{Manifest, NoProgress, fetch, package};
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let size_mib: u64 = args
-        .next()
-        .map(|s| s.parse().expect("SIZE_MIB"))
-        .unwrap_or(512);
+    let size_mib: u64 = args.next().map(|s| s.parse().expect("SIZE_MIB")).unwrap_or(512);
     let rounds: usize = args.next().map(|s| s.parse().expect("ROUNDS")).unwrap_or(3);
-    let base = std::env::var_os("BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    let tmp = tempfile::Builder::new()
-        .prefix("bench-fetch-")
-        .tempdir_in(base)
-        .unwrap();
+    let base = std::env::var_os("BENCH_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let tmp = tempfile::Builder::new().prefix("bench-fetch-").tempdir_in(base).unwrap();
     let root = tmp.path();
 
     let tree = root.join("tree");
@@ -124,15 +116,9 @@ fn main() {
         );
     }
     // Same result on disk.
-    assert_eq!(
-        fs::read(rt.join("rootfs.ext4")).unwrap().len(),
-        fs::read(seq_dir.join("rootfs.ext4")).unwrap().len()
-    );
+    assert_eq!(fs::read(rt.join("rootfs.ext4")).unwrap().len(), fs::read(seq_dir.join("rootfs.ext4")).unwrap().len());
     let (ma, mb, mc) = (median(&mut a), median(&mut b), median(&mut c));
-    println!(
-        "median fetch:                               {:.3}s",
-        ma.as_secs_f64()
-    );
+    println!("median fetch:                               {:.3}s", ma.as_secs_f64());
     println!(
         "median curl -o F + sha256sum -c + tar xzf:  {:.3}s  (equivalent: verifies before unpacking)",
         mb.as_secs_f64()
@@ -141,14 +127,8 @@ fn main() {
         "median curl | tee >(sha256sum) | tar xz:   {:.3}s  (reference: unpacks before verifying)",
         mc.as_secs_f64()
     );
-    println!(
-        "ratio fetch / curl+sha256sum+tar (fair baseline): {:.3}",
-        ma.as_secs_f64() / mb.as_secs_f64()
-    );
-    println!(
-        "ratio fetch / pipelined curl|tee|tar:             {:.3}",
-        ma.as_secs_f64() / mc.as_secs_f64()
-    );
+    println!("ratio fetch / curl+sha256sum+tar (fair baseline): {:.3}", ma.as_secs_f64() / mb.as_secs_f64());
+    println!("ratio fetch / pipelined curl|tee|tar:             {:.3}", ma.as_secs_f64() / mc.as_secs_f64());
 }
 
 fn median(v: &mut [Duration]) -> Duration {

@@ -22,11 +22,7 @@ pub enum BundleError {
 
     /// A manifest field is missing or has an invalid value.
     #[error("runtime bundle manifest {} has an invalid `{field}` field: {problem}", path.display())]
-    ManifestField {
-        path: PathBuf,
-        field: &'static str,
-        problem: String,
-    },
+    ManifestField { path: PathBuf, field: &'static str, problem: String },
 
     /// The manifest does not point at a published bundle yet.
     #[error(
@@ -57,19 +53,11 @@ pub enum BundleError {
 
     /// Fewer (or more) bytes arrived than announced.
     #[error("download of {url} is truncated: received {received} of {expected} bytes")]
-    Truncated {
-        url: String,
-        expected: u64,
-        received: u64,
-    },
+    Truncated { url: String, expected: u64, received: u64 },
 
     /// The downloaded bundle does not have the SHA-256 pinned in the manifest.
     #[error("bundle {url} has SHA-256 {actual}, but the manifest pins {expected}")]
-    ChecksumMismatch {
-        url: String,
-        expected: String,
-        actual: String,
-    },
+    ChecksumMismatch { url: String, expected: String, actual: String },
 
     /// The bundle is not a readable gzip-compressed tar archive.
     #[error("bundle {url} is not a valid .tar.gz archive: {message}")]
@@ -77,11 +65,7 @@ pub enum BundleError {
 
     /// The archive contains an entry that could escape or subvert the runtime directory.
     #[error("bundle {url} contains an unsafe entry `{entry}`: {reason}")]
-    UnsafeEntry {
-        url: String,
-        entry: String,
-        reason: String,
-    },
+    UnsafeEntry { url: String, entry: String, reason: String },
 
     /// A file listed in the manifest's `files` is absent from the bundle.
     #[error("bundle {url} lacks `{file}`, which the manifest lists in `files`")]
@@ -89,11 +73,7 @@ pub enum BundleError {
 
     /// Any other I/O failure on a local path.
     #[error("failed to {op} {}: {error}", path.display())]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        error: io::Error,
-    },
+    Io { op: &'static str, path: PathBuf, error: io::Error },
 }
 
 impl BundleError {
@@ -106,27 +86,19 @@ impl BundleError {
             | BundleError::BadUrl { .. }
             | BundleError::InvalidInput { .. } => 2,
             BundleError::ManifestNotFound { .. } | BundleError::SourceNotFound { .. } => 3,
-            BundleError::HttpStatus {
-                status: 404 | 410, ..
-            } => 3,
+            BundleError::HttpStatus { status: 404 | 410, .. } => 3,
             BundleError::NoPublishedUrl { .. }
             | BundleError::Truncated { .. }
             | BundleError::ChecksumMismatch { .. }
             | BundleError::CorruptArchive { .. }
             | BundleError::UnsafeEntry { .. }
             | BundleError::MissingFile { .. } => 7,
-            BundleError::HttpStatus { .. }
-            | BundleError::Download { .. }
-            | BundleError::Io { .. } => 1,
+            BundleError::HttpStatus { .. } | BundleError::Download { .. } | BundleError::Io { .. } => 1,
         }
     }
 
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, error: io::Error) -> Self {
-        BundleError::Io {
-            op,
-            path: path.into(),
-            error,
-        }
+        BundleError::Io { op, path: path.into(), error }
     }
 }
 
@@ -137,51 +109,17 @@ mod tests {
     #[test]
     fn exit_codes_follow_convention() {
         let p = PathBuf::from("/m.toml");
-        assert_eq!(
-            BundleError::ManifestNotFound { path: p.clone() }.exit_code(),
-            3
-        );
-        assert_eq!(
-            BundleError::ManifestField {
-                path: p.clone(),
-                field: "sha256",
-                problem: "x".into()
-            }
-            .exit_code(),
-            2
-        );
-        assert_eq!(
-            BundleError::NoPublishedUrl { path: p.clone() }.exit_code(),
-            7
-        );
-        assert_eq!(
-            BundleError::HttpStatus {
-                url: "u".into(),
-                status: 404
-            }
-            .exit_code(),
-            3
-        );
-        assert_eq!(
-            BundleError::HttpStatus {
-                url: "u".into(),
-                status: 500
-            }
-            .exit_code(),
-            1
-        );
-        assert_eq!(
-            BundleError::io("read", "/x", io::Error::other("boom")).exit_code(),
-            1
-        );
+        assert_eq!(BundleError::ManifestNotFound { path: p.clone() }.exit_code(), 3);
+        assert_eq!(BundleError::ManifestField { path: p.clone(), field: "sha256", problem: "x".into() }.exit_code(), 2);
+        assert_eq!(BundleError::NoPublishedUrl { path: p.clone() }.exit_code(), 7);
+        assert_eq!(BundleError::HttpStatus { url: "u".into(), status: 404 }.exit_code(), 3);
+        assert_eq!(BundleError::HttpStatus { url: "u".into(), status: 500 }.exit_code(), 1);
+        assert_eq!(BundleError::io("read", "/x", io::Error::other("boom")).exit_code(), 1);
     }
 
     #[test]
     fn no_published_url_message_points_to_local_build() {
-        let msg = BundleError::NoPublishedUrl {
-            path: "/src/runtime-bundle.toml".into(),
-        }
-        .to_string();
+        let msg = BundleError::NoPublishedUrl { path: "/src/runtime-bundle.toml".into() }.to_string();
         assert!(msg.contains("/src/runtime-bundle.toml"), "{msg}");
         assert!(msg.contains("no published bundle yet"), "{msg}");
         assert!(msg.contains("make runtime-build"), "{msg}");

@@ -45,23 +45,15 @@ pub struct FetchSummary {
 /// The download is streamed to disk and hashed on the fly; nothing is unpacked
 /// before the checksum matches. On any error `runtime_dir` is left exactly as it
 /// was and the staging directory is removed.
-pub fn fetch(
-    manifest: &Manifest,
-    runtime_dir: &Path,
-    progress: &dyn Progress,
-) -> Result<FetchSummary, BundleError> {
+pub fn fetch(manifest: &Manifest, runtime_dir: &Path, progress: &dyn Progress) -> Result<FetchSummary, BundleError> {
     let (url, source) = manifest.source()?;
-    let expected = manifest
-        .sha256
-        .clone()
-        .ok_or_else(|| BundleError::ManifestField {
-            path: manifest.path.clone(),
-            field: "sha256",
-            problem: "it is missing, but is required when `url` is set".into(),
-        })?;
+    let expected = manifest.sha256.clone().ok_or_else(|| BundleError::ManifestField {
+        path: manifest.path.clone(),
+        field: "sha256",
+        problem: "it is missing, but is required when `url` is set".into(),
+    })?;
 
-    let runtime_dir =
-        std::path::absolute(runtime_dir).map_err(|e| BundleError::io("resolve", runtime_dir, e))?;
+    let runtime_dir = std::path::absolute(runtime_dir).map_err(|e| BundleError::io("resolve", runtime_dir, e))?;
     let (parent, name) = match (runtime_dir.parent(), runtime_dir.file_name()) {
         (Some(p), Some(n)) => (p.to_path_buf(), n.to_string_lossy().into_owned()),
         _ => {
@@ -95,11 +87,7 @@ pub fn fetch(
 
     progress.stage("verifying SHA-256");
     if actual != expected {
-        return Err(BundleError::ChecksumMismatch {
-            url,
-            expected,
-            actual,
-        });
+        return Err(BundleError::ChecksumMismatch { url, expected, actual });
     }
 
     fs::create_dir(&tree).map_err(|e| BundleError::io("create directory", &tree, e))?;
@@ -110,10 +98,7 @@ pub fn fetch(
 
     for f in &manifest.files {
         if fs::metadata(tree.join(f)).is_err() {
-            return Err(BundleError::MissingFile {
-                url,
-                file: f.clone(),
-            });
+            return Err(BundleError::MissingFile { url, file: f.clone() });
         }
     }
 
@@ -158,12 +143,7 @@ fn swap_into_place(new: &Path, target: &Path, aside_dir: &Path) -> Result<bool, 
 }
 
 /// Streams the bundle into `dest`, hashing on the fly. Returns (bytes, sha256).
-fn download(
-    url: &str,
-    source: &Source,
-    dest: &Path,
-    progress: &dyn Progress,
-) -> Result<(u64, String), BundleError> {
+fn download(url: &str, source: &Source, dest: &Path, progress: &dyn Progress) -> Result<(u64, String), BundleError> {
     let mut out = File::create(dest).map_err(|e| BundleError::io("create", dest, e))?;
     let result = match source {
         Source::File(path) => {
@@ -192,16 +172,13 @@ fn download(
                 .user_agent(concat!("banger-bundle/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .new_agent();
-            let resp = agent.get(url).call().map_err(|e| BundleError::Download {
-                url: url.to_string(),
-                message: e.to_string(),
-            })?;
+            let resp = agent
+                .get(url)
+                .call()
+                .map_err(|e| BundleError::Download { url: url.to_string(), message: e.to_string() })?;
             let status = resp.status().as_u16();
             if !(200..300).contains(&status) {
-                return Err(BundleError::HttpStatus {
-                    url: url.to_string(),
-                    status,
-                });
+                return Err(BundleError::HttpStatus { url: url.to_string(), status });
             }
             let body = resp.into_body();
             let len = body.content_length();
@@ -240,32 +217,20 @@ fn stream(
                             | io::ErrorKind::ConnectionAborted
                     )
                 {
-                    return Err(BundleError::Truncated {
-                        url: url.to_string(),
-                        expected,
-                        received,
-                    });
+                    return Err(BundleError::Truncated { url: url.to_string(), expected, received });
                 }
-                return Err(BundleError::Download {
-                    url: url.to_string(),
-                    message: e.to_string(),
-                });
+                return Err(BundleError::Download { url: url.to_string(), message: e.to_string() });
             }
         };
         hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .map_err(|e| BundleError::io("write", dest, e))?;
+        out.write_all(&buf[..n]).map_err(|e| BundleError::io("write", dest, e))?;
         received += n as u64;
         progress.advance(n as u64);
     }
     if let Some(expected) = expected
         && received != expected
     {
-        return Err(BundleError::Truncated {
-            url: url.to_string(),
-            expected,
-            received,
-        });
+        return Err(BundleError::Truncated { url: url.to_string(), expected, received });
     }
     progress.finish();
     Ok((received, hex::encode(hasher.finalize())))

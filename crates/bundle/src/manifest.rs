@@ -75,30 +75,24 @@ impl Manifest {
             None => None,
             Some(item) => match item.as_str() {
                 Some(s) if s.trim().is_empty() => None,
-                Some(s) => Some(normalize_sha256(s).ok_or_else(|| {
-                    field_err("sha256", format!("`{s}` is not 64 hexadecimal digits"))
-                })?),
+                Some(s) => Some(
+                    normalize_sha256(s)
+                        .ok_or_else(|| field_err("sha256", format!("`{s}` is not 64 hexadecimal digits")))?,
+                ),
                 None => return Err(field_err("sha256", "it must be a string".into())),
             },
         };
         if url.is_some() && sha256.is_none() {
-            return Err(field_err(
-                "sha256",
-                "it is missing, but is required when `url` is set".into(),
-            ));
+            return Err(field_err("sha256", "it is missing, but is required when `url` is set".into()));
         }
 
         let files = match doc.get("files") {
             None => return Err(field_err("files", "it is missing".into())),
             Some(item) => {
-                let arr = item
-                    .as_array()
-                    .ok_or_else(|| field_err("files", "it must be an array of strings".into()))?;
+                let arr = item.as_array().ok_or_else(|| field_err("files", "it must be an array of strings".into()))?;
                 let mut files = Vec::with_capacity(arr.len());
                 for v in arr.iter() {
-                    let s = v
-                        .as_str()
-                        .ok_or_else(|| field_err("files", "every entry must be a string".into()))?;
+                    let s = v.as_str().ok_or_else(|| field_err("files", "every entry must be a string".into()))?;
                     if let Err(reason) = check_relative(s) {
                         return Err(field_err("files", format!("entry `{s}` {reason}")));
                     }
@@ -108,26 +102,13 @@ impl Manifest {
             }
         };
 
-        Ok(Manifest {
-            path: path.to_path_buf(),
-            version,
-            url,
-            sha256,
-            files,
-        })
+        Ok(Manifest { path: path.to_path_buf(), version, url, sha256, files })
     }
 
     pub(crate) fn source(&self) -> Result<(String, Source), BundleError> {
-        let url = self
-            .url
-            .clone()
-            .ok_or_else(|| BundleError::NoPublishedUrl {
-                path: self.path.clone(),
-            })?;
-        let source = parse_source(&url, &self.path).map_err(|reason| BundleError::BadUrl {
-            url: url.clone(),
-            reason,
-        })?;
+        let url = self.url.clone().ok_or_else(|| BundleError::NoPublishedUrl { path: self.path.clone() })?;
+        let source =
+            parse_source(&url, &self.path).map_err(|reason| BundleError::BadUrl { url: url.clone(), reason })?;
         Ok((url, source))
     }
 }
@@ -136,17 +117,12 @@ fn read_document(path: &Path) -> Result<DocumentMut, BundleError> {
     let text = match fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(BundleError::ManifestNotFound {
-                path: path.to_path_buf(),
-            });
+            return Err(BundleError::ManifestNotFound { path: path.to_path_buf() });
         }
         Err(e) => return Err(BundleError::io("read", path, e)),
     };
     text.parse::<DocumentMut>()
-        .map_err(|e| BundleError::ManifestSyntax {
-            path: path.to_path_buf(),
-            message: e.message().trim().to_string(),
-        })
+        .map_err(|e| BundleError::ManifestSyntax { path: path.to_path_buf(), message: e.message().trim().to_string() })
 }
 
 /// Returns the lower-case form of `s` if it is exactly 64 hex digits.
@@ -195,9 +171,7 @@ pub(crate) fn parse_source(url: &str, manifest_path: &Path) -> Result<Source, St
                 let decoded = percent_decode(path).ok_or("it has an invalid %-escape")?;
                 Ok(Source::File(PathBuf::from(decoded)))
             }
-            other => Err(format!(
-                "scheme `{other}` is not supported (use http, https or file)"
-            )),
+            other => Err(format!("scheme `{other}` is not supported (use http, https or file)")),
         }
     } else {
         let p = Path::new(url);
@@ -231,20 +205,13 @@ fn percent_decode(s: &str) -> Option<String> {
 /// Rewrites the manifest's `sha256` (and `url`, if given) in place, preserving
 /// every other key, comment and formatting. The file is replaced atomically
 /// (written to a temporary file in the same directory, then renamed).
-pub fn set_manifest_checksum(
-    manifest_path: &Path,
-    sha256: &str,
-    url: Option<&str>,
-) -> Result<(), BundleError> {
+pub fn set_manifest_checksum(manifest_path: &Path, sha256: &str, url: Option<&str>) -> Result<(), BundleError> {
     let sha = normalize_sha256(sha256).ok_or_else(|| BundleError::InvalidInput {
         path: manifest_path.to_path_buf(),
         reason: format!("`{sha256}` is not a SHA-256 (64 hexadecimal digits)"),
     })?;
     if let Some(u) = url {
-        parse_source(u, manifest_path).map_err(|reason| BundleError::BadUrl {
-            url: u.to_string(),
-            reason,
-        })?;
+        parse_source(u, manifest_path).map_err(|reason| BundleError::BadUrl { url: u.to_string(), reason })?;
     }
     let mut doc = read_document(manifest_path)?;
     set_string(&mut doc, "sha256", &sha);
@@ -256,9 +223,7 @@ pub fn set_manifest_checksum(
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let perms = fs::metadata(manifest_path)
-        .map_err(|e| BundleError::io("stat", manifest_path, e))?
-        .permissions();
+    let perms = fs::metadata(manifest_path).map_err(|e| BundleError::io("stat", manifest_path, e))?.permissions();
     let mut tmp = tempfile::Builder::new()
         .prefix(".runtime-bundle.toml.")
         .suffix(".tmp")
@@ -267,13 +232,9 @@ pub fn set_manifest_checksum(
     tmp.write_all(doc.to_string().as_bytes())
         .and_then(|_| tmp.as_file().sync_all())
         .map_err(|e| BundleError::io("write", tmp.path().to_path_buf(), e))?;
-    fs::set_permissions(
-        tmp.path(),
-        fs::Permissions::from_mode(perms.mode() & 0o7777),
-    )
-    .map_err(|e| BundleError::io("set permissions on", tmp.path().to_path_buf(), e))?;
-    tmp.persist(manifest_path)
-        .map_err(|e| BundleError::io("replace", manifest_path, e.error))?;
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(perms.mode() & 0o7777))
+        .map_err(|e| BundleError::io("set permissions on", tmp.path().to_path_buf(), e))?;
+    tmp.persist(manifest_path).map_err(|e| BundleError::io("replace", manifest_path, e.error))?;
     Ok(())
 }
 
@@ -330,16 +291,10 @@ mod tests {
     #[test]
     fn empty_url_means_unpublished() {
         let d = tempfile::tempdir().unwrap();
-        let p = write(
-            d.path(),
-            "version = \"1\"\nurl = \"\"\nsha256 = \"\"\nfiles = []\n",
-        );
+        let p = write(d.path(), "version = \"1\"\nurl = \"\"\nsha256 = \"\"\nfiles = []\n");
         let m = Manifest::load(&p).unwrap();
         assert_eq!(m.url, None);
-        assert!(matches!(
-            m.source(),
-            Err(BundleError::NoPublishedUrl { .. })
-        ));
+        assert!(matches!(m.source(), Err(BundleError::NoPublishedUrl { .. })));
     }
 
     #[test]
@@ -353,20 +308,9 @@ mod tests {
             ("version = \"1\"\nfiles = [\"../x\"]\n", "files"),
             ("version = \"1\"\nfiles = [\"/etc/passwd\"]\n", "files"),
             ("version = \"1\"\nsha256 = \"abc\"\nfiles = []\n", "sha256"),
-            (
-                "version = \"1\"\nurl = \"https://h/x\"\nfiles = []\n",
-                "sha256",
-            ),
-            (
-                &format!("version = \"1\"\nurl = \"ftp://h/x\"\nsha256 = \"{SHA}\"\nfiles = []\n"),
-                "url",
-            ),
-            (
-                &format!(
-                    "version = \"1\"\nurl = \"file://relative/x\"\nsha256 = \"{SHA}\"\nfiles = []\n"
-                ),
-                "url",
-            ),
+            ("version = \"1\"\nurl = \"https://h/x\"\nfiles = []\n", "sha256"),
+            (&format!("version = \"1\"\nurl = \"ftp://h/x\"\nsha256 = \"{SHA}\"\nfiles = []\n"), "url"),
+            (&format!("version = \"1\"\nurl = \"file://relative/x\"\nsha256 = \"{SHA}\"\nfiles = []\n"), "url"),
         ];
         for (text, field) in cases {
             let p = write(d.path(), text);
@@ -394,22 +338,10 @@ mod tests {
     #[test]
     fn parses_sources() {
         let m = Path::new("/src/runtime-bundle.toml");
-        assert_eq!(
-            parse_source("file:///a/b%20c.tgz", m).unwrap(),
-            Source::File("/a/b c.tgz".into())
-        );
-        assert_eq!(
-            parse_source("file://localhost/a", m).unwrap(),
-            Source::File("/a".into())
-        );
-        assert_eq!(
-            parse_source("out/b.tgz", m).unwrap(),
-            Source::File("/src/out/b.tgz".into())
-        );
-        assert_eq!(
-            parse_source("HTTPS://h/x", m).unwrap(),
-            Source::Http("HTTPS://h/x".into())
-        );
+        assert_eq!(parse_source("file:///a/b%20c.tgz", m).unwrap(), Source::File("/a/b c.tgz".into()));
+        assert_eq!(parse_source("file://localhost/a", m).unwrap(), Source::File("/a".into()));
+        assert_eq!(parse_source("out/b.tgz", m).unwrap(), Source::File("/src/out/b.tgz".into()));
+        assert_eq!(parse_source("HTTPS://h/x", m).unwrap(), Source::Http("HTTPS://h/x".into()));
         assert!(parse_source("http:///x", m).is_err());
         assert!(parse_source("gopher://h/x", m).is_err());
     }
@@ -426,10 +358,7 @@ mod tests {
             .replace("url = \"\"", "url = \"https://h/b.tar.gz\"")
             .replace("sha256 = \"\"", &format!("sha256 = \"{SHA}\""));
         assert_eq!(text, expected);
-        assert_eq!(
-            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-            0o640
-        );
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o640);
         let m = Manifest::load(&p).unwrap();
         assert_eq!(m.sha256.as_deref(), Some(SHA));
         // url untouched when not given
@@ -439,10 +368,7 @@ mod tests {
         assert_eq!(m.url.as_deref(), Some("https://h/b.tar.gz"));
         assert_eq!(m.sha256.as_deref(), Some(other.as_str()));
         // no temp files left behind
-        let names: Vec<_> = fs::read_dir(d.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names: Vec<_> = fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 1, "{names:?}");
     }
 
@@ -451,18 +377,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = write(d.path(), "version = \"1\"\nfiles = []\n");
         let before = fs::read(&p).unwrap();
-        assert_eq!(
-            set_manifest_checksum(&p, "xyz", None)
-                .unwrap_err()
-                .exit_code(),
-            2
-        );
-        assert_eq!(
-            set_manifest_checksum(&p, SHA, Some("ftp://x/y"))
-                .unwrap_err()
-                .exit_code(),
-            2
-        );
+        assert_eq!(set_manifest_checksum(&p, "xyz", None).unwrap_err().exit_code(), 2);
+        assert_eq!(set_manifest_checksum(&p, SHA, Some("ftp://x/y")).unwrap_err().exit_code(), 2);
         assert_eq!(fs::read(&p).unwrap(), before);
         let err = set_manifest_checksum(&d.path().join("missing.toml"), SHA, None).unwrap_err();
         assert_eq!(err.exit_code(), 3);

@@ -46,11 +46,7 @@ struct Item {
 /// name. Packaging the same tree twice therefore yields identical bytes, even
 /// after `touch`. Files are streamed, never loaded into memory. The archive is
 /// written to `out.tmp` and renamed to `out` when complete.
-pub fn package(
-    runtime_dir: &Path,
-    out: &Path,
-    progress: &dyn Progress,
-) -> Result<PackageSummary, BundleError> {
+pub fn package(runtime_dir: &Path, out: &Path, progress: &dyn Progress) -> Result<PackageSummary, BundleError> {
     match fs::metadata(runtime_dir) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
@@ -60,14 +56,11 @@ pub fn package(
             });
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(BundleError::SourceNotFound {
-                path: runtime_dir.to_path_buf(),
-            });
+            return Err(BundleError::SourceNotFound { path: runtime_dir.to_path_buf() });
         }
         Err(e) => return Err(BundleError::io("inspect", runtime_dir, e)),
     }
-    let root =
-        fs::canonicalize(runtime_dir).map_err(|e| BundleError::io("resolve", runtime_dir, e))?;
+    let root = fs::canonicalize(runtime_dir).map_err(|e| BundleError::io("resolve", runtime_dir, e))?;
     let out_abs = std::path::absolute(out).map_err(|e| BundleError::io("resolve", out, e))?;
     let out_parent = out_abs.parent().map(Path::to_path_buf).unwrap_or_default();
     if let Ok(p) = fs::canonicalize(&out_parent)
@@ -75,10 +68,7 @@ pub fn package(
     {
         return Err(BundleError::InvalidInput {
             path: out.to_path_buf(),
-            reason: format!(
-                "the output must not be inside the directory being packaged ({})",
-                runtime_dir.display()
-            ),
+            reason: format!("the output must not be inside the directory being packaged ({})", runtime_dir.display()),
         });
     }
 
@@ -103,11 +93,7 @@ pub fn package(
                 let _ = fs::remove_file(&tmp);
                 BundleError::io("rename the archive to", &out_abs, e)
             })?;
-            Ok(PackageSummary {
-                sha256,
-                bytes,
-                files,
-            })
+            Ok(PackageSummary { sha256, bytes, files })
         }
         Err(e) => {
             let _ = fs::remove_file(&tmp);
@@ -124,11 +110,7 @@ fn write_archive(
     progress: &dyn Progress,
 ) -> Result<(u64, String, u64), BundleError> {
     let file = File::create(tmp).map_err(|e| BundleError::io("create", tmp, e))?;
-    let hashing = HashingWriter {
-        inner: file,
-        hasher: Sha256::new(),
-        bytes: 0,
-    };
+    let hashing = HashingWriter { inner: file, hasher: Sha256::new(), bytes: 0 };
     let buffered = BufWriter::with_capacity(IO_BUF, hashing);
     // GzBuilder without mtime/filename: header bytes depend only on the level.
     let gz = GzBuilder::new().write(buffered, Compression::new(6));
@@ -149,8 +131,7 @@ fn write_archive(
                 h.set_entry_type(EntryType::Directory);
                 h.set_mode(0o755);
                 h.set_size(0);
-                tar.append_data(&mut h, &item.rel, io::empty())
-                    .map_err(werr)?;
+                tar.append_data(&mut h, &item.rel, io::empty()).map_err(werr)?;
             }
             Kind::File { len, exec } => {
                 let src = root.join(&item.rel);
@@ -158,13 +139,8 @@ fn write_archive(
                 h.set_entry_type(EntryType::Regular);
                 h.set_mode(if *exec { 0o755 } else { 0o644 });
                 h.set_size(*len);
-                let mut reader = ExactReader {
-                    inner: f.take(*len),
-                    remaining: *len,
-                    path: &src,
-                    progress,
-                    error: None,
-                };
+                let mut reader =
+                    ExactReader { inner: f.take(*len), remaining: *len, path: &src, progress, error: None };
                 let res = tar.append_data(&mut h, &item.rel, &mut reader);
                 if let Some(e) = reader.error.take() {
                     return Err(e);
@@ -204,30 +180,18 @@ fn walk(root: &Path, rel: &Path, items: &mut Vec<Item>) -> Result<(), BundleErro
         let meta = fs::symlink_metadata(&path).map_err(|e| BundleError::io("inspect", &path, e))?;
         let ft = meta.file_type();
         if ft.is_dir() {
-            items.push(Item {
-                rel: rel.clone(),
-                kind: Kind::Dir,
-            });
+            items.push(Item { rel: rel.clone(), kind: Kind::Dir });
             walk(root, &rel, items)?;
         } else if ft.is_file() {
-            items.push(Item {
-                rel,
-                kind: Kind::File {
-                    len: meta.len(),
-                    exec: meta.permissions().mode() & 0o111 != 0,
-                },
-            });
+            items
+                .push(Item { rel, kind: Kind::File { len: meta.len(), exec: meta.permissions().mode() & 0o111 != 0 } });
         } else if ft.is_symlink() {
-            let target =
-                fs::read_link(&path).map_err(|e| BundleError::io("read symlink", &path, e))?;
+            let target = fs::read_link(&path).map_err(|e| BundleError::io("read symlink", &path, e))?;
             resolve_within(root, &rel).map_err(|reason| BundleError::InvalidInput {
                 path: path.clone(),
                 reason: format!("{reason}; bundles may only contain symlinks within the tree"),
             })?;
-            items.push(Item {
-                rel,
-                kind: Kind::Symlink(target),
-            });
+            items.push(Item { rel, kind: Kind::Symlink(target) });
         } else {
             return Err(BundleError::InvalidInput {
                 path,

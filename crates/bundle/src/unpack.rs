@@ -67,12 +67,9 @@ pub(crate) fn lexical_target_ok(link: &Path, target: &Path) -> Result<(), String
             Component::Normal(_) => depth += 1,
             Component::CurDir => {}
             Component::ParentDir => {
-                depth = depth.checked_sub(1).ok_or_else(|| {
-                    format!(
-                        "symlink target `{}` points outside the tree",
-                        target.display()
-                    )
-                })?;
+                depth = depth
+                    .checked_sub(1)
+                    .ok_or_else(|| format!("symlink target `{}` points outside the tree", target.display()))?;
             }
             Component::RootDir | Component::Prefix(_) => {
                 return Err(format!("symlink target `{}` is absolute", target.display()));
@@ -85,12 +82,9 @@ pub(crate) fn lexical_target_ok(link: &Path, target: &Path) -> Result<(), String
 /// Resolves the symlink at `root/link` step by step, following symlinks found
 /// inside `root`, and fails if resolution ever leaves `root` (or loops).
 pub(crate) fn resolve_within(root: &Path, link: &Path) -> Result<(), String> {
-    let mut stack: Vec<std::ffi::OsString> = link
-        .parent()
-        .map(|p| p.components().map(|c| c.as_os_str().to_owned()).collect())
-        .unwrap_or_default();
-    let target =
-        fs::read_link(root.join(link)).map_err(|e| format!("cannot read the link: {e}"))?;
+    let mut stack: Vec<std::ffi::OsString> =
+        link.parent().map(|p| p.components().map(|c| c.as_os_str().to_owned()).collect()).unwrap_or_default();
+    let target = fs::read_link(root.join(link)).map_err(|e| format!("cannot read the link: {e}"))?;
     let mut pending: Vec<std::ffi::OsString> = Vec::new();
     let push_target = |pending: &mut Vec<std::ffi::OsString>, t: &Path| -> Result<(), String> {
         if t.is_absolute() {
@@ -109,10 +103,7 @@ pub(crate) fn resolve_within(root: &Path, link: &Path) -> Result<(), String> {
         }
         if c == ".." {
             if stack.pop().is_none() {
-                return Err(format!(
-                    "symlink target `{}` resolves outside the tree",
-                    target.display()
-                ));
+                return Err(format!("symlink target `{}` resolves outside the tree", target.display()));
             }
             continue;
         }
@@ -122,10 +113,7 @@ pub(crate) fn resolve_within(root: &Path, link: &Path) -> Result<(), String> {
             Ok(m) if m.file_type().is_symlink() => {
                 hops += 1;
                 if hops > MAX_LINK_HOPS {
-                    return Err(format!(
-                        "symlink target `{}` has too many levels of links",
-                        target.display()
-                    ));
+                    return Err(format!("symlink target `{}` has too many levels of links", target.display()));
                 }
                 let t = fs::read_link(&here).map_err(|e| format!("cannot read a link: {e}"))?;
                 stack.pop();
@@ -138,35 +126,20 @@ pub(crate) fn resolve_within(root: &Path, link: &Path) -> Result<(), String> {
 }
 
 fn normalized_mode(header_mode: u32) -> u32 {
-    if header_mode & 0o111 != 0 {
-        0o755
-    } else {
-        0o644
-    }
+    if header_mode & 0o111 != 0 { 0o755 } else { 0o644 }
 }
 
 /// Reads `path` (a gzip-compressed tar) and extracts it into the existing,
 /// empty directory `dest`.
-pub(crate) fn unpack(
-    archive: &Path,
-    dest: &Path,
-    url: &str,
-    progress: &dyn Progress,
-) -> Result<Unpacked, BundleError> {
+pub(crate) fn unpack(archive: &Path, dest: &Path, url: &str, progress: &dyn Progress) -> Result<Unpacked, BundleError> {
     let file = File::open(archive).map_err(|e| BundleError::io("open", archive, e))?;
     let total = file.metadata().map(|m| m.len()).ok();
     progress.stage("unpacking bundle");
     progress.start(total);
-    let counting = CountingReader {
-        inner: file,
-        progress,
-    };
+    let counting = CountingReader { inner: file, progress };
     let gz = MultiGzDecoder::new(BufReader::with_capacity(IO_BUF, counting));
     let mut ar = tar::Archive::new(gz);
-    let corrupt = |e: io::Error| BundleError::CorruptArchive {
-        url: url.to_string(),
-        message: e.to_string(),
-    };
+    let corrupt = |e: io::Error| BundleError::CorruptArchive { url: url.to_string(), message: e.to_string() };
     let unsafe_entry = |entry: &[u8], reason: String| BundleError::UnsafeEntry {
         url: url.to_string(),
         entry: String::from_utf8_lossy(entry).into_owned(),
@@ -188,10 +161,7 @@ pub(crate) fn unpack(
             if kind.is_dir() {
                 continue; // "./" — the root itself
             }
-            return Err(unsafe_entry(
-                &raw,
-                "a non-directory entry names the archive root".into(),
-            ));
+            return Err(unsafe_entry(&raw, "a non-directory entry names the archive root".into()));
         }
         entries += 1;
         let out = dest.join(&rel);
@@ -201,13 +171,9 @@ pub(crate) fn unpack(
                 match fs::symlink_metadata(&out) {
                     Ok(m) if m.is_dir() => {}
                     Ok(_) => {
-                        return Err(unsafe_entry(
-                            &raw,
-                            "it would replace a non-directory".into(),
-                        ));
+                        return Err(unsafe_entry(&raw, "it would replace a non-directory".into()));
                     }
-                    Err(_) => fs::create_dir(&out)
-                        .map_err(|e| BundleError::io("create directory", &out, e))?,
+                    Err(_) => fs::create_dir(&out).map_err(|e| BundleError::io("create directory", &out, e))?,
                 }
                 fs::set_permissions(&out, fs::Permissions::from_mode(0o755))
                     .map_err(|e| BundleError::io("set permissions on", &out, e))?;
@@ -246,8 +212,7 @@ pub(crate) fn unpack(
                 lexical_target_ok(&rel, &target).map_err(|r| unsafe_entry(&raw, r))?;
                 prepare_parents(dest, &rel).map_err(|r| unsafe_entry(&raw, r))?;
                 remove_non_dir(&out).map_err(|r| unsafe_entry(&raw, r))?;
-                std::os::unix::fs::symlink(&target, &out)
-                    .map_err(|e| BundleError::io("create symlink", &out, e))?;
+                std::os::unix::fs::symlink(&target, &out).map_err(|e| BundleError::io("create symlink", &out, e))?;
                 symlinks.push(rel);
             }
             EntryType::Link => {
@@ -255,21 +220,17 @@ pub(crate) fn unpack(
                     .link_name_bytes()
                     .ok_or_else(|| unsafe_entry(&raw, "the hard link has no target".into()))?
                     .into_owned();
-                let trel = sanitize(&target)
-                    .map_err(|r| unsafe_entry(&raw, format!("hard link target: {r}")))?;
+                let trel = sanitize(&target).map_err(|r| unsafe_entry(&raw, format!("hard link target: {r}")))?;
                 check_existing_regular(dest, &trel).map_err(|r| unsafe_entry(&raw, r))?;
                 prepare_parents(dest, &rel).map_err(|r| unsafe_entry(&raw, r))?;
                 remove_non_dir(&out).map_err(|r| unsafe_entry(&raw, r))?;
                 let src = dest.join(&trel);
-                fs::hard_link(&src, &out)
-                    .map_err(|e| BundleError::io("create hard link", &out, e))?;
+                fs::hard_link(&src, &out).map_err(|e| BundleError::io("create hard link", &out, e))?;
             }
             other => {
                 return Err(unsafe_entry(
                     &raw,
-                    format!(
-                        "entry type {other:?} is not allowed (only files, directories and symlinks)"
-                    ),
+                    format!("entry type {other:?} is not allowed (only files, directories and symlinks)"),
                 ));
             }
         }
@@ -304,21 +265,14 @@ fn prepare_parents(dest: &Path, rel: &Path) -> Result<(), String> {
         shown.push(c);
         match fs::symlink_metadata(&cur) {
             Ok(m) if m.file_type().is_symlink() => {
-                return Err(format!(
-                    "it would be written through the symlink `{}`",
-                    shown.display()
-                ));
+                return Err(format!("it would be written through the symlink `{}`", shown.display()));
             }
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
-                return Err(format!(
-                    "its parent `{}` is not a directory",
-                    shown.display()
-                ));
+                return Err(format!("its parent `{}` is not a directory", shown.display()));
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir(&cur)
-                    .map_err(|e| format!("cannot create `{}`: {e}", shown.display()))?;
+                fs::create_dir(&cur).map_err(|e| format!("cannot create `{}`: {e}", shown.display()))?;
                 fs::set_permissions(&cur, fs::Permissions::from_mode(0o755))
                     .map_err(|e| format!("cannot chmod `{}`: {e}", shown.display()))?;
             }
@@ -349,10 +303,7 @@ fn check_existing_regular(dest: &Path, trel: &Path) -> Result<(), String> {
         cur.push(c);
         match fs::symlink_metadata(&cur) {
             Ok(m) if m.file_type().is_symlink() => {
-                return Err(format!(
-                    "hard link target `{}` goes through a symlink",
-                    trel.display()
-                ));
+                return Err(format!("hard link target `{}` goes through a symlink", trel.display()));
             }
             Ok(_) => {}
             Err(_) => {
@@ -363,14 +314,8 @@ fn check_existing_regular(dest: &Path, trel: &Path) -> Result<(), String> {
             }
         }
     }
-    if !fs::symlink_metadata(&cur)
-        .map(|m| m.is_file())
-        .unwrap_or(false)
-    {
-        return Err(format!(
-            "hard link target `{}` is not a regular file",
-            trel.display()
-        ));
+    if !fs::symlink_metadata(&cur).map(|m| m.is_file()).unwrap_or(false) {
+        return Err(format!("hard link target `{}` is not a regular file", trel.display()));
     }
     Ok(())
 }
@@ -398,8 +343,7 @@ fn copy_sparse(r: &mut dyn Read, f: &mut File, buf: &mut [u8]) -> Result<u64, Co
                 continue;
             }
             if pending_hole > 0 {
-                f.seek(SeekFrom::Current(pending_hole as i64))
-                    .map_err(CopyError::Write)?;
+                f.seek(SeekFrom::Current(pending_hole as i64)).map_err(CopyError::Write)?;
                 pending_hole = 0;
             }
             f.write_all(block).map_err(CopyError::Write)?;

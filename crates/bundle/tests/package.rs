@@ -37,19 +37,10 @@ fn packaging_is_byte_identical_after_touch_and_chmod_noop() {
     fs::set_permissions(tree.join("vmlinux"), fs::Permissions::from_mode(0o664)).unwrap();
     let b = package(&tree, &d.path().join("b.tar.gz"), &NoProgress).unwrap();
     assert_eq!(a, b);
-    assert_eq!(
-        fs::read(d.path().join("a.tar.gz")).unwrap(),
-        fs::read(d.path().join("b.tar.gz")).unwrap()
-    );
+    assert_eq!(fs::read(d.path().join("a.tar.gz")).unwrap(), fs::read(d.path().join("b.tar.gz")).unwrap());
     assert_eq!(a.files, 8, "6 regular files + 2 symlinks");
-    assert_eq!(
-        a.bytes,
-        fs::metadata(d.path().join("a.tar.gz")).unwrap().len()
-    );
-    assert_eq!(
-        a.sha256,
-        sha256_hex(&fs::read(d.path().join("a.tar.gz")).unwrap())
-    );
+    assert_eq!(a.bytes, fs::metadata(d.path().join("a.tar.gz")).unwrap().len());
+    assert_eq!(a.sha256, sha256_hex(&fs::read(d.path().join("a.tar.gz")).unwrap()));
     // no out.tmp left behind
     assert_eq!(names(d.path()), vec!["a.tar.gz", "b.tar.gz", "tree"]);
 
@@ -62,10 +53,7 @@ fn packaging_is_byte_identical_after_touch_and_chmod_noop() {
     let e = package(&tree, &d.path().join("e.tar.gz"), &NoProgress).unwrap();
     assert_ne!(a.sha256, e.sha256);
     fs::set_permissions(tree.join("vmlinux"), fs::Permissions::from_mode(0o644)).unwrap();
-    assert_eq!(
-        package(&tree, &d.path().join("f.tar.gz"), &NoProgress).unwrap(),
-        a
-    );
+    assert_eq!(package(&tree, &d.path().join("f.tar.gz"), &NoProgress).unwrap(), a);
 }
 
 #[test]
@@ -141,10 +129,7 @@ fn package_then_fetch_round_trips_and_pins_manifest() {
     let rt = sb.runtime();
     let src = snapshot(&tree);
     let got = snapshot(&rt);
-    assert_eq!(
-        src.keys().collect::<Vec<_>>(),
-        got.keys().collect::<Vec<_>>()
-    );
+    assert_eq!(src.keys().collect::<Vec<_>>(), got.keys().collect::<Vec<_>>());
     for (k, v) in &src {
         match (v, &got[k]) {
             (Node::File { mode: m1, data: d1 }, Node::File { mode: m2, data: d2 }) => {
@@ -178,28 +163,15 @@ fn sparse_images_stay_sparse_and_are_streamed() {
     }
     let out = d.path().join("b.tar.gz");
     let s = package(&tree, &out, &NoProgress).unwrap();
-    assert!(
-        s.bytes < 1 << 20,
-        "32 MiB of zeros should compress well, got {}",
-        s.bytes
-    );
+    assert!(s.bytes < 1 << 20, "32 MiB of zeros should compress well, got {}", s.bytes);
 
     let sb = Sandbox::new();
-    let m = write_manifest(
-        sb.work.path(),
-        Some(out.to_str().unwrap()),
-        Some(&s.sha256),
-        &["rootfs.ext4"],
-    );
+    let m = write_manifest(sb.work.path(), Some(out.to_str().unwrap()), Some(&s.sha256), &["rootfs.ext4"]);
     fetch(&Manifest::load(&m).unwrap(), &sb.runtime(), &NoProgress).unwrap();
     let got = sb.runtime().join("rootfs.ext4");
     let meta = fs::metadata(&got).unwrap();
     assert_eq!(meta.len(), 32 << 20);
-    assert!(
-        meta.blocks() * 512 < 2 << 20,
-        "unpacked image is not sparse: {} blocks",
-        meta.blocks()
-    );
+    assert!(meta.blocks() * 512 < 2 << 20, "unpacked image is not sparse: {} blocks", meta.blocks());
     let mut f = fs::File::open(&got).unwrap();
     use std::io::{Seek, SeekFrom};
     f.seek(SeekFrom::Start(20 << 20)).unwrap();
@@ -211,12 +183,7 @@ fn sparse_images_stay_sparse_and_are_streamed() {
 #[test]
 fn package_refuses_bad_inputs() {
     let d = tempfile::tempdir().unwrap();
-    let err = package(
-        &d.path().join("missing"),
-        &d.path().join("o.tar.gz"),
-        &NoProgress,
-    )
-    .unwrap_err();
+    let err = package(&d.path().join("missing"), &d.path().join("o.tar.gz"), &NoProgress).unwrap_err();
     assert!(matches!(err, BundleError::SourceNotFound { .. }), "{err:?}");
     assert_eq!(err.exit_code(), 3);
 
@@ -237,9 +204,5 @@ fn package_refuses_bad_inputs() {
         let err = package(&tree, &d.path().join("o.tar.gz"), &NoProgress).unwrap_err();
         assert!(matches!(err, BundleError::InvalidInput { .. }), "{err:?}");
     }
-    assert_eq!(
-        names(d.path()),
-        vec!["tree"],
-        "no output or .tmp left behind"
-    );
+    assert_eq!(names(d.path()), vec!["tree"], "no output or .tmp left behind");
 }

@@ -1,6 +1,7 @@
 //! The command-line grammar (clap derive). Every command that reads state takes `--json`.
 
 use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
 #[command(name = "banger", version, about = "Persistent Firecracker/QEMU development VMs", propagate_version = true)]
@@ -60,6 +61,35 @@ pub enum ConfigCommand {
 pub enum RuntimeCommand {
     /// Check that every file VMs need is in the runtime bundle; exit 7 naming the first missing.
     Check {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download the bundle pinned by the manifest, verify its SHA-256, unpack it into the runtime
+    /// dir (atomically: on any error the old runtime dir stays as it was).
+    Fetch {
+        /// The manifest (URL, SHA-256, required files).
+        #[arg(long, default_value = "runtime-bundle.toml")]
+        manifest: PathBuf,
+        /// Where to unpack (default: the resolved runtime dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Package the runtime dir into a deterministic .tar.gz and print its SHA-256.
+    Package {
+        /// The directory to package (default: the resolved runtime dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long, default_value = "dist/banger-runtime.tar.gz")]
+        out: PathBuf,
+        /// The manifest to update.
+        #[arg(long, default_value = "runtime-bundle.toml")]
+        manifest: PathBuf,
+        /// Write the SHA-256 (and --url, if given) into the manifest without asking.
+        #[arg(long)]
+        write_manifest: bool,
+        /// The URL the package will be published at (written with --write-manifest).
+        #[arg(long)]
+        url: Option<String>,
         #[arg(long)]
         json: bool,
     },

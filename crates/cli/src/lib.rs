@@ -7,6 +7,7 @@ pub mod commands;
 pub mod context;
 pub mod error;
 pub mod output;
+pub mod progress;
 
 use clap::Parser;
 use error::CliError;

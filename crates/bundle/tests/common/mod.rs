@@ -25,11 +25,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn ok(body: Vec<u8>) -> Reply {
-        Reply {
-            status: 200,
-            body,
-            declared_len: None,
-        }
+        Reply { status: 200, body, declared_len: None }
     }
 }
 
@@ -64,11 +60,7 @@ impl Server {
                             Err(_) => return,
                         }
                     }
-                    let path = request_line
-                        .split_whitespace()
-                        .nth(1)
-                        .unwrap_or("/")
-                        .to_string();
+                    let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
                     let reply = routes.lock().unwrap().get(&path).cloned().unwrap_or(Reply {
                         status: 404,
                         body: b"not found".to_vec(),
@@ -116,13 +108,7 @@ pub fn write_manifest(dir: &Path, url: Option<&str>, sha: Option<&str>, files: &
     p
 }
 
-pub const LISTED: &[&str] = &[
-    "vmlinux",
-    "initrd.img",
-    "rootfs.ext4",
-    "id_ed25519",
-    "bin/firecracker",
-];
+pub const LISTED: &[&str] = &["vmlinux", "initrd.img", "rootfs.ext4", "id_ed25519", "bin/firecracker"];
 
 /// A small runtime tree resembling the real bundle.
 pub fn make_tree(dir: &Path) {
@@ -131,15 +117,9 @@ pub fn make_tree(dir: &Path) {
     fs::create_dir_all(dir.join("empty-dir")).unwrap();
     fs::write(dir.join("vmlinux"), b"kernel image".repeat(1000)).unwrap();
     fs::write(dir.join("initrd.img"), vec![7u8; 5000]).unwrap();
-    let rootfs: Vec<u8> = (0..300_000u32)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
+    let rootfs: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
     fs::write(dir.join("rootfs.ext4"), rootfs).unwrap();
-    fs::write(
-        dir.join("id_ed25519"),
-        b"-----BEGIN OPENSSH PRIVATE KEY-----\n",
-    )
-    .unwrap();
+    fs::write(dir.join("id_ed25519"), b"-----BEGIN OPENSSH PRIVATE KEY-----\n").unwrap();
     fs::write(dir.join("bin/firecracker"), b"#!/bin/sh\necho fc\n").unwrap();
     fs::write(dir.join("scripts/boot.sh"), b"#!/bin/sh\necho boot\n").unwrap();
     std::os::unix::fs::symlink("vmlinux", dir.join("vmlinuz")).unwrap();
@@ -177,14 +157,9 @@ pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Node> {
                 Node::Link(fs::read_link(&p).unwrap())
             } else if m.is_dir() {
                 rec(root, &r, out);
-                Node::Dir {
-                    mode: m.mode() & 0o7777,
-                }
+                Node::Dir { mode: m.mode() & 0o7777 }
             } else if m.is_file() {
-                Node::File {
-                    mode: m.mode() & 0o7777,
-                    data: fs::read(&p).unwrap(),
-                }
+                Node::File { mode: m.mode() & 0o7777, data: fs::read(&p).unwrap() }
             } else {
                 Node::Other
             };
@@ -197,10 +172,8 @@ pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Node> {
 
 /// Names in `dir`, sorted.
 pub fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut v: Vec<String> =
+        fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     v.sort();
     v
 }
@@ -220,10 +193,7 @@ impl Sandbox {
         fs::write(rt.join("marker"), b"previous runtime").unwrap();
         fs::write(rt.join("old-sub/tool"), b"#!/bin/sh\n").unwrap();
         fs::set_permissions(rt.join("old-sub/tool"), fs::Permissions::from_mode(0o755)).unwrap();
-        Sandbox {
-            outer,
-            work: tempfile::tempdir().unwrap(),
-        }
+        Sandbox { outer, work: tempfile::tempdir().unwrap() }
     }
     pub fn base(&self) -> PathBuf {
         self.outer.path().join("base")
@@ -240,12 +210,7 @@ pub struct RawTar {
 
 impl RawTar {
     pub fn new() -> RawTar {
-        RawTar {
-            builder: tar::Builder::new(flate2::write::GzEncoder::new(
-                Vec::new(),
-                flate2::Compression::fast(),
-            )),
-        }
+        RawTar { builder: tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast())) }
     }
 
     fn header(name: &str, kind: tar::EntryType, size: u64, link: Option<&str>) -> tar::Header {
