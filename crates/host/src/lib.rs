@@ -1,0 +1,200 @@
+//! The one module that runs host commands.
+//!
+//! Every external program banger uses (`ip`, `iptables`, `mkfs.ext4`, `ssh-keygen`, …) runs
+//! through [`run`] (as the invoking user) or [`run_root`] (needs root: directly when we are root,
+//! through `sudo -n` otherwise, and a clear error — never a password prompt — when sudo would ask
+//! for a password). Arguments are passed as a vector: no shell ever sees user input.
+
+use std::ffi::{OsStr, OsString};
+use std::process::{Command, Output, Stdio};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("{program} is not installed (Debian package {package})")]
+    Missing { program: String, package: &'static str },
+    #[error("cannot run `{cmd}`: {source}")]
+    Spawn { cmd: String, source: std::io::Error },
+    #[error("`{cmd}` failed ({status}): {stderr}")]
+    Failed { cmd: String, status: String, stderr: String },
+    #[error(
+        "`{cmd}` needs root and sudo would ask for a password; allow it without one (sudoers NOPASSWD) or run banger as root"
+    )]
+    SudoPassword { cmd: String },
+    #[error("`{cmd}` needs root, and neither are we root nor is sudo installed")]
+    NoSudo { cmd: String },
+}
+
+impl HostError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            HostError::SudoPassword { .. } | HostError::NoSudo { .. } => banger_api::exit::PERMISSION,
+            HostError::Missing { .. } => banger_api::exit::NOT_FOUND,
+            _ => banger_api::exit::FAILURE,
+        }
+    }
+}
+
+/// The Debian package that provides `program`, for "not installed" messages.
+pub fn package_of(program: &str) -> &'static str {
+    match program {
+        "ip" => "iproute2",
+        "iptables" => "iptables",
+        "mkfs.ext4" | "debugfs" | "e2fsck" | "resize2fs" => "e2fsprogs",
+        "ssh" | "ssh-keygen" => "openssh-client",
+        "qemu-system-x86_64" => "qemu-system-x86",
+        "mmdebstrap" => "mmdebstrap",
+        "sudo" => "sudo",
+        _ => "unknown",
+    }
+}
+
+/// How privileged commands are run in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Privilege {
+    Root,
+    Sudo,
+}
+
+pub fn privilege() -> Privilege {
+    if nix::unistd::geteuid().is_root() { Privilege::Root } else { Privilege::Sudo }
+}
+
+/// The argv that runs `program args…` with root under `privilege`.
+pub fn root_argv(privilege: Privilege, program: &str, args: &[OsString]) -> Vec<OsString> {
+    let mut argv = Vec::with_capacity(args.len() + 3);
+    if privilege == Privilege::Sudo {
+        argv.push("sudo".into());
+        argv.push("-n".into());
+        argv.push("--".into());
+    }
+    argv.push(program.into());
+    argv.extend(args.iter().cloned());
+    argv
+}
+
+fn display(argv: &[OsString]) -> String {
+    argv.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+}
+
+fn os_args<I, S>(args: I) -> Vec<OsString>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    args.into_iter().map(|a| a.as_ref().to_os_string()).collect()
+}
+
+/// Run `program args…` as the current user; success means exit status 0.
+pub fn run<I, S>(program: &str, args: I) -> Result<Output, HostError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut argv = vec![OsString::from(program)];
+    argv.extend(os_args(args));
+    exec(&argv, program)
+}
+
+/// Run `program args…` as root (directly, or `sudo -n` when we are not root).
+pub fn run_root<I, S>(program: &str, args: I) -> Result<Output, HostError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    run_root_as(privilege(), program, &os_args(args))
+}
+
+/// [`run_root`] with the privilege mode explicit (tests exercise the sudo path as another uid).
+pub fn run_root_as(privilege: Privilege, program: &str, args: &[OsString]) -> Result<Output, HostError> {
+    exec(&root_argv(privilege, program, args), program)
+}
+
+fn exec(argv: &[OsString], program: &str) -> Result<Output, HostError> {
+    let cmd = display(argv);
+    let out = Command::new(&argv[0]).args(&argv[1..]).stdin(Stdio::null()).output().map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            let missing = argv[0].to_string_lossy().into_owned();
+            if missing == "sudo" {
+                return HostError::NoSudo { cmd: display(&argv[3..]) };
+            }
+            HostError::Missing { package: package_of(&missing), program: missing }
+        } else {
+            HostError::Spawn { cmd: cmd.clone(), source }
+        }
+    })?;
+    classify(out, &cmd, argv[0] == "sudo", program)
+}
+
+fn classify(out: Output, cmd: &str, via_sudo: bool, program: &str) -> Result<Output, HostError> {
+    if out.status.success() {
+        return Ok(out);
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    if via_sudo && (stderr.contains("a password is required") || stderr.contains("a terminal is required")) {
+        return Err(HostError::SudoPassword { cmd: cmd.trim_start_matches("sudo -n -- ").to_string() });
+    }
+    if via_sudo && stderr.contains(&format!("{program}: command not found")) {
+        return Err(HostError::Missing { program: program.into(), package: package_of(program) });
+    }
+    let stderr = stderr.lines().last().unwrap_or("").to_string();
+    Err(HostError::Failed { cmd: cmd.to_string(), status: out.status.to_string(), stderr })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    #[test]
+    fn root_runs_directly_others_through_sudo_n() {
+        let args = os_args(["link", "del", "bgr3"]);
+        assert_eq!(display(&root_argv(Privilege::Root, "ip", &args)), "ip link del bgr3");
+        assert_eq!(display(&root_argv(Privilege::Sudo, "ip", &args)), "sudo -n -- ip link del bgr3");
+    }
+
+    #[test]
+    fn user_input_is_never_interpreted_by_a_shell() {
+        let out = run("printf", ["%s", "$(touch /tmp/banger-pwned); `id`"]).unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "$(touch /tmp/banger-pwned); `id`");
+        assert!(!std::path::Path::new("/tmp/banger-pwned").exists());
+    }
+
+    #[test]
+    fn failures_name_the_command_and_its_error() {
+        let err = run("ls", ["/definitely/not/here"]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("`ls /definitely/not/here` failed (exit status: 2): "), "{msg}");
+        assert!(msg.contains("No such file or directory"), "{msg}");
+        let err = run("banger-no-such-program", Vec::<String>::new()).unwrap_err();
+        assert!(matches!(err, HostError::Missing { .. }), "{err}");
+    }
+
+    #[test]
+    fn sudo_asking_for_a_password_is_a_clear_error() {
+        // What `sudo -n` prints when a password would be needed.
+        let out = Output {
+            status: std::process::ExitStatus::from_raw(1 << 8),
+            stdout: vec![],
+            stderr: b"sudo: a password is required\n".to_vec(),
+        };
+        let err = classify(out, "sudo -n -- ip tuntap add dev bgr1 mode tap", true, "ip").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`ip tuntap add dev bgr1 mode tap` needs root and sudo would ask for a password; allow it without one (sudoers NOPASSWD) or run banger as root"
+        );
+        assert_eq!(err.exit_code(), banger_api::exit::PERMISSION);
+    }
+
+    #[test]
+    fn real_sudo_without_a_password_is_classified() {
+        use std::os::unix::process::CommandExt;
+        if !nix::unistd::geteuid().is_root() || Command::new("sudo").arg("-V").output().is_err() {
+            eprintln!("SKIP real_sudo_without_a_password_is_classified: needs root (to act as uid 65534) and sudo");
+            return;
+        }
+        // uid 65534 has no sudo rights and no password: sudo -n must refuse without prompting.
+        let out = Command::new("sudo").args(["-n", "--", "true"]).uid(65534).gid(65534).output().unwrap();
+        let err = classify(out, "sudo -n -- true", true, "true").unwrap_err();
+        assert!(matches!(err, HostError::SudoPassword { .. }), "{err}");
+    }
+}
