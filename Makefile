@@ -10,7 +10,7 @@ LIBDIR := $(PREFIX)/lib/banger
 
 # Debian packages: for building, for the test suite, for benchmarks.
 BUILD_DEBS := build-essential pkg-config ca-certificates
-TEST_DEBS := curl procps sudo iproute2 iptables e2fsprogs openssh-client qemu-system-x86
+TEST_DEBS := curl procps sudo iproute2 iptables conntrack iputils-ping e2fsprogs openssh-client qemu-system-x86
 BENCH_DEBS := hyperfine python3
 
 .PHONY: runtime-bundle runtime-package help deps test-deps build test install uninstall quickstart bench bench-status bench-bundle fmt clippy clean check-cargo

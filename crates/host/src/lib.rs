@@ -44,6 +44,8 @@ pub fn package_of(program: &str) -> &'static str {
         "qemu-system-x86_64" => "qemu-system-x86",
         "mmdebstrap" => "mmdebstrap",
         "sudo" => "sudo",
+        "sysctl" => "procps",
+        "conntrack" => "conntrack",
         _ => "unknown",
     }
 }
