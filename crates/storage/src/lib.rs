@@ -1,0 +1,211 @@
+//! Per-VM storage.
+//!
+//! A VM boots from three disks: the shared read-only base image (`/dev/vda`, never written), its
+//! own sparse overlay (`/dev/vdb`: the guest's initrd makes a persistent dm-snapshot of the base
+//! with this as copy-on-write store, and boots from it) and its own ext4 work disk (`/dev/vdc`,
+//! mounted at `/root`). The host needs no device-mapper and no root for any of it.
+//!
+//! Disks are created in a staging directory and renamed into place, so a failed create leaves
+//! nothing behind.
+
+use banger_host::{HostError, run};
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+pub const OVERLAY: &str = "overlay.img";
+pub const WORK: &str = "work.ext4";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot {what} {path}: {source}")]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error("{path} already exists")]
+    Exists { path: PathBuf },
+    #[error("the work disk can only grow: {path} is {current} bytes, asked for {requested}")]
+    Shrink { path: PathBuf, current: u64, requested: u64 },
+}
+
+impl StorageError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            StorageError::Host(e) => e.exit_code(),
+            StorageError::Exists { .. } => 4,
+            StorageError::Shrink { .. } => 2,
+            StorageError::Io { .. } => 1,
+        }
+    }
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StorageError + 'a {
+    move |source| StorageError::Io { what, path: path.into(), source }
+}
+
+/// The overlay must hold a copy of every base chunk the guest changes plus the snapshot's
+/// metadata (one 16-byte entry per 4 KiB chunk, grouped in 4 KiB areas): base + 1/128 + slack.
+pub fn overlay_size(base_size: u64) -> u64 {
+    let size = base_size + base_size / 128 + (16 << 20);
+    size.div_ceil(1 << 20) << 20
+}
+
+/// A VM's disks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmDisks {
+    pub dir: PathBuf,
+    pub overlay: PathBuf,
+    pub work: PathBuf,
+}
+
+impl VmDisks {
+    pub fn at(dir: &Path) -> VmDisks {
+        VmDisks { dir: dir.into(), overlay: dir.join(OVERLAY), work: dir.join(WORK) }
+    }
+}
+
+/// Create `dir` with a sparse overlay sized for `base` and a sparse ext4 work disk of
+/// `work_size` bytes. All or nothing: built in `dir`'s sibling staging directory, then renamed.
+pub fn create(dir: &Path, base: &Path, work_size: u64) -> Result<VmDisks, StorageError> {
+    if dir.exists() {
+        return Err(StorageError::Exists { path: dir.into() });
+    }
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io("create", parent))?;
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let staging = parent.join(format!(".{name}.creating-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    let result = (|| {
+        std::fs::create_dir(&staging).map_err(io("create", &staging))?;
+        let base_size = std::fs::metadata(base).map_err(io("read", base))?.len();
+        sparse_file(&staging.join(OVERLAY), overlay_size(base_size))?;
+        let work = staging.join(WORK);
+        sparse_file(&work, work_size)?;
+        mkfs_work(&work)?;
+        std::fs::rename(&staging, dir).map_err(io("rename into place", dir))
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    Ok(VmDisks::at(dir))
+}
+
+fn sparse_file(path: &Path, size: u64) -> Result<(), StorageError> {
+    let f = File::options().write(true).create_new(true).open(path).map_err(io("create", path))?;
+    f.set_len(size).map_err(io("size", path))
+}
+
+/// ext4 for `/root`: no reserved blocks, lazy init so the sparse file stays small.
+fn mkfs_work(path: &Path) -> Result<(), StorageError> {
+    run(
+        "mkfs.ext4",
+        [
+            "-F".as_ref(),
+            "-q".as_ref(),
+            "-m".as_ref(),
+            "0".as_ref(),
+            "-b".as_ref(),
+            "4096".as_ref(),
+            "-L".as_ref(),
+            "banger-work".as_ref(),
+            "-E".as_ref(),
+            "lazy_itable_init=1,lazy_journal_init=1,nodiscard".as_ref(),
+            path.as_os_str(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Grow the (stopped) VM's work disk to `new_size` bytes: file first, then the filesystem.
+pub fn grow_work(path: &Path, new_size: u64) -> Result<(), StorageError> {
+    let current = std::fs::metadata(path).map_err(io("read", path))?.len();
+    if new_size < current {
+        return Err(StorageError::Shrink { path: path.into(), current, requested: new_size });
+    }
+    if new_size == current {
+        return Ok(());
+    }
+    // resize2fs insists on a freshly checked filesystem; -p repairs only what is safe.
+    run("e2fsck", ["-f".as_ref(), "-p".as_ref(), path.as_os_str()])?;
+    File::options().write(true).open(path).map_err(io("open", path))?.set_len(new_size).map_err(io("size", path))?;
+    run("resize2fs", ["-f".as_ref(), path.as_os_str()])?;
+    Ok(())
+}
+
+/// Bytes actually allocated on the host for `path` (sparse files count only written blocks).
+pub fn allocated(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.blocks() * 512).unwrap_or(0)
+}
+
+/// Remove a VM's disk directory; a missing one is fine.
+pub fn remove(dir: &Path) -> Result<(), StorageError> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StorageError::Io { what: "remove", path: dir.into(), source: e }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base(dir: &Path) -> PathBuf {
+        let p = dir.join("rootfs.ext4");
+        let f = File::create(&p).unwrap();
+        f.set_len(1 << 30).unwrap();
+        p
+    }
+
+    #[test]
+    fn new_vm_disks_are_sparse_and_small() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = base(tmp.path());
+        let d = create(&tmp.path().join("vms/calm-otter"), &base, 8 << 30).unwrap();
+        assert_eq!(std::fs::metadata(&d.overlay).unwrap().len(), overlay_size(1 << 30));
+        assert_eq!(std::fs::metadata(&d.work).unwrap().len(), 8 << 30);
+        let total = allocated(&d.overlay) + allocated(&d.work);
+        assert!(total <= 16 << 20, "a new VM allocates {total} bytes");
+        // A real ext4 with our label.
+        let out = run("dumpe2fs", ["-h".as_ref(), d.work.as_os_str()]).unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).contains("banger-work"));
+        // Nothing else in the parent: no staging leftovers.
+        let names: Vec<_> =
+            std::fs::read_dir(tmp.path().join("vms")).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(names, ["calm-otter"]);
+    }
+
+    #[test]
+    fn failure_leaves_nothing_and_existing_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = create(&tmp.path().join("vms/x"), &tmp.path().join("no-base"), 1 << 30).unwrap_err();
+        assert!(err.to_string().contains("no-base"), "{err}");
+        assert_eq!(std::fs::read_dir(tmp.path().join("vms")).unwrap().count(), 0);
+        let base = base(tmp.path());
+        create(&tmp.path().join("vms/x"), &base, 64 << 20).unwrap();
+        assert!(matches!(create(&tmp.path().join("vms/x"), &base, 64 << 20), Err(StorageError::Exists { .. })));
+    }
+
+    #[test]
+    fn work_disk_grows_and_never_shrinks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = base(tmp.path());
+        let d = create(&tmp.path().join("vm"), &base, 256 << 20).unwrap();
+        grow_work(&d.work, 512 << 20).unwrap();
+        let out = run("dumpe2fs", ["-h".as_ref(), d.work.as_os_str()]).unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let blocks: u64 = text
+            .lines()
+            .find(|l| l.starts_with("Block count:"))
+            .unwrap()
+            .split(':')
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(blocks * 4096, 512 << 20);
+        assert!(matches!(grow_work(&d.work, 128 << 20), Err(StorageError::Shrink { .. })));
+    }
+}
