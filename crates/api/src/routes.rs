@@ -4,3 +4,21 @@
 pub const DAEMON_STATUS: &str = "/v1/daemon/status";
 /// `POST`: ask the daemon to shut down gracefully; answers [`crate::response::ShutdownAccepted`].
 pub const DAEMON_SHUTDOWN: &str = "/v1/daemon/shutdown";
+/// `GET`: [`crate::response::VmList`]; `POST` [`crate::request::CreateVm`]: progress stream
+/// ending in [`crate::response::Vm`].
+pub const VMS: &str = "/v1/vms";
+/// `GET`: [`crate::response::Vm`]; `DELETE` (`?force=true` for a running VM): [`crate::response::Deleted`].
+pub const VM: &str = "/v1/vms/{name}";
+/// `POST`: progress stream ending in [`crate::response::Vm`].
+pub const VM_START: &str = "/v1/vms/{name}/start";
+/// `POST` [`crate::request::StopVm`]: progress stream ending in [`crate::response::Vm`].
+pub const VM_STOP: &str = "/v1/vms/{name}/stop";
+/// `POST` [`crate::request::StopVm`]: progress stream ending in [`crate::response::Vm`].
+pub const VM_RESTART: &str = "/v1/vms/{name}/restart";
+/// `POST` [`crate::request::KillVm`]: [`crate::response::Vm`].
+pub const VM_KILL: &str = "/v1/vms/{name}/kill";
+
+/// A concrete path for a VM route: `vm_path(VM_START, "calm-otter")`.
+pub fn vm_path(route: &str, name: &str) -> String {
+    route.replace("{name}", name)
+}

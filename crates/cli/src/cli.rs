@@ -12,6 +12,9 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Create, inspect, start, stop and reach VMs.
+    #[command(subcommand)]
+    Vm(VmCommand),
     /// Inspect or stop the banger daemon (bangerd).
     #[command(subcommand)]
     Daemon(DaemonCommand),
@@ -99,4 +102,104 @@ pub enum RuntimeCommand {
 pub struct CompletionsArgs {
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VmCommand {
+    /// Create a VM and boot it (waits until SSH answers).
+    Create {
+        /// A DNS label; default: a generated adjective-animal name.
+        #[arg(long)]
+        name: Option<String>,
+        /// `default`, `base`, or a path to an ext4 image.
+        #[arg(long)]
+        image: Option<String>,
+        /// Memory in MiB (default from config).
+        #[arg(long)]
+        memory: Option<u32>,
+        /// Number of vCPUs (default from config).
+        #[arg(long)]
+        vcpu: Option<u32>,
+        /// Size of the persistent /root disk, e.g. 16G (default from config).
+        #[arg(long, value_parser = parse_size)]
+        disk_size: Option<u64>,
+        /// Give the VM outbound network access through the host (NAT).
+        #[arg(long)]
+        nat: bool,
+        /// Only register the VM and create its disks.
+        #[arg(long)]
+        no_start: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List VMs.
+    #[command(alias = "ls")]
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one VM: state, backend, addresses, disks and their allocated sizes, pid, uptime.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Boot a stopped VM (waits until SSH answers).
+    Start {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Power a VM off cleanly; kill its VMM if it does not stop within the timeout.
+    Stop {
+        name: String,
+        /// Seconds to wait for a clean power-off.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop (if running) and start a VM.
+    Restart {
+        name: String,
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a signal to a VM's VMM process (default KILL).
+    Kill {
+        name: String,
+        #[arg(long, short, default_value = "KILL")]
+        signal: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a VM and its disks (a running VM needs --force).
+    #[command(alias = "rm")]
+    Delete {
+        name: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Open an SSH session to a VM, or run a command in it: `banger vm ssh NAME -- CMD…`.
+    Ssh {
+        name: String,
+        /// Command to run instead of a login shell.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Print a VM's console log.
+    Logs {
+        name: String,
+        /// Keep printing new output.
+        #[arg(long, short)]
+        follow: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    banger_config::size::parse_size(s)
 }

@@ -3,6 +3,7 @@
 
 pub mod autostart;
 
+use banger_api::response::StreamLine;
 use banger_api::{ApiError, ErrorCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -77,12 +78,46 @@ impl Client {
         self.send(Method::DELETE, path, None).await
     }
 
-    async fn send<T: DeserializeOwned>(
+    /// `POST` a long-running request whose answer is a progress stream: `on_progress(stage,
+    /// message)` runs for each progress line; the final `done` line is returned.
+    pub async fn post_stream<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        mut on_progress: impl FnMut(&str, &str),
+    ) -> Result<T, ClientError> {
+        let body = serde_json::to_vec(body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let resp = self.request(Method::POST, path, Some(body)).await?;
+        let status = resp.status();
+        let mut body = resp.into_body();
+        if !status.is_success() {
+            let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            return Err(error_from(status, &bytes));
+        }
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ClientError::Protocol(format!("reading the progress stream failed: {e}")))?;
+            let Ok(data) = frame.into_data() else { continue };
+            buf.extend_from_slice(&data);
+            while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=nl).collect();
+                match serde_json::from_slice::<StreamLine<T>>(&line) {
+                    Ok(StreamLine::Progress { stage, message }) => on_progress(&stage, &message),
+                    Ok(StreamLine::Done(value)) => return Ok(value),
+                    Ok(StreamLine::Error(e)) => return Err(ClientError::Api(e)),
+                    Err(e) => return Err(ClientError::Protocol(format!("bad progress line: {e}"))),
+                }
+            }
+        }
+        Err(ClientError::Protocol("the progress stream ended without a result (did bangerd stop?)".into()))
+    }
+
+    async fn request(
         &self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
-    ) -> Result<T, ClientError> {
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
         check_socket_owner(&self.socket)?;
         let unreachable =
             |e: &dyn std::fmt::Display| ClientError::Unreachable { socket: self.socket.clone(), reason: e.to_string() };
@@ -97,7 +132,11 @@ impl Client {
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let resp = sender.send_request(req).await.map_err(|e| unreachable(&e))?;
+        sender.send_request(req).await.map_err(|e| unreachable(&e))
+    }
+
+    async fn send<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<T, ClientError> {
+        let resp = self.request(method, path, body).await?;
         let status = resp.status();
         let bytes = resp
             .into_body()
@@ -108,11 +147,15 @@ impl Client {
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()));
         }
-        Err(ClientError::Api(serde_json::from_slice::<ApiError>(&bytes).unwrap_or_else(|_| {
-            ApiError::new(
-                ErrorCode::from_http_status(status.as_u16()),
-                format!("bangerd answered {status}: {}", String::from_utf8_lossy(&bytes).trim()),
-            )
-        })))
+        Err(error_from(status, &bytes))
     }
+}
+
+fn error_from(status: hyper::StatusCode, bytes: &[u8]) -> ClientError {
+    ClientError::Api(serde_json::from_slice::<ApiError>(bytes).unwrap_or_else(|_| {
+        ApiError::new(
+            ErrorCode::from_http_status(status.as_u16()),
+            format!("bangerd answered {status}: {}", String::from_utf8_lossy(bytes).trim()),
+        )
+    }))
 }

@@ -9,6 +9,8 @@ mod handlers;
 mod lock;
 mod server;
 mod state;
+mod stream;
+mod vms;
 
 pub use lock::{DaemonLock, LockError};
 
@@ -80,6 +82,15 @@ fn run() -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(fail(banger_api::exit::FAILURE))?;
+    vms::reconcile(&state, true);
+    let monitor = state.clone();
+    rt.spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            let s = monitor.clone();
+            let _ = tokio::task::spawn_blocking(move || vms::reconcile(&s, false)).await;
+        }
+    });
     let result = rt.block_on(server::serve(state.clone()));
     state.record_stop(run_id);
     drop(lock);

@@ -34,6 +34,31 @@ impl IntoResponse for ApiErr {
 
 pub type ApiResult<T> = Result<axum::Json<T>, ApiErr>;
 
+/// A JSON request body whose rejection (bad JSON, wrong type) is a structured `bad_input` error.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = ApiErr;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Body(v)),
+            Err(e) => Err(ApiErr(ApiError::bad_input(format!("bad request body: {}", e.body_text())))),
+        }
+    }
+}
+
+/// Run blocking VM work off the async threads and answer with its JSON result.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> ApiResult<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(axum::Json(v)),
+        Ok(Err(e)) => Err(ApiErr(e)),
+        Err(_) => Err(ApiErr(ApiError::internal("bangerd hit a bug during this operation (see its log)"))),
+    }
+}
+
 /// Credentials of the process at the other end of a connection (SO_PEERCRED).
 #[derive(Clone, Copy, Debug)]
 pub struct Peer {
@@ -68,6 +93,12 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route(routes::DAEMON_STATUS, get(handlers::daemon_status::handle))
         .route(routes::DAEMON_SHUTDOWN, post(handlers::daemon_shutdown::handle))
+        .route(routes::VMS, get(handlers::vm_list::handle).post(handlers::vm_create::handle))
+        .route(routes::VM, get(handlers::vm_get::handle).delete(handlers::vm_delete::handle))
+        .route(routes::VM_START, post(handlers::vm_start::handle))
+        .route(routes::VM_STOP, post(handlers::vm_stop::handle))
+        .route(routes::VM_RESTART, post(handlers::vm_restart::handle))
+        .route(routes::VM_KILL, post(handlers::vm_kill::handle))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), only_our_user))

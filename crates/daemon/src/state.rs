@@ -7,6 +7,7 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 pub struct AppState {
+    pub manager: crate::vms::Manager,
     pub dirs: Dirs,
     pub config: Config,
     pub runtime: RuntimeDir,
@@ -20,7 +21,12 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(dirs: Dirs, config: Config, runtime: RuntimeDir, db: Db, schema_version: u32, started_at: u64) -> Self {
+        let firecracker = crate::vms::backend::find_program(&config.firecracker_bin, &runtime.path);
+        let qemu = crate::vms::backend::find_program(&config.qemu_bin, &runtime.path)
+            .unwrap_or_else(|| config.qemu_bin.clone());
+        let backends = crate::vms::backend::Backends::new(config.vmm, firecracker, qemu, &dirs.cache);
         AppState {
+            manager: crate::vms::Manager::new(backends, &dirs.state),
             dirs,
             config,
             runtime,
@@ -31,6 +37,11 @@ impl AppState {
             uid: nix::unistd::geteuid().as_raw(),
             shutdown: watch::channel(false).0,
         }
+    }
+
+    /// The database (held briefly; never across a wait).
+    pub fn db(&self) -> std::sync::MutexGuard<'_, Db> {
+        self.db.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Ask the server to stop after the requests in flight.
@@ -44,8 +55,7 @@ impl AppState {
     }
 
     pub fn record_stop(&self, run_id: i64) {
-        let db = self.db.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = db.record_daemon_stop(run_id, crate::now_unix()) {
+        if let Err(e) = self.db().record_daemon_stop(run_id, crate::now_unix()) {
             tracing::warn!("{e}");
         }
     }

@@ -5,12 +5,14 @@
 //! database written by a newer banger is refused rather than guessed at.
 
 mod migrations;
+pub mod vms;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use migrations::MIGRATIONS;
+pub use vms::{Address, Insert, NewVm, VmRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -100,7 +102,7 @@ impl Db {
         Ok(())
     }
 
-    fn query_err(&self, source: rusqlite::Error) -> StateError {
+    pub(crate) fn query_err(&self, source: rusqlite::Error) -> StateError {
         StateError::Query { path: self.path.clone(), source }
     }
 

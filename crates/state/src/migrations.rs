@@ -9,4 +9,31 @@ pub const MIGRATIONS: &[&str] = &[
         started_at INTEGER NOT NULL,
         stopped_at INTEGER
     );",
+    // 2: VMs. `slot` picks the VM's /30 in the subnet and its TAP name; both are unique.
+    "CREATE TABLE vms (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        name           TEXT    NOT NULL UNIQUE,
+        image          TEXT    NOT NULL,
+        base_path      TEXT    NOT NULL,
+        kernel         TEXT    NOT NULL,
+        initrd         TEXT,
+        memory_mib     INTEGER NOT NULL,
+        vcpus          INTEGER NOT NULL,
+        disk_size      INTEGER NOT NULL,
+        nat            INTEGER NOT NULL DEFAULT 0,
+        slot           INTEGER NOT NULL UNIQUE,
+        tap            TEXT    NOT NULL UNIQUE,
+        host_ip        TEXT    NOT NULL,
+        guest_ip       TEXT    NOT NULL,
+        mac            TEXT    NOT NULL,
+        running        INTEGER NOT NULL DEFAULT 0,
+        backend        TEXT,
+        accel          TEXT,
+        pid            INTEGER,
+        control_socket TEXT,
+        host_keys      TEXT,
+        created_at     INTEGER NOT NULL,
+        started_at     INTEGER,
+        last_error     TEXT
+    );",
 ];

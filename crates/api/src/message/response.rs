@@ -39,3 +39,128 @@ pub struct RuntimeInfo {
 pub struct ShutdownAccepted {
     pub pid: u32,
 }
+
+/// A VM's lifecycle state.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum VmState {
+    Stopped,
+    Starting,
+    Running,
+    Stopping,
+}
+
+impl VmState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VmState::Stopped => "stopped",
+            VmState::Starting => "starting",
+            VmState::Running => "running",
+            VmState::Stopping => "stopping",
+        }
+    }
+}
+
+/// One disk of a VM and what it costs on the host.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DiskInfo {
+    /// `base` (shared, read-only), `overlay` (copy-on-write for `/`) or `work` (`/root`).
+    pub role: String,
+    pub path: PathBuf,
+    pub size: u64,
+    /// Bytes allocated on the host (sparse files count written blocks only).
+    pub allocated: u64,
+    pub read_only: bool,
+}
+
+/// How to reach a VM over SSH (the CLI runs `ssh` with exactly this).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SshInfo {
+    pub user: String,
+    pub host: String,
+    pub port: u16,
+    pub key: PathBuf,
+    pub known_hosts: PathBuf,
+    /// The name the pinned host key is filed under in `known_hosts`.
+    pub host_key_alias: String,
+    /// Whether a host key has been pinned (on the VM's first boot).
+    pub pinned: bool,
+}
+
+impl SshInfo {
+    /// `ssh` options that use exactly the bundle key and check the VM's pinned host key strictly.
+    pub fn options(&self) -> Vec<String> {
+        let mut o = vec!["-i".to_string(), self.key.display().to_string()];
+        for opt in [
+            "IdentitiesOnly=yes".to_string(),
+            format!("UserKnownHostsFile={}", self.known_hosts.display()),
+            "GlobalKnownHostsFile=/dev/null".into(),
+            "StrictHostKeyChecking=yes".into(),
+            format!("HostKeyAlias={}", self.host_key_alias),
+            "LogLevel=ERROR".into(),
+        ] {
+            o.push("-o".into());
+            o.push(opt);
+        }
+        if self.port != 22 {
+            o.push("-p".into());
+            o.push(self.port.to_string());
+        }
+        o
+    }
+
+    /// `user@host`.
+    pub fn destination(&self) -> String {
+        format!("{}@{}", self.user, self.host)
+    }
+}
+
+/// `GET /v1/vms/{name}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Vm {
+    pub name: String,
+    pub state: VmState,
+    pub image: String,
+    pub memory_mib: u32,
+    pub vcpus: u32,
+    pub disk_size: u64,
+    pub nat: bool,
+    pub ip: String,
+    pub host_ip: String,
+    pub mac: String,
+    pub tap: String,
+    pub backend: Option<String>,
+    pub accel: Option<String>,
+    pub pid: Option<u32>,
+    pub created_at: u64,
+    pub started_at: Option<u64>,
+    pub uptime_secs: Option<u64>,
+    pub disks: Vec<DiskInfo>,
+    pub dir: PathBuf,
+    pub console_log: PathBuf,
+    pub ssh: SshInfo,
+    /// Why the last start or stop failed, if it did.
+    pub last_error: Option<String>,
+}
+
+/// `GET /v1/vms`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VmList {
+    pub vms: Vec<Vm>,
+}
+
+/// `DELETE /v1/vms/{name}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Deleted {
+    pub name: String,
+}
+
+/// One line of a progress stream (`application/x-ndjson`): progress lines, then exactly one
+/// `done` or `error` line.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamLine<T> {
+    Progress { stage: String, message: String },
+    Done(T),
+    Error(crate::ApiError),
+}

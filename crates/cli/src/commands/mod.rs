@@ -4,6 +4,7 @@ pub mod completions;
 pub mod config;
 pub mod daemon;
 pub mod runtime;
+pub mod vm;
 
 use crate::cli::{Cli, Command};
 use crate::context::Ctx;
@@ -12,6 +13,7 @@ use crate::error::CliResult;
 pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Completions(args) => completions::run(args),
+        Command::Vm(cmd) => vm::run(&Ctx::new()?, cmd),
         Command::Daemon(cmd) => daemon::run(&Ctx::new()?, cmd),
         Command::Config(cmd) => config::run(&Ctx::new()?, cmd),
         Command::Runtime(cmd) => runtime::run(&Ctx::new()?, cmd),

@@ -1,0 +1,214 @@
+//! `banger vm …`.
+
+use crate::cli::VmCommand;
+use crate::context::{Ctx, block_on};
+use crate::error::{CliError, CliResult};
+use crate::output;
+use banger_api::exit;
+use banger_api::request::{CreateVm, KillVm, StopVm};
+use banger_api::response::{Deleted, Vm, VmList, VmState};
+use banger_api::routes::{self, vm_path};
+use banger_client::Client;
+use banger_config::size::format_size;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::time::{Duration, Instant};
+
+pub fn run(ctx: &Ctx, cmd: VmCommand) -> CliResult {
+    match cmd {
+        VmCommand::Create { name, image, memory, vcpu, disk_size, nat, no_start, json } => {
+            let req = CreateVm { name, image, memory_mib: memory, vcpus: vcpu, disk_size, nat, no_start };
+            let vm: Vm = streamed(&ctx.client()?, routes::VMS, &req)?;
+            done(&vm, json, &format!("created {}", vm.name))
+        }
+        VmCommand::List { json } => list(ctx, json),
+        VmCommand::Show { name, json } => {
+            let vm: Vm = block_on(ctx.client()?.get(&vm_path(routes::VM, &name)))?;
+            if json { output::json(&vm) } else { show(&vm) }
+            Ok(())
+        }
+        VmCommand::Start { name, json } => {
+            let vm: Vm = streamed(&ctx.client()?, &vm_path(routes::VM_START, &name), &())?;
+            done(&vm, json, &format!("started {}", vm.name))
+        }
+        VmCommand::Stop { name, timeout, json } => {
+            let vm: Vm = streamed(&ctx.client()?, &vm_path(routes::VM_STOP, &name), &StopVm { timeout_secs: timeout })?;
+            done(&vm, json, &format!("stopped {}", vm.name))
+        }
+        VmCommand::Restart { name, timeout, json } => {
+            let req = StopVm { timeout_secs: timeout };
+            let vm: Vm = streamed(&ctx.client()?, &vm_path(routes::VM_RESTART, &name), &req)?;
+            done(&vm, json, &format!("restarted {}", vm.name))
+        }
+        VmCommand::Kill { name, signal, json } => {
+            let vm: Vm = block_on(ctx.client()?.post(&vm_path(routes::VM_KILL, &name), &KillVm { signal: signal.clone() }))?;
+            done(&vm, json, &format!("sent SIG{} to {}'s VMM; it is {}", signal.trim_start_matches("SIG"), vm.name, vm.state.as_str()))
+        }
+        VmCommand::Delete { name, force } => {
+            let path = format!("{}{}", vm_path(routes::VM, &name), if force { "?force=true" } else { "" });
+            let d: Deleted = block_on(ctx.client()?.delete(&path))?;
+            println!("deleted {}", d.name);
+            Ok(())
+        }
+        VmCommand::Ssh { name, command } => ssh(ctx, &name, &command),
+        VmCommand::Logs { name, follow, json } => logs(ctx, &name, follow, json),
+    }
+}
+
+/// Send a long-running request, printing each stage with the time since we started.
+fn streamed<B: serde::Serialize, T: serde::de::DeserializeOwned>(client: &Client, path: &str, body: &B) -> CliResult<T> {
+    let t0 = Instant::now();
+    let result = block_on(client.post_stream(path, body, |_stage, message| {
+        eprintln!("{:>6.1}s  {message}", t0.elapsed().as_secs_f64());
+    }));
+    Ok(result?)
+}
+
+fn done(vm: &Vm, json: bool, what: &str) -> CliResult {
+    if json {
+        output::json(vm);
+    } else {
+        println!("{what} ({}, {})", vm.state.as_str(), vm.ip);
+    }
+    Ok(())
+}
+
+fn list(ctx: &Ctx, json: bool) -> CliResult {
+    let list: VmList = block_on(ctx.client()?.get(routes::VMS))?;
+    if json {
+        output::json(&list);
+        return Ok(());
+    }
+    if list.vms.is_empty() {
+        println!("no VMs (create one with `banger vm create`)");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = list
+        .vms
+        .iter()
+        .map(|v| {
+            vec![
+                v.name.clone(),
+                v.state.as_str().into(),
+                v.ip.clone(),
+                v.image.clone(),
+                v.vcpus.to_string(),
+                format!("{}M", v.memory_mib),
+                format_size(v.disk_size),
+                v.backend.clone().unwrap_or_else(|| "-".into()),
+                v.uptime_secs.map(|s| output::duration(s as f64)).unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    output::table(&["NAME", "STATE", "IP", "IMAGE", "VCPU", "MEMORY", "DISK", "BACKEND", "UPTIME"], &rows);
+    Ok(())
+}
+
+fn show(v: &Vm) {
+    let mut rows = vec![
+        ("name", v.name.clone()),
+        ("state", v.state.as_str().to_string()),
+        ("image", v.image.clone()),
+        ("backend", match (&v.backend, &v.accel) {
+            (Some(b), Some(a)) => format!("{b} ({a})"),
+            _ => "-".into(),
+        }),
+        ("pid", v.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())),
+        ("uptime", v.uptime_secs.map(|s| output::duration(s as f64)).unwrap_or_else(|| "-".into())),
+        ("vcpu", v.vcpus.to_string()),
+        ("memory", format!("{} MiB", v.memory_mib)),
+        ("ip", format!("{} (host {}, tap {}, mac {})", v.ip, v.host_ip, v.tap, v.mac)),
+        ("nat", if v.nat { "on" } else { "off" }.into()),
+    ];
+    for d in &v.disks {
+        rows.push((
+            "disk",
+            format!(
+                "{:<8} {} ({} , {} allocated{})",
+                d.role,
+                d.path.display(),
+                format_size(d.size),
+                format_size(d.allocated),
+                if d.read_only { ", read-only" } else { "" }
+            ),
+        ));
+    }
+    rows.push(("console", v.console_log.display().to_string()));
+    rows.push(("ssh", format!("banger vm ssh {}{}", v.name, if v.ssh.pinned { "" } else { " (host key not pinned yet)" })));
+    if let Some(e) = &v.last_error {
+        rows.push(("last error", e.clone()));
+    }
+    output::pairs(&rows);
+}
+
+fn ssh(ctx: &Ctx, name: &str, command: &[String]) -> CliResult {
+    use std::os::unix::process::CommandExt;
+    let vm: Vm = block_on(ctx.client()?.get(&vm_path(routes::VM, name)))?;
+    if vm.state != VmState::Running {
+        return Err(CliError::new(
+            exit::CONFLICT,
+            format!("VM {name} is {}; start it with `banger vm start {name}`", vm.state.as_str()),
+        ));
+    }
+    if !vm.ssh.pinned {
+        return Err(CliError::new(
+            exit::CONFLICT,
+            format!("VM {name} has no pinned SSH host key yet; restart it with `banger vm restart {name}`"),
+        ));
+    }
+    let mut cmd = std::process::Command::new("ssh");
+    cmd.args(vm.ssh.options()).arg(vm.ssh.destination());
+    if !command.is_empty() {
+        cmd.arg("--").args(command);
+    }
+    let err = cmd.exec();
+    Err(CliError::new(
+        if err.kind() == std::io::ErrorKind::NotFound { exit::NOT_FOUND } else { exit::FAILURE },
+        format!("cannot run ssh: {err} (Debian package openssh-client)"),
+    ))
+}
+
+fn logs(ctx: &Ctx, name: &str, follow: bool, json: bool) -> CliResult {
+    let vm: Vm = block_on(ctx.client()?.get(&vm_path(routes::VM, name)))?;
+    let path = vm.console_log;
+    let mut file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !follow => {
+            if json {
+                output::json(&serde_json::json!({ "name": name, "path": path, "text": "" }));
+            }
+            return Ok(());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            while !path.exists() {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            std::fs::File::open(&path)?
+        }
+        Err(e) => return Err(CliError::failure(format!("cannot read {}: {e}", path.display()))),
+    };
+    if json {
+        let mut text = Vec::new();
+        file.read_to_end(&mut text)?;
+        output::json(&serde_json::json!({ "name": name, "path": path, "text": String::from_utf8_lossy(&text) }));
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n > 0 {
+            out.write_all(&buf[..n])?;
+            continue;
+        }
+        if !follow {
+            return Ok(());
+        }
+        out.flush()?;
+        std::thread::sleep(Duration::from_millis(200));
+        // The log may have been truncated (VM deleted and recreated): start over.
+        let pos = file.stream_position()?;
+        if std::fs::metadata(&path).map(|m| m.len() < pos).unwrap_or(false) {
+            file.seek(SeekFrom::Start(0))?;
+        }
+    }
+}

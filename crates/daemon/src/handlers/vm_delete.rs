@@ -1,0 +1,22 @@
+//! `DELETE /v1/vms/{name}[?force=true]`: remove the VM, its disks, TAP and rules.
+
+use crate::server::{ApiResult, blocking};
+use crate::state::AppState;
+use axum::extract::{Path, Query, State};
+use banger_api::response::Deleted;
+use serde::Deserialize;
+use std::sync::Arc;
+
+#[derive(Deserialize)]
+pub struct Params {
+    #[serde(default)]
+    force: bool,
+}
+
+pub async fn handle(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Query(p): Query<Params>,
+) -> ApiResult<Deleted> {
+    blocking(move || s.vm_delete(&name, p.force).map(|()| Deleted { name })).await
+}

@@ -1,0 +1,140 @@
+//! Reaching a guest over SSH: readiness, host-key pinning, and a clean `poweroff`.
+//!
+//! The guest image generates its SSH host keys on first boot and prints the public halves on the
+//! serial console between `BANGER-HOSTKEYS-BEGIN` and `BANGER-HOSTKEYS-END`. The daemon reads
+//! them from the console log (a channel the guest controls only as itself) and pins them in the
+//! VM's own `known_hosts`, under a per-VM alias, so `banger vm ssh` checks them strictly.
+
+use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::Duration;
+
+/// What a TCP probe of the guest's port 22 found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// No answer (no route yet, or the guest is not up).
+    Silent,
+    /// The guest's network stack answers (connection refused: sshd not listening yet).
+    NetworkUp,
+    /// sshd sent its banner.
+    Ready(String),
+}
+
+pub fn probe(ip: Ipv4Addr) -> Probe {
+    probe_addr(SocketAddr::from((ip, 22)))
+}
+
+fn probe_addr(addr: SocketAddr) -> Probe {
+    match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+        Ok(mut s) => {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+            let mut buf = [0u8; 256];
+            match s.read(&mut buf) {
+                Ok(n) if n > 0 && buf.starts_with(b"SSH-") => {
+                    Probe::Ready(String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or("").to_string())
+                }
+                _ => Probe::NetworkUp,
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Probe::NetworkUp,
+        Err(_) => Probe::Silent,
+    }
+}
+
+/// Public host keys (`type base64`) printed between the markers, if the console has them.
+pub fn host_keys_from_console(console: &str) -> Option<Vec<String>> {
+    let start = console.rfind("BANGER-HOSTKEYS-BEGIN")?;
+    let rest = &console[start..];
+    let end = rest.find("BANGER-HOSTKEYS-END")?;
+    let keys: Vec<String> = rest[..end]
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace().skip_while(|w| !w.starts_with("ssh-") && !w.starts_with("ecdsa-"));
+            let kind = parts.next()?;
+            let key = parts.next()?;
+            Some(format!("{kind} {key}"))
+        })
+        .collect();
+    (!keys.is_empty()).then_some(keys)
+}
+
+/// `ssh-keyscan` fallback for images that do not print their keys (trust on first use).
+pub fn keyscan(ip: Ipv4Addr) -> Option<Vec<String>> {
+    let out = banger_host::run("ssh-keyscan", ["-T", "5", &ip.to_string()]).ok()?;
+    let keys: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut w = l.split_whitespace().skip(1);
+            Some(format!("{} {}", w.next()?, w.next()?))
+        })
+        .collect();
+    (!keys.is_empty()).then_some(keys)
+}
+
+/// Write `known_hosts` with `keys` filed under `alias` (temp file + rename).
+pub fn write_known_hosts(path: &Path, alias: &str, keys: &str) -> std::io::Result<()> {
+    let text: String = keys.lines().filter(|l| !l.trim().is_empty()).map(|k| format!("{alias} {k}\n")).collect();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Ask the guest to power off over SSH; errors are fine (the connection dies with the guest).
+pub fn poweroff(ssh: &banger_api::response::SshInfo) {
+    let mut args = ssh.options();
+    args.extend(["-o".into(), "BatchMode=yes".into(), "-o".into(), "ConnectTimeout=5".into()]);
+    args.push(ssh.destination());
+    args.push("systemctl poweroff --no-block || poweroff".into());
+    let _ = banger_host::run("ssh", args);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::io::Write;
+
+    #[test]
+    fn host_keys_are_read_between_the_last_markers() {
+        let console = "noise\nBANGER-HOSTKEYS-BEGIN\nold\nBANGER-HOSTKEYS-END\n[  3.1] x\n\
+            BANGER-HOSTKEYS-BEGIN\r\nssh-ed25519 AAAAC3Nz root@calm-otter\r\n[   4.0] ecdsa-sha2-nistp256 AAAAE2V host\r\n\
+            ssh-rsa AAAAB3 root@x\nBANGER-HOSTKEYS-END\nlogin:";
+        assert_eq!(
+            host_keys_from_console(console).unwrap(),
+            ["ssh-ed25519 AAAAC3Nz", "ecdsa-sha2-nistp256 AAAAE2V", "ssh-rsa AAAAB3"]
+        );
+        assert_eq!(host_keys_from_console("BANGER-HOSTKEYS-BEGIN\nno end"), None);
+        assert_eq!(host_keys_from_console("nothing"), None);
+    }
+
+    #[test]
+    fn known_hosts_file_pins_under_the_alias() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("known_hosts");
+        write_known_hosts(&p, "banger-calm-otter", "ssh-ed25519 AAAA\necdsa-sha2-nistp256 BBBB\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "banger-calm-otter ssh-ed25519 AAAA\nbanger-calm-otter ecdsa-sha2-nistp256 BBBB\n"
+        );
+    }
+
+    #[test]
+    fn probe_tells_silence_from_a_refusing_stack_from_sshd() {
+        // 127.0.0.1 answers: a closed port refuses.
+        assert_eq!(probe_port(Ipv4Addr::LOCALHOST, 1), Probe::NetworkUp);
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            s.write_all(b"SSH-2.0-OpenSSH_9.2p1 Debian\r\n").unwrap();
+        });
+        assert_eq!(probe_port(Ipv4Addr::LOCALHOST, port), Probe::Ready("SSH-2.0-OpenSSH_9.2p1 Debian".into()));
+    }
+
+    fn probe_port(ip: Ipv4Addr, port: u16) -> Probe {
+        probe_addr(SocketAddr::from((ip, port)))
+    }
+}

@@ -1,0 +1,274 @@
+//! The `vms` table.
+
+use crate::{Db, StateError};
+use rusqlite::{OptionalExtension, Row, params};
+
+/// A registered VM as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmRecord {
+    pub id: i64,
+    pub name: String,
+    pub image: String,
+    pub base_path: String,
+    pub kernel: String,
+    pub initrd: Option<String>,
+    pub memory_mib: u32,
+    pub vcpus: u32,
+    pub disk_size: u64,
+    pub nat: bool,
+    pub slot: u32,
+    pub tap: String,
+    pub host_ip: String,
+    pub guest_ip: String,
+    pub mac: String,
+    /// A VMM process was started and not seen to exit.
+    pub running: bool,
+    pub backend: Option<String>,
+    pub accel: Option<String>,
+    pub pid: Option<u32>,
+    pub control_socket: Option<String>,
+    /// Pinned SSH host keys (`type base64` lines), learnt on the first boot.
+    pub host_keys: Option<String>,
+    pub created_at: u64,
+    pub started_at: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+/// What a new VM row needs; `slot`/`tap`/addresses come from [`NewVm::address`].
+#[derive(Debug, Clone)]
+pub struct NewVm {
+    pub name: String,
+    pub image: String,
+    pub base_path: String,
+    pub kernel: String,
+    pub initrd: Option<String>,
+    pub memory_mib: u32,
+    pub vcpus: u32,
+    pub disk_size: u64,
+    pub nat: bool,
+    pub created_at: u64,
+}
+
+/// The network identity derived from a slot.
+#[derive(Debug, Clone)]
+pub struct Address {
+    pub tap: String,
+    pub host_ip: String,
+    pub guest_ip: String,
+    pub mac: String,
+}
+
+const COLUMNS: &str = "id, name, image, base_path, kernel, initrd, memory_mib, vcpus, disk_size, nat, slot, tap, \
+     host_ip, guest_ip, mac, running, backend, accel, pid, control_socket, host_keys, created_at, started_at, last_error";
+
+fn record(r: &Row<'_>) -> rusqlite::Result<VmRecord> {
+    Ok(VmRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        image: r.get(2)?,
+        base_path: r.get(3)?,
+        kernel: r.get(4)?,
+        initrd: r.get(5)?,
+        memory_mib: r.get(6)?,
+        vcpus: r.get(7)?,
+        disk_size: r.get::<_, i64>(8)? as u64,
+        nat: r.get(9)?,
+        slot: r.get(10)?,
+        tap: r.get(11)?,
+        host_ip: r.get(12)?,
+        guest_ip: r.get(13)?,
+        mac: r.get(14)?,
+        running: r.get(15)?,
+        backend: r.get(16)?,
+        accel: r.get(17)?,
+        pid: r.get(18)?,
+        control_socket: r.get(19)?,
+        host_keys: r.get(20)?,
+        created_at: r.get::<_, i64>(21)? as u64,
+        started_at: r.get::<_, Option<i64>>(22)?.map(|v| v as u64),
+        last_error: r.get(23)?,
+    })
+}
+
+/// Outcome of [`Db::insert_vm`].
+#[derive(Debug)]
+pub enum Insert {
+    Inserted(VmRecord),
+    NameTaken,
+    NoFreeSlot,
+}
+
+impl Db {
+    /// Register a VM: pick the lowest free slot (below `capacity`) and insert, in one transaction.
+    pub fn insert_vm(
+        &mut self,
+        vm: &NewVm,
+        capacity: u32,
+        address: impl Fn(u32) -> Address,
+    ) -> Result<Insert, StateError> {
+        let path = self.path.clone();
+        let err = |source| StateError::Query { path: path.clone(), source };
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;
+        let taken: bool = tx
+            .query_row("SELECT EXISTS(SELECT 1 FROM vms WHERE name = ?1)", params![vm.name], |r| r.get(0))
+            .map_err(err)?;
+        if taken {
+            return Ok(Insert::NameTaken);
+        }
+        let used: Vec<u32> = {
+            let mut stmt = tx.prepare("SELECT slot FROM vms ORDER BY slot").map_err(err)?;
+            stmt.query_map([], |r| r.get(0)).map_err(err)?.collect::<Result<_, _>>().map_err(err)?
+        };
+        let Some(slot) = (0..capacity).find(|s| !used.contains(s)) else {
+            return Ok(Insert::NoFreeSlot);
+        };
+        let a = address(slot);
+        tx.execute(
+            "INSERT INTO vms (name, image, base_path, kernel, initrd, memory_mib, vcpus, disk_size, nat, slot, tap, \
+             host_ip, guest_ip, mac, created_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
+            params![
+                vm.name,
+                vm.image,
+                vm.base_path,
+                vm.kernel,
+                vm.initrd,
+                vm.memory_mib,
+                vm.vcpus,
+                vm.disk_size as i64,
+                vm.nat,
+                slot,
+                a.tap,
+                a.host_ip,
+                a.guest_ip,
+                a.mac,
+                vm.created_at as i64
+            ],
+        )
+        .map_err(err)?;
+        let id = tx.last_insert_rowid();
+        let rec = tx.query_row(&format!("SELECT {COLUMNS} FROM vms WHERE id = ?1"), params![id], record).map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(Insert::Inserted(rec))
+    }
+
+    pub fn vm(&self, name: &str) -> Result<Option<VmRecord>, StateError> {
+        self.conn
+            .query_row(&format!("SELECT {COLUMNS} FROM vms WHERE name = ?1"), params![name], record)
+            .optional()
+            .map_err(|e| self.query_err(e))
+    }
+
+    pub fn vms(&self) -> Result<Vec<VmRecord>, StateError> {
+        let mut stmt =
+            self.conn.prepare_cached(&format!("SELECT {COLUMNS} FROM vms ORDER BY name")).map_err(|e| self.query_err(e))?;
+        let rows = stmt.query_map([], record).map_err(|e| self.query_err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.query_err(e))
+    }
+
+    /// Record a started VMM process.
+    pub fn vm_started(
+        &self,
+        name: &str,
+        backend: &str,
+        accel: &str,
+        pid: u32,
+        control_socket: &str,
+        at: u64,
+    ) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "UPDATE vms SET running = 1, backend = ?2, accel = ?3, pid = ?4, control_socket = ?5, started_at = ?6, \
+                 last_error = NULL WHERE name = ?1",
+                params![name, backend, accel, pid, control_socket, at as i64],
+            )
+            .map_err(|e| self.query_err(e))?;
+        Ok(())
+    }
+
+    /// Record that the VM's process is gone (with why, if it failed).
+    pub fn vm_stopped(&self, name: &str, error: Option<&str>) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "UPDATE vms SET running = 0, pid = NULL, control_socket = NULL, started_at = NULL, \
+                 last_error = ?2 WHERE name = ?1",
+                params![name, error],
+            )
+            .map_err(|e| self.query_err(e))?;
+        Ok(())
+    }
+
+    pub fn set_vm_host_keys(&self, name: &str, keys: &str) -> Result<(), StateError> {
+        self.conn
+            .execute("UPDATE vms SET host_keys = ?2 WHERE name = ?1", params![name, keys])
+            .map_err(|e| self.query_err(e))?;
+        Ok(())
+    }
+
+    pub fn delete_vm(&self, name: &str) -> Result<bool, StateError> {
+        let n = self.conn.execute("DELETE FROM vms WHERE name = ?1", params![name]).map_err(|e| self.query_err(e))?;
+        Ok(n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new(name: &str) -> NewVm {
+        NewVm {
+            name: name.into(),
+            image: "base".into(),
+            base_path: "/rt/rootfs.ext4".into(),
+            kernel: "/rt/vmlinux".into(),
+            initrd: Some("/rt/initrd.img".into()),
+            memory_mib: 1024,
+            vcpus: 1,
+            disk_size: 8 << 30,
+            nat: false,
+            created_at: 100,
+        }
+    }
+
+    fn addr(slot: u32) -> Address {
+        Address {
+            tap: format!("tap{slot}"),
+            host_ip: format!("10.0.0.{}", slot * 4 + 1),
+            guest_ip: format!("10.0.0.{}", slot * 4 + 2),
+            mac: format!("02:00:00:00:00:{slot:02x}"),
+        }
+    }
+
+    #[test]
+    fn names_are_unique_slots_reused_and_capacity_enforced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut db = Db::open(&tmp.path().join("s.db")).unwrap();
+        let Insert::Inserted(a) = db.insert_vm(&new("a"), 2, addr).unwrap() else { panic!() };
+        assert_eq!((a.slot, a.tap.as_str(), a.running), (0, "tap0", false));
+        assert!(matches!(db.insert_vm(&new("a"), 2, addr).unwrap(), Insert::NameTaken));
+        let Insert::Inserted(b) = db.insert_vm(&new("b"), 2, addr).unwrap() else { panic!() };
+        assert_eq!(b.slot, 1);
+        assert!(matches!(db.insert_vm(&new("c"), 2, addr).unwrap(), Insert::NoFreeSlot));
+        assert!(db.delete_vm("a").unwrap());
+        let Insert::Inserted(c) = db.insert_vm(&new("c"), 2, addr).unwrap() else { panic!() };
+        assert_eq!(c.slot, 0, "freed slot is reused");
+        assert_eq!(db.vms().unwrap().iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["b", "c"]);
+    }
+
+    #[test]
+    fn start_and_stop_are_recorded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut db = Db::open(&tmp.path().join("s.db")).unwrap();
+        db.insert_vm(&new("a"), 4, addr).unwrap();
+        db.vm_started("a", "qemu", "tcg", 4242, "/run/a/qmp.sock", 200).unwrap();
+        let v = db.vm("a").unwrap().unwrap();
+        assert!(v.running);
+        assert_eq!((v.pid, v.backend.as_deref(), v.started_at), (Some(4242), Some("qemu"), Some(200)));
+        db.set_vm_host_keys("a", "ssh-ed25519 AAAA").unwrap();
+        db.vm_stopped("a", Some("guest never answered")).unwrap();
+        let v = db.vm("a").unwrap().unwrap();
+        assert!(!v.running && v.pid.is_none());
+        assert_eq!(v.last_error.as_deref(), Some("guest never answered"));
+        assert_eq!(v.host_keys.as_deref(), Some("ssh-ed25519 AAAA"), "host keys survive a stop");
+        assert!(db.vm("zz").unwrap().is_none());
+    }
+}
