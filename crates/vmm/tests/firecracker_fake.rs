@@ -443,7 +443,18 @@ fn version_and_spawn_errors() {
     assert_eq!(Firecracker::version(&env::current_exe().unwrap()).as_deref(), Some("Firecracker v1.16.1-fake"));
     assert_eq!(Firecracker::version(Path::new("/nonexistent/firecracker")), None);
     assert_eq!(Firecracker::version(Path::new("/bin/false")), None);
-    let f = Fixture::new(json!({}));
+    let mut f = Fixture::new(json!({}));
+    let run_dir = f.config.run_dir.clone();
+    f.config.run_dir = run_dir.join("x".repeat(100));
+    match firecracker().start(&f.config).unwrap_err() {
+        VmmError::Spawn { source, .. } => {
+            assert_eq!(source.kind(), std::io::ErrorKind::InvalidInput);
+            assert!(source.to_string().contains("longer than 107 bytes"), "{source}");
+        }
+        e => panic!("expected Spawn(InvalidInput), got {e:?}"),
+    }
+    assert!(!f.config.run_dir.exists(), "nothing spawned, nothing created");
+    f.config.run_dir = run_dir;
     match Firecracker::new("/nonexistent/firecracker".into()).start(&f.config).unwrap_err() {
         VmmError::Spawn { bin, source } => {
             assert_eq!(bin, Path::new("/nonexistent/firecracker"));

@@ -211,3 +211,21 @@ fn real_firecracker_accepts_the_configuration_and_instance_start() {
     stop(&instance);
     let _ = fs::remove_file(&instance.control_socket);
 }
+
+#[test]
+fn real_firecracker_exit_is_reported_with_its_last_line() {
+    let Some(bin) = real_bin("real_firecracker_exit_is_reported_with_its_last_line") else { return };
+    let mut f = Fixture::new(None);
+    f.config.name = "bad_id".into(); // Firecracker instance ids allow only alphanumerics and '-'.
+    let err = Firecracker::new(bin).start(&f.config).unwrap_err();
+    f.print_logs();
+    println!("error: {err}");
+    match &err {
+        VmmError::Exited { detail, .. } => {
+            let detail = detail.as_deref().unwrap_or("");
+            assert!(detail.contains("Invalid instance ID"), "{detail:?}");
+        }
+        e => panic!("expected Exited, got {e:?}"),
+    }
+    f.assert_nothing_running();
+}

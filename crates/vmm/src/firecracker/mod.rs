@@ -44,6 +44,8 @@ pub const BOOT_ARGS_PREFIX: &str = "console=ttyS0 reboot=k panic=1";
 pub const GUEST_IFACE: &str = "eth0";
 
 const BACKEND: &str = "firecracker";
+/// `sun_path` holds 108 bytes including the terminating NUL.
+const MAX_SOCKET_PATH: usize = 107;
 
 /// A `PUT` request body for one API resource; the body is the serialized value.
 pub trait Resource: Serialize {
@@ -348,6 +350,12 @@ impl Vmm for Firecracker {
         let socket = Self::api_socket(&config.run_dir);
         let log_path = Self::log_path(&config.run_dir);
 
+        if socket.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(spawn_err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("API socket path {} is longer than {MAX_SOCKET_PATH} bytes", socket.display()),
+            )));
+        }
         fs::create_dir_all(&config.run_dir).map_err(|e| spawn_err(with_path(e, "create", &config.run_dir)))?;
         match fs::symlink_metadata(&socket) {
             Ok(_) => {
