@@ -393,11 +393,11 @@ fn exit_during_configuration_reports_exited_with_last_log_line() {
 
 fn api_socket_timeout_kills_the_process() {
     let f = Fixture::new(json!({"never_listen": true}));
-    let fc = firecracker().with_timeouts(Duration::from_millis(700), Duration::from_secs(5));
+    let fc = firecracker().with_timeouts(Duration::from_millis(1500), Duration::from_secs(5));
     match fc.start(&f.config).unwrap_err() {
         VmmError::Timeout { what, secs } => {
             assert!(what.contains("fc.sock"), "{what}");
-            assert_eq!(secs, 1);
+            assert_eq!(secs, 2);
         }
         e => panic!("expected Timeout, got {e:?}"),
     }

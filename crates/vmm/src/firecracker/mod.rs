@@ -287,9 +287,7 @@ impl Starting {
     fn fail(mut self, err: VmmError) -> VmmError {
         // A broken connection usually means the process is dying: give it a moment.
         let grace = match err {
-            VmmError::Control { .. } | VmmError::Protocol(_) | VmmError::NotRunning { .. } => {
-                Duration::from_millis(500)
-            }
+            VmmError::Control { .. } | VmmError::Protocol(_) | VmmError::NotRunning { .. } => Duration::from_secs(1),
             _ => Duration::ZERO,
         };
         let status = self.exited_within(grace);
