@@ -98,8 +98,8 @@ impl Backends {
     }
 }
 
-fn firecracker(_bin: PathBuf) -> Result<Box<dyn Vmm>, ApiError> {
-    Err(ApiError::runtime_missing("the Firecracker backend is not part of this build yet"))
+fn firecracker(bin: PathBuf) -> Result<Box<dyn Vmm>, ApiError> {
+    Ok(Box::new(banger_vmm::firecracker::Firecracker::new(bin)))
 }
 
 /// Find a program: an explicit path as given, a bare name in `runtime_dir` then `PATH`.

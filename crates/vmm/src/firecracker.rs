@@ -1,1 +1,0 @@
-//! Firecracker driver (to be written on branch `firecracker`).

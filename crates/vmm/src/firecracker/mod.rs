@@ -1,0 +1,509 @@
+//! Firecracker driver: one `firecracker --api-sock <run_dir>/fc.sock --id <name>` process per VM,
+//! configured over its HTTP API (Firecracker v1.16 API; see the request types, one module per API
+//! resource).
+//!
+//! Start-up: spawn detached (stdout/stderr → the console log: Firecracker writes the guest serial
+//! console to its stdout), wait for the API socket, then `PUT /logger`, `/machine-config`,
+//! `/boot-source`, `/drives/{id}` per disk, `/network-interfaces/eth0`, and `PUT /actions
+//! InstanceStart`. Any failure after the spawn kills the process and removes the socket.
+
+pub mod actions;
+pub mod boot_source;
+pub mod drives;
+mod http;
+pub mod instance_info;
+pub mod logger;
+pub mod machine_config;
+pub mod network_interfaces;
+
+pub use actions::{ActionType, InstanceActionInfo};
+pub use boot_source::BootSource;
+pub use drives::Drive;
+pub use instance_info::InstanceInfo;
+pub use logger::{LogLevel, Logger};
+pub use machine_config::MachineConfiguration;
+pub use network_interfaces::NetworkInterface;
+
+use crate::{Accel, Backend, Instance, VmConfig, Vmm, VmmError, process};
+use nix::sys::signal::Signal;
+use serde::Serialize;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// API socket file name inside the VM's run directory.
+pub const API_SOCKET: &str = "fc.sock";
+/// Firecracker's own log file name inside the VM's run directory.
+pub const LOG_FILE: &str = "firecracker.log";
+/// Kernel arguments the driver puts before the VM's own.
+pub const BOOT_ARGS_PREFIX: &str = "console=ttyS0 reboot=k panic=1";
+/// Name of the single guest network interface.
+pub const GUEST_IFACE: &str = "eth0";
+
+const BACKEND: &str = "firecracker";
+/// `sun_path` holds 108 bytes including the terminating NUL.
+const MAX_SOCKET_PATH: usize = 107;
+
+/// A `PUT` request body for one API resource; the body is the serialized value.
+pub trait Resource: Serialize {
+    /// Request path, percent-encoded.
+    fn path(&self) -> String;
+}
+
+/// The Firecracker backend.
+#[derive(Debug, Clone)]
+pub struct Firecracker {
+    bin: PathBuf,
+    socket_timeout: Duration,
+    request_timeout: Duration,
+}
+
+impl Firecracker {
+    /// `bin` is the `firecracker` executable.
+    pub fn new(bin: PathBuf) -> Self {
+        Firecracker { bin, socket_timeout: Duration::from_secs(5), request_timeout: Duration::from_secs(10) }
+    }
+
+    /// How long `start` waits for the API socket to accept (default 5 s) and for each API reply
+    /// (default 10 s).
+    pub fn with_timeouts(mut self, socket: Duration, request: Duration) -> Self {
+        self.socket_timeout = socket;
+        self.request_timeout = request;
+        self
+    }
+
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
+    /// `<run_dir>/fc.sock`.
+    pub fn api_socket(run_dir: &Path) -> PathBuf {
+        run_dir.join(API_SOCKET)
+    }
+
+    /// `<run_dir>/firecracker.log`.
+    pub fn log_path(run_dir: &Path) -> PathBuf {
+        run_dir.join(LOG_FILE)
+    }
+
+    /// The guest kernel command line: the driver's console/platform arguments, then the VM's.
+    pub fn boot_args(cmdline: &str) -> String {
+        let cmdline = cmdline.trim();
+        if cmdline.is_empty() { BOOT_ARGS_PREFIX.to_string() } else { format!("{BOOT_ARGS_PREFIX} {cmdline}") }
+    }
+
+    /// First line of `firecracker --version` (e.g. `Firecracker v1.16.1`); `None` if it cannot run.
+    pub fn version(bin: &Path) -> Option<String> {
+        let out = Command::new(bin).arg("--version").stdin(Stdio::null()).stderr(Stdio::null()).output().ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        String::from_utf8_lossy(&out.stdout).lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_string)
+    }
+
+    /// `GET /`: the instance's id, state (`Not started`, `Running`, `Paused`) and version.
+    pub fn describe_instance(&self, instance: &Instance) -> Result<InstanceInfo, VmmError> {
+        let socket = &instance.control_socket;
+        if !process::is_alive(instance.pid, socket) {
+            return Err(VmmError::NotRunning { pid: instance.pid });
+        }
+        let resp = http::request(socket, "GET", "/", None, self.request_timeout)
+            .map_err(|source| VmmError::Control { socket: socket.clone(), source })?;
+        if !resp.is_success() {
+            return Err(refused("GET /", &resp));
+        }
+        serde_json::from_slice(&resp.body)
+            .map_err(|e| VmmError::Protocol(format!("firecracker GET / returned an unexpected body: {e}")))
+    }
+
+    /// `PUT` one resource on the API socket; a non-2xx reply becomes [`VmmError::Refused`].
+    pub fn put(&self, socket: &Path, resource: &impl Resource) -> Result<(), VmmError> {
+        let path = resource.path();
+        let body = serde_json::to_vec(resource).map_err(|e| VmmError::Protocol(format!("encoding {path}: {e}")))?;
+        let resp = http::request(socket, "PUT", &path, Some(&body), self.request_timeout)
+            .map_err(|source| VmmError::Control { socket: socket.to_path_buf(), source })?;
+        if resp.is_success() { Ok(()) } else { Err(refused(&format!("PUT {path}"), &resp)) }
+    }
+
+    fn configure(&self, config: &VmConfig, socket: &Path, log_path: &Path) -> Result<(), VmmError> {
+        self.put(
+            socket,
+            &Logger { log_path: Some(log_path.to_path_buf()), level: Some(LogLevel::Info), ..Default::default() },
+        )?;
+        self.put(
+            socket,
+            &MachineConfiguration {
+                vcpu_count: config.vcpus,
+                mem_size_mib: config.memory_mib,
+                smt: Some(false),
+                track_dirty_pages: None,
+                huge_pages: None,
+            },
+        )?;
+        self.put(
+            socket,
+            &BootSource {
+                kernel_image_path: config.kernel.clone(),
+                initrd_path: config.initrd.clone(),
+                boot_args: Some(Self::boot_args(&config.cmdline)),
+            },
+        )?;
+        for disk in &config.disks {
+            self.put(
+                socket,
+                &Drive {
+                    drive_id: disk.id.clone(),
+                    path_on_host: Some(disk.path.clone()),
+                    is_root_device: false,
+                    is_read_only: Some(disk.read_only),
+                    partuuid: None,
+                    cache_type: None,
+                    io_engine: None,
+                },
+            )?;
+        }
+        if let Some(nic) = &config.nic {
+            self.put(
+                socket,
+                &NetworkInterface {
+                    iface_id: GUEST_IFACE.into(),
+                    host_dev_name: nic.tap.clone(),
+                    guest_mac: Some(nic.mac.clone()),
+                    mtu: None,
+                },
+            )?;
+        }
+        self.put(socket, &InstanceActionInfo { action_type: ActionType::InstanceStart })
+    }
+
+    fn wait_for_socket(&self, starting: &mut Starting) -> Result<(), VmmError> {
+        let deadline = Instant::now() + self.socket_timeout;
+        loop {
+            if starting.exited().is_some() {
+                return Err(VmmError::NotRunning { pid: starting.pid });
+            }
+            if UnixStream::connect(&starting.socket).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(VmmError::Timeout {
+                    what: format!("the Firecracker API socket {} accepting connections", starting.socket.display()),
+                    secs: self.socket_timeout.as_secs_f64().ceil() as u64,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn refused(request: &str, resp: &http::Response) -> VmmError {
+    #[derive(serde::Deserialize)]
+    struct Fault {
+        fault_message: String,
+    }
+    let message = match serde_json::from_slice::<Fault>(&resp.body) {
+        Ok(f) => f.fault_message,
+        Err(_) => {
+            let text = String::from_utf8_lossy(&resp.body).trim().to_string();
+            if text.is_empty() { format!("HTTP {} {}", resp.status, resp.reason) } else { text }
+        }
+    };
+    VmmError::Refused { backend: BACKEND, request: request.to_string(), message }
+}
+
+fn with_path(e: io::Error, what: &str, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}
+
+/// Last non-empty line written to `path` after byte `offset` (reads at most the last 64 KiB).
+fn last_line_since(path: &Path, offset: u64) -> Option<String> {
+    let mut f = File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    let start = offset.max(len.saturating_sub(64 * 1024));
+    if start >= len {
+        return None;
+    }
+    f.seek(SeekFrom::Start(start)).ok()?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).ok()?;
+    String::from_utf8_lossy(&buf).lines().map(str::trim).rfind(|l| !l.is_empty()).map(str::to_string)
+}
+
+fn file_len(path: &Path) -> u64 {
+    fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// A spawned Firecracker that has not finished starting. Dropping it (or [`Starting::fail`]) kills
+/// the process and removes the socket; [`Starting::finish`] hands the process to a reaper thread.
+struct Starting {
+    child: Option<Child>,
+    pid: u32,
+    bin: PathBuf,
+    socket: PathBuf,
+    console_log: PathBuf,
+    console_offset: u64,
+    log_path: PathBuf,
+    log_offset: u64,
+    status: Option<ExitStatus>,
+}
+
+impl Starting {
+    /// The exit status if the process has exited (and reaps it).
+    fn exited(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none()
+            && let Some(child) = self.child.as_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            self.status = Some(status);
+        }
+        self.status
+    }
+
+    /// Wait up to `grace` for the process to exit by itself.
+    fn exited_within(&mut self, grace: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + grace;
+        loop {
+            if let Some(status) = self.exited() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// What the process said last: its log file once the logger is set up, else its stdout/stderr.
+    fn last_words(&self) -> Option<String> {
+        last_line_since(&self.log_path, self.log_offset)
+            .or_else(|| last_line_since(&self.console_log, self.console_offset))
+    }
+
+    /// Clean up after `err`: an exited process becomes [`VmmError::Exited`] (unless Firecracker
+    /// refused a request, whose message is more useful), a live one is killed.
+    fn fail(mut self, err: VmmError) -> VmmError {
+        // A broken connection usually means the process is dying: give it a moment.
+        let grace = match err {
+            VmmError::Control { .. } | VmmError::Protocol(_) | VmmError::NotRunning { .. } => Duration::from_secs(1),
+            _ => Duration::ZERO,
+        };
+        let status = self.exited_within(grace);
+        self.kill_and_clean();
+        match (status, err) {
+            (_, err @ VmmError::Refused { .. }) => err,
+            (Some(status), _) => {
+                VmmError::Exited { bin: self.bin.clone(), status: status.to_string(), detail: self.last_words() }
+            }
+            (None, err) => err,
+        }
+    }
+
+    fn kill_and_clean(&mut self) {
+        if let Some(mut child) = self.child.take()
+            && self.status.is_none()
+        {
+            if process::is_alive(self.pid, &self.socket) {
+                let _ = process::signal(self.pid, &self.socket, Signal::SIGKILL);
+            }
+            // SIGKILL leaves a zombie at once (is_alive ignores zombies); reap it.
+            if process::wait_exit(self.pid, &self.socket, Duration::from_secs(5)) {
+                let _ = child.wait();
+            } else {
+                process::reap_in_background(child);
+            }
+        }
+        let _ = fs::remove_file(&self.socket);
+    }
+
+    fn finish(mut self) -> u32 {
+        if let Some(child) = self.child.take() {
+            process::reap_in_background(child);
+        }
+        self.pid
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.kill_and_clean();
+        }
+    }
+}
+
+impl Vmm for Firecracker {
+    fn backend(&self) -> Backend {
+        Backend::Firecracker
+    }
+
+    fn accel(&self) -> Accel {
+        Accel::Kvm
+    }
+
+    fn start(&self, config: &VmConfig) -> Result<Instance, VmmError> {
+        let spawn_err = |source| VmmError::Spawn { bin: self.bin.clone(), source };
+        let socket = Self::api_socket(&config.run_dir);
+        let log_path = Self::log_path(&config.run_dir);
+
+        if socket.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(spawn_err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("API socket path {} is longer than {MAX_SOCKET_PATH} bytes", socket.display()),
+            )));
+        }
+        fs::create_dir_all(&config.run_dir).map_err(|e| spawn_err(with_path(e, "create", &config.run_dir)))?;
+        match fs::symlink_metadata(&socket) {
+            Ok(_) => {
+                if UnixStream::connect(&socket).is_ok() {
+                    return Err(spawn_err(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        format!("{} is in use: a Firecracker for this VM is still running", socket.display()),
+                    )));
+                }
+                fs::remove_file(&socket).map_err(|e| spawn_err(with_path(e, "remove stale socket", &socket)))?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(spawn_err(with_path(e, "inspect", &socket))),
+        }
+        // Firecracker opens the log path without O_CREAT.
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| spawn_err(with_path(e, "create", &log_path)))?;
+        if let Some(parent) = config.console_log.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(|e| spawn_err(with_path(e, "create", parent)))?;
+        }
+        let console = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&config.console_log)
+            .map_err(|e| spawn_err(with_path(e, "open", &config.console_log)))?;
+        let console_err = console.try_clone().map_err(spawn_err)?;
+        let console_offset = file_len(&config.console_log);
+        let log_offset = file_len(&log_path);
+
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--api-sock").arg(&socket).arg("--id").arg(&config.name);
+        cmd.stdin(Stdio::null()).stdout(console).stderr(console_err);
+        let child = process::spawn_detached(&mut cmd).map_err(spawn_err)?;
+        let mut starting = Starting {
+            pid: child.id(),
+            child: Some(child),
+            bin: self.bin.clone(),
+            socket: socket.clone(),
+            console_log: config.console_log.clone(),
+            console_offset,
+            log_path: log_path.clone(),
+            log_offset,
+            status: None,
+        };
+
+        if let Err(e) = self.wait_for_socket(&mut starting) {
+            return Err(starting.fail(e));
+        }
+        if let Err(e) = self.configure(config, &socket, &log_path) {
+            return Err(starting.fail(e));
+        }
+        let pid = starting.finish();
+        Ok(Instance { backend: Backend::Firecracker, accel: Accel::Kvm, pid, control_socket: socket })
+    }
+
+    fn request_shutdown(&self, instance: &Instance) -> Result<(), VmmError> {
+        if !process::is_alive(instance.pid, &instance.control_socket) {
+            return Err(VmmError::NotRunning { pid: instance.pid });
+        }
+        self.put(&instance.control_socket, &InstanceActionInfo { action_type: ActionType::SendCtrlAltDel })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_args_put_the_console_first() {
+        assert_eq!(Firecracker::boot_args(""), "console=ttyS0 reboot=k panic=1");
+        assert_eq!(Firecracker::boot_args("root=/dev/vda ro "), "console=ttyS0 reboot=k panic=1 root=/dev/vda ro");
+    }
+
+    #[test]
+    fn request_bodies_serialize_like_the_api_expects() {
+        let body = |r: &dyn erased::Body| r.json();
+        assert_eq!(
+            body(&InstanceActionInfo { action_type: ActionType::SendCtrlAltDel }),
+            r#"{"action_type":"SendCtrlAltDel"}"#
+        );
+        assert_eq!(
+            body(&Logger {
+                log_path: Some("/r/firecracker.log".into()),
+                level: Some(LogLevel::Info),
+                ..Default::default()
+            }),
+            r#"{"log_path":"/r/firecracker.log","level":"Info"}"#
+        );
+        let drive = Drive {
+            drive_id: "a b".into(),
+            path_on_host: Some("/d".into()),
+            is_root_device: false,
+            is_read_only: Some(true),
+            partuuid: None,
+            cache_type: None,
+            io_engine: None,
+        };
+        assert_eq!(drive.path(), "/drives/a%20b");
+        assert_eq!(
+            body(&drive),
+            r#"{"drive_id":"a b","path_on_host":"/d","is_root_device":false,"is_read_only":true}"#
+        );
+        assert_eq!(serde_json::to_string(&machine_config::HugePages::TwoMiB).unwrap(), r#""2M""#);
+    }
+
+    mod erased {
+        pub trait Body {
+            fn json(&self) -> String;
+        }
+        impl<T: serde::Serialize> Body for T {
+            fn json(&self) -> String {
+                serde_json::to_string(self).unwrap()
+            }
+        }
+    }
+
+    #[test]
+    fn last_line_skips_blank_lines_and_earlier_runs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("out");
+        fs::write(&p, "old run\n").unwrap();
+        let off = file_len(&p);
+        assert_eq!(last_line_since(&p, off), None);
+        fs::write(&p, "old run\nfirst\nError: bad thing\n\n").unwrap();
+        assert_eq!(last_line_since(&p, off).as_deref(), Some("Error: bad thing"));
+        assert_eq!(last_line_since(&tmp.path().join("missing"), 0), None);
+    }
+
+    #[test]
+    fn refusals_carry_the_fault_message_verbatim() {
+        let resp = http::Response {
+            status: 400,
+            reason: "Bad Request".into(),
+            body: br#"{"fault_message":"  Invalid: \"x\"\n"}"#.to_vec(),
+        };
+        match refused("PUT /boot-source", &resp) {
+            VmmError::Refused { backend, request, message } => {
+                assert_eq!(
+                    (backend, request.as_str(), message.as_str()),
+                    ("firecracker", "PUT /boot-source", "  Invalid: \"x\"\n")
+                );
+            }
+            e => panic!("{e:?}"),
+        }
+        let resp = http::Response { status: 500, reason: "Internal Server Error".into(), body: vec![] };
+        assert!(
+            matches!(refused("GET /", &resp), VmmError::Refused { message, .. } if message == "HTTP 500 Internal Server Error")
+        );
+    }
+}
