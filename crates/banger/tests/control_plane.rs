@@ -19,7 +19,7 @@ fn autostart_status_and_graceful_stop() {
     assert_eq!(s["socket"], env.socket().to_str().unwrap());
     assert_eq!(s["state_dir"], env.state_dir().to_str().unwrap());
     assert_eq!(s["config_file"], env.config_file().to_str().unwrap());
-    assert_eq!(s["schema_version"], 1);
+    assert_eq!(s["schema_version"], banger_state::MIGRATIONS.len());
     assert_eq!(s["vmm"], "auto");
     assert!(s["runtime"]["dir"].as_str().unwrap().ends_with("/runtime"));
 

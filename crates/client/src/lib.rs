@@ -135,7 +135,12 @@ impl Client {
         sender.send_request(req).await.map_err(|e| unreachable(&e))
     }
 
-    async fn send<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<T, ClientError> {
+    async fn send<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, ClientError> {
         let resp = self.request(method, path, body).await?;
         let status = resp.status();
         let bytes = resp

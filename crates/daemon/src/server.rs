@@ -49,9 +49,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
 }
 
 /// Run blocking VM work off the async threads and answer with its JSON result.
-pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> ApiResult<T> {
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> ApiResult<T> {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Ok(axum::Json(v)),
         Ok(Err(e)) => Err(ApiErr(e)),

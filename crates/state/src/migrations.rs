@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[&str] = &[
         name           TEXT    NOT NULL UNIQUE,
         image          TEXT    NOT NULL,
         base_path      TEXT    NOT NULL,
+        base_id        TEXT    NOT NULL,
         kernel         TEXT    NOT NULL,
         initrd         TEXT,
         memory_mib     INTEGER NOT NULL,

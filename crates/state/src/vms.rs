@@ -10,6 +10,8 @@ pub struct VmRecord {
     pub name: String,
     pub image: String,
     pub base_path: String,
+    /// Identity of the base image when the VM was created (see `banger-storage::base_id`).
+    pub base_id: String,
     pub kernel: String,
     pub initrd: Option<String>,
     pub memory_mib: u32,
@@ -34,12 +36,13 @@ pub struct VmRecord {
     pub last_error: Option<String>,
 }
 
-/// What a new VM row needs; `slot`/`tap`/addresses come from [`NewVm::address`].
+/// What a new VM row needs; `slot`/`tap`/addresses come from the `address` function given to [`Db::insert_vm`].
 #[derive(Debug, Clone)]
 pub struct NewVm {
     pub name: String,
     pub image: String,
     pub base_path: String,
+    pub base_id: String,
     pub kernel: String,
     pub initrd: Option<String>,
     pub memory_mib: u32,
@@ -58,7 +61,7 @@ pub struct Address {
     pub mac: String,
 }
 
-const COLUMNS: &str = "id, name, image, base_path, kernel, initrd, memory_mib, vcpus, disk_size, nat, slot, tap, \
+const COLUMNS: &str = "id, name, image, base_path, base_id, kernel, initrd, memory_mib, vcpus, disk_size, nat, slot, tap, \
      host_ip, guest_ip, mac, running, backend, accel, pid, control_socket, host_keys, created_at, started_at, last_error";
 
 fn record(r: &Row<'_>) -> rusqlite::Result<VmRecord> {
@@ -67,26 +70,27 @@ fn record(r: &Row<'_>) -> rusqlite::Result<VmRecord> {
         name: r.get(1)?,
         image: r.get(2)?,
         base_path: r.get(3)?,
-        kernel: r.get(4)?,
-        initrd: r.get(5)?,
-        memory_mib: r.get(6)?,
-        vcpus: r.get(7)?,
-        disk_size: r.get::<_, i64>(8)? as u64,
-        nat: r.get(9)?,
-        slot: r.get(10)?,
-        tap: r.get(11)?,
-        host_ip: r.get(12)?,
-        guest_ip: r.get(13)?,
-        mac: r.get(14)?,
-        running: r.get(15)?,
-        backend: r.get(16)?,
-        accel: r.get(17)?,
-        pid: r.get(18)?,
-        control_socket: r.get(19)?,
-        host_keys: r.get(20)?,
-        created_at: r.get::<_, i64>(21)? as u64,
-        started_at: r.get::<_, Option<i64>>(22)?.map(|v| v as u64),
-        last_error: r.get(23)?,
+        base_id: r.get(4)?,
+        kernel: r.get(5)?,
+        initrd: r.get(6)?,
+        memory_mib: r.get(7)?,
+        vcpus: r.get(8)?,
+        disk_size: r.get::<_, i64>(9)? as u64,
+        nat: r.get(10)?,
+        slot: r.get(11)?,
+        tap: r.get(12)?,
+        host_ip: r.get(13)?,
+        guest_ip: r.get(14)?,
+        mac: r.get(15)?,
+        running: r.get(16)?,
+        backend: r.get(17)?,
+        accel: r.get(18)?,
+        pid: r.get(19)?,
+        control_socket: r.get(20)?,
+        host_keys: r.get(21)?,
+        created_at: r.get::<_, i64>(22)? as u64,
+        started_at: r.get::<_, Option<i64>>(23)?.map(|v| v as u64),
+        last_error: r.get(24)?,
     })
 }
 
@@ -124,12 +128,13 @@ impl Db {
         };
         let a = address(slot);
         tx.execute(
-            "INSERT INTO vms (name, image, base_path, kernel, initrd, memory_mib, vcpus, disk_size, nat, slot, tap, \
-             host_ip, guest_ip, mac, created_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
+            "INSERT INTO vms (name, image, base_path, base_id, kernel, initrd, memory_mib, vcpus, disk_size, nat, slot, \
+             tap, host_ip, guest_ip, mac, created_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)",
             params![
                 vm.name,
                 vm.image,
                 vm.base_path,
+                vm.base_id,
                 vm.kernel,
                 vm.initrd,
                 vm.memory_mib,
@@ -146,7 +151,8 @@ impl Db {
         )
         .map_err(err)?;
         let id = tx.last_insert_rowid();
-        let rec = tx.query_row(&format!("SELECT {COLUMNS} FROM vms WHERE id = ?1"), params![id], record).map_err(err)?;
+        let rec =
+            tx.query_row(&format!("SELECT {COLUMNS} FROM vms WHERE id = ?1"), params![id], record).map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(Insert::Inserted(rec))
     }
@@ -159,8 +165,10 @@ impl Db {
     }
 
     pub fn vms(&self) -> Result<Vec<VmRecord>, StateError> {
-        let mut stmt =
-            self.conn.prepare_cached(&format!("SELECT {COLUMNS} FROM vms ORDER BY name")).map_err(|e| self.query_err(e))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM vms ORDER BY name"))
+            .map_err(|e| self.query_err(e))?;
         let rows = stmt.query_map([], record).map_err(|e| self.query_err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.query_err(e))
     }
@@ -219,6 +227,7 @@ mod tests {
             name: name.into(),
             image: "base".into(),
             base_path: "/rt/rootfs.ext4".into(),
+            base_id: "1:2:3:4".into(),
             kernel: "/rt/vmlinux".into(),
             initrd: Some("/rt/initrd.img".into()),
             memory_mib: 1024,

@@ -133,6 +133,13 @@ pub fn grow_work(path: &Path, new_size: u64) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// The identity of a base image: device, inode, size and modification time. A rebuilt or replaced
+/// image gets a new one — and a VM's overlay only makes sense over the exact base it started from.
+pub fn base_id(path: &Path) -> Result<String, StorageError> {
+    let m = std::fs::metadata(path).map_err(io("read", path))?;
+    Ok(format!("{}:{}:{}:{}.{}", m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
+}
+
 /// Bytes actually allocated on the host for `path` (sparse files count only written blocks).
 pub fn allocated(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.blocks() * 512).unwrap_or(0)

@@ -23,7 +23,11 @@ pub fn run(ctx: &Ctx, cmd: VmCommand) -> CliResult {
         VmCommand::List { json } => list(ctx, json),
         VmCommand::Show { name, json } => {
             let vm: Vm = block_on(ctx.client()?.get(&vm_path(routes::VM, &name)))?;
-            if json { output::json(&vm) } else { show(&vm) }
+            if json {
+                output::json(&vm)
+            } else {
+                show(&vm)
+            }
             Ok(())
         }
         VmCommand::Start { name, json } => {
@@ -40,8 +44,18 @@ pub fn run(ctx: &Ctx, cmd: VmCommand) -> CliResult {
             done(&vm, json, &format!("restarted {}", vm.name))
         }
         VmCommand::Kill { name, signal, json } => {
-            let vm: Vm = block_on(ctx.client()?.post(&vm_path(routes::VM_KILL, &name), &KillVm { signal: signal.clone() }))?;
-            done(&vm, json, &format!("sent SIG{} to {}'s VMM; it is {}", signal.trim_start_matches("SIG"), vm.name, vm.state.as_str()))
+            let vm: Vm =
+                block_on(ctx.client()?.post(&vm_path(routes::VM_KILL, &name), &KillVm { signal: signal.clone() }))?;
+            done(
+                &vm,
+                json,
+                &format!(
+                    "sent SIG{} to {}'s VMM; it is {}",
+                    signal.trim_start_matches("SIG"),
+                    vm.name,
+                    vm.state.as_str()
+                ),
+            )
         }
         VmCommand::Delete { name, force } => {
             let path = format!("{}{}", vm_path(routes::VM, &name), if force { "?force=true" } else { "" });
@@ -55,7 +69,11 @@ pub fn run(ctx: &Ctx, cmd: VmCommand) -> CliResult {
 }
 
 /// Send a long-running request, printing each stage with the time since we started.
-fn streamed<B: serde::Serialize, T: serde::de::DeserializeOwned>(client: &Client, path: &str, body: &B) -> CliResult<T> {
+fn streamed<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+    client: &Client,
+    path: &str,
+    body: &B,
+) -> CliResult<T> {
     let t0 = Instant::now();
     let result = block_on(client.post_stream(path, body, |_stage, message| {
         eprintln!("{:>6.1}s  {message}", t0.elapsed().as_secs_f64());
@@ -108,10 +126,13 @@ fn show(v: &Vm) {
         ("name", v.name.clone()),
         ("state", v.state.as_str().to_string()),
         ("image", v.image.clone()),
-        ("backend", match (&v.backend, &v.accel) {
-            (Some(b), Some(a)) => format!("{b} ({a})"),
-            _ => "-".into(),
-        }),
+        (
+            "backend",
+            match (&v.backend, &v.accel) {
+                (Some(b), Some(a)) => format!("{b} ({a})"),
+                _ => "-".into(),
+            },
+        ),
         ("pid", v.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())),
         ("uptime", v.uptime_secs.map(|s| output::duration(s as f64)).unwrap_or_else(|| "-".into())),
         ("vcpu", v.vcpus.to_string()),
@@ -133,7 +154,10 @@ fn show(v: &Vm) {
         ));
     }
     rows.push(("console", v.console_log.display().to_string()));
-    rows.push(("ssh", format!("banger vm ssh {}{}", v.name, if v.ssh.pinned { "" } else { " (host key not pinned yet)" })));
+    rows.push((
+        "ssh",
+        format!("banger vm ssh {}{}", v.name, if v.ssh.pinned { "" } else { " (host key not pinned yet)" }),
+    ));
     if let Some(e) = &v.last_error {
         rows.push(("last error", e.clone()));
     }

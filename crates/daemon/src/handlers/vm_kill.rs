@@ -7,6 +7,10 @@ use banger_api::request::KillVm;
 use banger_api::response::Vm;
 use std::sync::Arc;
 
-pub async fn handle(State(s): State<Arc<AppState>>, Path(name): Path<String>, Body(req): Body<KillVm>) -> ApiResult<Vm> {
+pub async fn handle(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Body(req): Body<KillVm>,
+) -> ApiResult<Vm> {
     blocking(move || s.vm_kill(&name, &req.signal)).await
 }

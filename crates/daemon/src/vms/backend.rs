@@ -49,9 +49,13 @@ impl Backends {
             .and_then(|v| v["kvm"].as_bool());
         let usable = cached.unwrap_or_else(|| {
             let usable = banger_vmm::qemu::probe_kvm(&self.qemu, kernel, initrd, Duration::from_secs(10));
-            tracing::info!("KVM probe: {}", if usable { "guests run under KVM" } else { "KVM cannot run guests; using TCG" });
+            tracing::info!(
+                "KVM probe: {}",
+                if usable { "guests run under KVM" } else { "KVM cannot run guests; using TCG" }
+            );
             let _ = std::fs::create_dir_all(self.cache_file.parent().unwrap_or(Path::new(".")));
-            let _ = std::fs::write(&self.cache_file, serde_json::json!({ "boot_id": boot_id, "kvm": usable }).to_string());
+            let _ =
+                std::fs::write(&self.cache_file, serde_json::json!({ "boot_id": boot_id, "kvm": usable }).to_string());
             usable
         });
         *known = Some(usable);
@@ -111,9 +115,5 @@ pub fn find_program(name_or_path: &Path, runtime_dir: &Path) -> Option<PathBuf> 
     if in_runtime.is_file() {
         return Some(in_runtime);
     }
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|d| d.join(name_or_path))
-        .find(|p| p.is_file())
+    std::env::var_os("PATH").iter().flat_map(std::env::split_paths).map(|d| d.join(name_or_path)).find(|p| p.is_file())
 }

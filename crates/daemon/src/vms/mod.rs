@@ -129,7 +129,8 @@ impl AppState {
     /// The API view of a VM.
     pub fn vm_view(&self, rec: &VmRecord) -> Vm {
         let dir = self.vm_dir(&rec.name);
-        let state = self.manager.shown(&rec.name).unwrap_or(if rec.running { VmState::Running } else { VmState::Stopped });
+        let state =
+            self.manager.shown(&rec.name).unwrap_or(if rec.running { VmState::Running } else { VmState::Stopped });
         let disk = |role: &str, path: PathBuf, read_only: bool| DiskInfo {
             role: role.into(),
             size: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
@@ -189,10 +190,13 @@ impl AppState {
         let rt = &self.runtime;
         let missing = |e: banger_config::RuntimeError| ApiError::runtime_missing(e.to_string());
         match image.unwrap_or("default") {
-            "default" => Ok(("default".into(), rt.require("default_rootfs", &self.config.default_rootfs).map_err(missing)?)),
-            "base" => {
-                Ok(("base".into(), rt.require("default_base_rootfs", &self.config.default_base_rootfs).map_err(missing)?))
+            "default" => {
+                Ok(("default".into(), rt.require("default_rootfs", &self.config.default_rootfs).map_err(missing)?))
             }
+            "base" => Ok((
+                "base".into(),
+                rt.require("default_base_rootfs", &self.config.default_base_rootfs).map_err(missing)?,
+            )),
             path if path.contains('/') => {
                 let p = PathBuf::from(path);
                 if !p.is_file() {
@@ -248,6 +252,7 @@ impl AppState {
             name: name.clone(),
             image,
             base_path: base.display().to_string(),
+            base_id: banger_storage::base_id(&base).map_err(internal)?,
             kernel: kernel.display().to_string(),
             initrd: Some(initrd.display().to_string()),
             memory_mib,
@@ -275,11 +280,18 @@ impl AppState {
                 return Err(ApiError::conflict(format!("subnet {subnet} has no room for another VM (one /30 each)")));
             }
         };
-        progress.step("disks", format!("creating disks for {name} (work disk {})", banger_config::size::format_size(disk_size)));
+        progress.step(
+            "disks",
+            format!("creating disks for {name} (work disk {})", banger_config::size::format_size(disk_size)),
+        );
         if let Err(e) = banger_storage::create(&self.vm_dir(&name), &base, disk_size) {
             let _ = self.db().delete_vm(&name);
             return Err(ApiError::new(
-                if e.exit_code() == banger_api::exit::CONFLICT { banger_api::ErrorCode::Conflict } else { banger_api::ErrorCode::Internal },
+                if e.exit_code() == banger_api::exit::CONFLICT {
+                    banger_api::ErrorCode::Conflict
+                } else {
+                    banger_api::ErrorCode::Internal
+                },
                 e.to_string(),
             ));
         }
@@ -315,7 +327,8 @@ impl AppState {
             std::fs::create_dir_all(&dir).map_err(internal)?;
             let tmp = dir.join("id_ed25519.tmp");
             let _ = std::fs::remove_file(&tmp);
-            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(internal)?;
+            let mut f =
+                std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(internal)?;
             std::io::Write::write_all(&mut f, &key).map_err(internal)?;
             std::fs::rename(&tmp, &dst).map_err(internal)?;
         }
@@ -333,6 +346,13 @@ impl AppState {
                     "the {what} of VM {name}, {path}, is missing; restore the runtime bundle (`make runtime-bundle` or `make runtime-build`)"
                 )));
             }
+        }
+        if banger_storage::base_id(Path::new(&rec.base_path)).ok().as_deref() != Some(rec.base_id.as_str()) {
+            return Err(ApiError::invalid_state(format!(
+                "the base image {} changed since VM {name} was created (rebuilt or replaced), so the VM's overlay no \
+                 longer matches it; delete the VM and create it again",
+                rec.base_path
+            )));
         }
         self.ssh_key()?;
         let kernel = PathBuf::from(&rec.kernel);
@@ -512,8 +532,9 @@ impl AppState {
 
     /// `vm stop`: power off cleanly, force after `timeout`.
     pub fn vm_stop(&self, name: &str, timeout: Duration, progress: &Progress) -> Result<Vm, ApiError> {
-        let _busy = self.manager.claim(name, VmState::Stopping)?;
+        let busy = self.manager.claim(name, VmState::Stopping)?;
         self.stop_claimed(name, timeout, progress)?;
+        drop(busy);
         Ok(self.vm_view(&self.record(name)?))
     }
 
@@ -533,7 +554,8 @@ impl AppState {
             let _ = vmm.request_shutdown(&instance);
         }
         if !process::wait_exit(instance.pid, &instance.control_socket, timeout) {
-            progress.step("stopping", format!("{name} did not power off within {}s; killing its VMM", timeout.as_secs()));
+            progress
+                .step("stopping", format!("{name} did not power off within {}s; killing its VMM", timeout.as_secs()));
             self.force_stop(name, &instance);
         }
         self.mark_stopped(&rec, None)?;

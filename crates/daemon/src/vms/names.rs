@@ -11,11 +11,11 @@ const ADJECTIVES: &[&str] = &[
 ];
 
 const ANIMALS: &[&str] = &[
-    "badger", "beaver", "bison", "bobcat", "crane", "cougar", "coyote", "dingo", "dolphin", "eagle", "falcon", "ferret",
-    "finch", "fox", "gecko", "gibbon", "heron", "husky", "ibex", "impala", "jackal", "koala", "lemur", "lynx", "magpie",
-    "marmot", "marten", "mink", "moose", "narwhal", "newt", "ocelot", "orca", "osprey", "otter", "owl", "panda",
-    "parrot", "pelican", "puffin", "quail", "rabbit", "raven", "robin", "salmon", "seal", "shrew", "sparrow", "stoat",
-    "swan", "tapir", "tiger", "toucan", "turtle", "walrus", "weasel", "wombat", "yak", "zebra",
+    "badger", "beaver", "bison", "bobcat", "crane", "cougar", "coyote", "dingo", "dolphin", "eagle", "falcon",
+    "ferret", "finch", "fox", "gecko", "gibbon", "heron", "husky", "ibex", "impala", "jackal", "koala", "lemur",
+    "lynx", "magpie", "marmot", "marten", "mink", "moose", "narwhal", "newt", "ocelot", "orca", "osprey", "otter",
+    "owl", "panda", "parrot", "pelican", "puffin", "quail", "rabbit", "raven", "robin", "salmon", "seal", "shrew",
+    "sparrow", "stoat", "swan", "tapir", "tiger", "toucan", "turtle", "walrus", "weasel", "wombat", "yak", "zebra",
 ];
 
 /// Check `name` is a DNS label: 1–63 of `a-z 0-9 -`, not starting or ending with `-`.
@@ -55,7 +55,9 @@ pub fn from_program(program: &std::path::Path) -> Result<String, ApiError> {
     let out = banger_host::run(&program.to_string_lossy(), Vec::<String>::new())
         .map_err(|e| ApiError::bad_input(format!("namegen_path: {e}")))?;
     let name = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").trim().to_string();
-    validate(&name).map_err(|e| ApiError::bad_input(format!("namegen_path {} printed a bad name: {}", program.display(), e.message)))?;
+    validate(&name).map_err(|e| {
+        ApiError::bad_input(format!("namegen_path {} printed a bad name: {}", program.display(), e.message))
+    })?;
     Ok(name)
 }
 
@@ -93,7 +95,8 @@ mod tests {
             validate(&n).unwrap();
             assert_eq!(n.split('-').count(), 2);
         }
-        let all: Vec<String> = ADJECTIVES.iter().flat_map(|a| ANIMALS.iter().map(move |b| format!("{a}-{b}"))).collect();
+        let all: Vec<String> =
+            ADJECTIVES.iter().flat_map(|a| ANIMALS.iter().map(move |b| format!("{a}-{b}"))).collect();
         assert_eq!(generate(&all), None);
     }
 }

@@ -1,0 +1,135 @@
+//! A real VM end to end: the real binaries, the real runtime bundle, QEMU (TCG here) booting the
+//! real guest, real TAP devices and real `ssh`. Two boots in all.
+//!
+//! Needs a runtime bundle: `BANGER_TEST_RUNTIME=DIR` (`make test` builds one and sets it). Without
+//! it the test is skipped loudly — unless `BANGER_E2E_REQUIRED=1`, when that is a failure.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn runtime() -> Option<PathBuf> {
+    let dir = std::env::var_os("BANGER_TEST_RUNTIME").map(PathBuf::from).filter(|p| p.join("vmlinux").is_file());
+    if dir.is_none() {
+        let msg = "vm_lifecycle: no runtime bundle (set BANGER_TEST_RUNTIME to a built ./runtime; `make test` does)";
+        if std::env::var("BANGER_E2E_REQUIRED").as_deref() == Ok("1") {
+            panic!("{msg}");
+        }
+        eprintln!("SKIP {msg}");
+    }
+    dir
+}
+
+fn sha256(path: &Path) -> String {
+    let out = std::process::Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn create_ssh_persist_across_stop_start_survive_daemon_restart_kill_delete() {
+    let Some(rt) = runtime() else { return };
+    if !is_root() {
+        eprintln!("SKIP vm_lifecycle: needs root (or passwordless sudo) for TAP devices");
+        return;
+    }
+    let env = Env::new();
+    env.write_config("subnet = \"10.213.200.0/24\"\nvmm = \"qemu\"\n");
+    let base = rt.join("rootfs.ext4");
+    let base_sum = sha256(&base);
+    let run = |args: &[&str]| {
+        let out = Out(env.banger(args).env("BANGER_RUNTIME_DIR", &rt).output().unwrap());
+        env.note_started(&out.stderr());
+        out
+    };
+
+    // Bad input is refused before anything is made.
+    let bad = run(&["vm", "create", "--name", "Bad_Name", "--image", "base"]);
+    assert_eq!(bad.code(), 2, "{}", bad.stderr());
+    assert!(bad.stderr().contains("is not a valid VM name"), "{}", bad.stderr());
+    assert_eq!(run(&["vm", "create", "--disk-size", "12Q"]).code(), 2);
+    assert_eq!(run(&["vm", "show", "nope"]).code(), 3);
+
+    // Create: boots and waits for SSH, reporting the stages.
+    let created = run(&["vm", "create", "--name", "e2e", "--image", "base", "--disk-size", "2G", "--json"]);
+    assert_eq!(created.code(), 0, "{}", created.stderr());
+    for stage in ["qemu started", "kernel booting", "network up", "pinned the VM's SSH host keys", "SSH ready"] {
+        assert!(created.stderr().contains(stage), "missing stage {stage:?}:\n{}", created.stderr());
+    }
+    let vm = created.json();
+    assert_eq!(vm["state"], "running");
+    assert_eq!(vm["backend"], "qemu");
+    let pid = vm["pid"].as_i64().unwrap() as i32;
+    let tap = vm["tap"].as_str().unwrap().to_string();
+    let dir = PathBuf::from(vm["dir"].as_str().unwrap());
+    assert!(alive(pid));
+    assert!(Path::new("/sys/class/net").join(&tap).exists());
+    let work = vm["disks"].as_array().unwrap().iter().find(|d| d["role"] == "work").unwrap().clone();
+    assert_eq!(work["size"], 2u64 << 30);
+
+    assert_eq!(run(&["vm", "create", "--name", "e2e", "--image", "base"]).code(), 4, "duplicate name");
+    assert_eq!(run(&["vm", "start", "e2e"]).code(), 4, "start a running VM");
+
+    // SSH: a command, its output and exit status; files under / (overlay) and /root (work disk).
+    let ssh = run(&["vm", "ssh", "e2e", "--", "echo", "hello from $(hostname)"]);
+    assert_eq!(ssh.code(), 0, "{}", ssh.stderr());
+    assert_eq!(ssh.stdout().trim(), "hello from e2e");
+    assert_eq!(run(&["vm", "ssh", "e2e", "--", "exit", "7"]).code(), 7);
+    let write =
+        run(&["vm", "ssh", "e2e", "--", "echo root-file > /etc/banger-e2e && echo work-file > /root/e2e && sync"]);
+    assert_eq!(write.code(), 0, "{}", write.stderr());
+
+    // The daemon goes away and comes back: the VM keeps running and is found again.
+    assert_eq!(run(&["daemon", "stop"]).code(), 0);
+    assert!(alive(pid), "stopping the daemon killed the VM");
+    let shown = run(&["vm", "show", "e2e", "--json"]);
+    assert_eq!(shown.json()["state"], "running", "{}", shown.stderr());
+    assert_eq!(shown.json()["pid"].as_i64().unwrap() as i32, pid);
+    assert_eq!(run(&["vm", "ssh", "e2e", "--", "true"]).code(), 0);
+
+    // Stop keeps both disks; start brings the same files back.
+    let stop = run(&["vm", "stop", "e2e", "--json"]);
+    assert_eq!(stop.code(), 0, "{}", stop.stderr());
+    assert_eq!(stop.json()["state"], "stopped");
+    assert!(wait_gone(pid, Duration::from_secs(10)));
+    assert!(!Path::new("/sys/class/net").join(&tap).exists(), "TAP kept while stopped");
+    assert_eq!(run(&["vm", "stop", "e2e"]).code(), 4, "stop a stopped VM");
+    let ssh_stopped = run(&["vm", "ssh", "e2e", "--", "true"]);
+    assert_eq!(ssh_stopped.code(), 4, "{}", ssh_stopped.stderr());
+
+    let start = run(&["vm", "start", "e2e", "--json"]);
+    assert_eq!(start.code(), 0, "{}", start.stderr());
+    assert!(!start.stderr().contains("pinned"), "host keys must be pinned once, on the first boot");
+    let pid = start.json()["pid"].as_i64().unwrap() as i32;
+    let files = run(&["vm", "ssh", "e2e", "--", "cat /etc/banger-e2e /root/e2e"]);
+    assert_eq!(files.stdout(), "root-file\nwork-file\n", "{}", files.stderr());
+
+    // Listing and logs.
+    let list = run(&["vm", "list", "--json"]).json();
+    assert_eq!(list["vms"].as_array().unwrap().len(), 1);
+    let logs = run(&["vm", "logs", "e2e"]);
+    assert!(logs.stdout().contains("Linux version"), "console log lacks the kernel banner");
+
+    // Running VMs are not deleted without --force; kill stops one.
+    let del = run(&["vm", "delete", "e2e"]);
+    assert_eq!(del.code(), 4, "{}", del.stderr());
+    assert_eq!(run(&["vm", "kill", "e2e", "--signal", "BOGUS"]).code(), 2);
+    let kill = run(&["vm", "kill", "e2e", "--signal", "TERM", "--json"]);
+    assert_eq!(kill.code(), 0, "{}", kill.stderr());
+    assert!(wait_gone(pid, Duration::from_secs(10)), "SIGTERM did not end the VMM");
+    assert_eq!(run(&["vm", "show", "e2e", "--json"]).json()["state"], "stopped");
+
+    assert_eq!(sha256(&base), base_sum, "the shared base image changed");
+
+    let del = run(&["vm", "delete", "e2e"]);
+    assert_eq!(del.code(), 0, "{}", del.stderr());
+    assert!(!dir.exists(), "VM directory left behind");
+    assert!(!Path::new("/sys/class/net").join(&tap).exists(), "TAP left behind");
+    assert!(!alive(pid));
+    let run_vms = env.path("run/banger/vms");
+    let leftovers: Vec<_> =
+        std::fs::read_dir(&run_vms).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(leftovers.is_empty(), "sockets left behind: {leftovers:?}");
+    assert_eq!(run(&["vm", "list", "--json"]).json()["vms"].as_array().unwrap().len(), 0);
+}
