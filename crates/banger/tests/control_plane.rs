@@ -129,7 +129,7 @@ fn stale_socket_and_stale_pid_from_a_crash_are_recovered() {
 #[test]
 fn socket_owned_by_another_user_is_refused() {
     if !is_root() {
-        eprintln!("SKIP socket_owned_by_another_user_is_refused: needs root to chown a socket file");
+        skip("socket_owned_by_another_user_is_refused", "needs root to chown a socket file");
         return;
     }
     let env = Env::new();
@@ -153,9 +153,7 @@ fn socket_owned_by_another_user_is_refused() {
 #[test]
 fn daemon_refuses_peers_of_another_uid_with_structured_json() {
     if !is_root() {
-        eprintln!(
-            "SKIP daemon_refuses_peers_of_another_uid_with_structured_json: needs root to connect as another uid"
-        );
+        skip("daemon_refuses_peers_of_another_uid_with_structured_json", "needs root to connect as another uid");
         return;
     }
     let env = Env::new();

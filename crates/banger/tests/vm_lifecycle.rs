@@ -17,7 +17,7 @@ fn runtime() -> Option<PathBuf> {
         if std::env::var("BANGER_E2E_REQUIRED").as_deref() == Ok("1") {
             panic!("{msg}");
         }
-        eprintln!("SKIP {msg}");
+        skip("vm_lifecycle", msg);
     }
     dir
 }
@@ -31,7 +31,7 @@ fn sha256(path: &Path) -> String {
 fn create_ssh_persist_across_stop_start_survive_daemon_restart_kill_delete() {
     let Some(rt) = runtime() else { return };
     if !is_root() {
-        eprintln!("SKIP vm_lifecycle: needs root (or passwordless sudo) for TAP devices");
+        skip("vm_lifecycle", "needs root (or passwordless sudo) for TAP devices");
         return;
     }
     let env = Env::new();

@@ -169,3 +169,9 @@ pub fn curl_socket(socket: &Path, args: &[&str], url: &str, uid: Option<u32>) ->
     let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
     (code.to_string(), json)
 }
+
+/// Say loudly that a test is skipped and why (written past the test harness's output capture).
+pub fn skip(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
+}
