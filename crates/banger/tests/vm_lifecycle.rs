@@ -13,7 +13,7 @@ use std::time::Duration;
 fn runtime() -> Option<PathBuf> {
     let dir = std::env::var_os("BANGER_TEST_RUNTIME").map(PathBuf::from).filter(|p| p.join("vmlinux").is_file());
     if dir.is_none() {
-        let msg = "vm_lifecycle: no runtime bundle (set BANGER_TEST_RUNTIME to a built ./runtime; `make test` does)";
+        let msg = "no runtime bundle (set BANGER_TEST_RUNTIME to a built ./runtime; `make test` does)";
         if std::env::var("BANGER_E2E_REQUIRED").as_deref() == Ok("1") {
             panic!("{msg}");
         }

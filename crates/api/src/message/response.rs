@@ -22,6 +22,11 @@ pub struct DaemonStatus {
     pub runtime: RuntimeInfo,
     /// The configured VMM backend (`auto`, `firecracker` or `qemu`).
     pub vmm: String,
+    /// The Firecracker binary found (`firecracker_bin`, runtime dir, `PATH`), if any.
+    pub firecracker_bin: Option<PathBuf>,
+    pub qemu_bin: PathBuf,
+    /// Whether KVM can run guests here; `None` until the first boot probes it.
+    pub kvm_usable: Option<bool>,
 }
 
 /// Where the runtime bundle is and whether it is there.

@@ -52,7 +52,15 @@ fn status(ctx: &Ctx, json: bool, no_start: bool) -> CliResult {
         ("cache", s.cache_dir.display().to_string()),
         ("database", format!("{} (schema {})", s.database.display(), s.schema_version)),
         ("runtime", runtime),
-        ("vmm", s.vmm.clone()),
+        ("vmm", {
+            let kvm = match s.kvm_usable {
+                Some(true) => "KVM works",
+                Some(false) => "KVM cannot run guests: QEMU with TCG",
+                None => "KVM not probed yet",
+            };
+            let fc = s.firecracker_bin.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "not found".into());
+            format!("{} ({kvm}; firecracker: {fc}; qemu: {})", s.vmm, s.qemu_bin.display())
+        }),
     ]);
     Ok(())
 }

@@ -27,5 +27,8 @@ pub async fn handle(State(s): State<Arc<AppState>>) -> ApiResult<DaemonStatus> {
             present: s.runtime.exists(),
         },
         vmm: s.config.vmm.as_str().into(),
+        firecracker_bin: s.manager.backends.firecracker_bin().map(Into::into),
+        qemu_bin: s.manager.backends.qemu_bin().into(),
+        kvm_usable: s.manager.backends.kvm_known(),
     }))
 }

@@ -27,9 +27,26 @@ impl Backends {
         Backends { choice, firecracker, qemu, cache_file: cache_dir.join("kvm-probe.json"), kvm: Mutex::new(None) }
     }
 
+    pub fn firecracker_bin(&self) -> Option<&Path> {
+        self.firecracker.as_deref()
+    }
+
+    pub fn qemu_bin(&self) -> &Path {
+        &self.qemu
+    }
+
     /// Whether KVM runs guests here, if already known (no probe).
     pub fn kvm_known(&self) -> Option<bool> {
-        *self.kvm.lock().unwrap_or_else(|e| e.into_inner())
+        let known = *self.kvm.lock().unwrap_or_else(|e| e.into_inner());
+        known.or_else(|| self.cached().map(|(_, usable)| usable))
+    }
+
+    /// The probe result cached for this host boot: (boot id, usable).
+    fn cached(&self) -> Option<(String, bool)> {
+        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?.trim().to_string();
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&self.cache_file).ok()?).ok()?;
+        (v["boot_id"] == boot_id.as_str()).then_some(())?;
+        Some((boot_id, v["kvm"].as_bool()?))
     }
 
     /// Whether KVM runs `kernel` here (probing once per host boot).
@@ -41,13 +58,9 @@ impl Backends {
         if let Some(k) = *known {
             return k;
         }
-        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim().to_string();
-        let cached = std::fs::read_to_string(&self.cache_file)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .filter(|v| v["boot_id"] == boot_id.as_str())
-            .and_then(|v| v["kvm"].as_bool());
-        let usable = cached.unwrap_or_else(|| {
+        let usable = self.cached().map(|(_, usable)| usable).unwrap_or_else(|| {
+            let boot_id =
+                std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim().to_string();
             let usable = banger_vmm::qemu::probe_kvm(&self.qemu, kernel, initrd, Duration::from_secs(10));
             tracing::info!(
                 "KVM probe: {}",
