@@ -11,9 +11,9 @@ LIBDIR := $(PREFIX)/lib/banger
 # Debian packages: for building, for the test suite, for benchmarks.
 BUILD_DEBS := build-essential pkg-config ca-certificates
 TEST_DEBS := curl procps sudo iproute2 iptables conntrack iputils-ping e2fsprogs openssh-client qemu-system-x86
-BENCH_DEBS := hyperfine python3
+BENCH_DEBS := hyperfine python3 bc qemu-system-x86 iproute2
 
-.PHONY: runtime-bundle runtime-package help deps test-deps build test install uninstall quickstart bench bench-status bench-bundle fmt clippy clean check-cargo
+.PHONY: runtime-bundle runtime-package help deps test-deps build test install uninstall quickstart bench bench-status bench-bundle bench-vm fmt clippy clean check-cargo
 
 help:
 	@echo "make quickstart   install system packages, build, start the daemon and show its status"
@@ -66,7 +66,7 @@ quickstart: build
 	$(OUT)/banger daemon status
 	-$(OUT)/banger runtime check
 
-bench: bench-status bench-bundle
+bench: bench-status bench-bundle bench-vm
 
 bench-status: build
 	scripts/apt-deps.sh $(BENCH_DEBS)
@@ -75,6 +75,11 @@ bench-status: build
 bench-bundle: check-cargo deps
 	scripts/apt-deps.sh $(BENCH_DEBS)
 	$(CARGO) run --release $(CARGO_FLAGS) -p banger-bundle --example bench_fetch -- 512
+
+# Needs root (TAPs) and a runtime bundle (make runtime-build).
+bench-vm: build
+	scripts/apt-deps.sh $(BENCH_DEBS)
+	RUNTIME=$(RUNTIME_DIR) scripts/bench-vm.sh
 
 fmt:
 	$(CARGO) fmt --all

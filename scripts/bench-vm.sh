@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Benchmarks of real VMs (needs root for TAPs, QEMU, and a runtime bundle: RUNTIME=dir, default ./runtime).
+#  1. host disk allocated by a new VM (overlay + work disk), at creation and after its first boot
+#  2. `banger vm list --json` with 100 VMs registered (hyperfine; p50/p95)
+#  3. control-plane overhead: `banger vm start` → SSH-ready versus a hand-written QEMU command line
+#     booting the same disks with the same kernel arguments, alternated ROUNDS times (default 3)
+# Everything runs in a private temporary XDG layout with its own subnet; the daemon and VMs it
+# starts are stopped by pid at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNTIME=$(realpath "${RUNTIME:-runtime}")
+ROUNDS=${ROUNDS:-3}
+bin=$PWD/target/release/banger
+[ -x "$bin" ] || { echo "build first: make build" >&2; exit 1; }
+[ -f "$RUNTIME/vmlinux" ] || { echo "no runtime bundle in $RUNTIME (make runtime-build)" >&2; exit 7; }
+tmp=$(mktemp -d /tmp/banger-bench-vm.XXXXXX)
+export XDG_RUNTIME_DIR=$tmp/run XDG_STATE_HOME=$tmp/state XDG_CONFIG_HOME=$tmp/config XDG_CACHE_HOME=$tmp/cache
+export BANGER_RUNTIME_DIR=$RUNTIME
+mkdir -p "$XDG_CONFIG_HOME/banger"
+printf 'subnet = "10.214.0.0/16"\nvmm = "qemu"\n' > "$XDG_CONFIG_HOME/banger/config.toml"
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+daemon_pid=$("$bin" daemon status --json | json 'd["pid"]')
+hand_pid=""
+cleanup() {
+  [ -n "$hand_pid" ] && kill -9 "$hand_pid" 2>/dev/null || true
+  for vm in $("$bin" vm list --json 2>/dev/null | json '" ".join(v["name"] for v in d["vms"])'); do
+    "$bin" vm delete --force "$vm" >/dev/null 2>&1 || true
+  done
+  ip link del bench-hand 2>/dev/null || true
+  kill "$daemon_pid" 2>/dev/null || true
+  while kill -0 "$daemon_pid" 2>/dev/null; do sleep 0.05; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+echo "== 1. host disk allocated per new VM"
+"$bin" vm create --name bench --image base --no-start >/dev/null 2>&1
+alloc() { "$bin" vm show bench --json | json 'sum(x["allocated"] for x in d["disks"] if x["role"] != "base") / 1048576'; }
+echo "at creation: $(alloc) MiB (overlay + work disk; target <= 16 MiB)"
+
+echo "== 3. control plane overhead: banger vm start vs a hand-written QEMU line, same disks ($ROUNDS rounds)"
+show=$("$bin" vm show bench --json)
+ip=$(echo "$show" | json 'd["ip"]'); host=$(echo "$show" | json 'd["host_ip"]'); mac=$(echo "$show" | json 'd["mac"]')
+dir=$(echo "$show" | json 'd["dir"]')
+wait_ssh() { # wait for sshd's banner on $1:22
+  until timeout 1 bash -c "exec 3<>/dev/tcp/$1/22 && head -c 4 <&3 | grep -q SSH" 2>/dev/null; do sleep 0.1; done
+}
+# Warm-up boot: the first boot probes KVM (once per host boot) and generates SSH host keys.
+"$bin" vm start bench >/dev/null 2>&1
+echo "after first boot: $(alloc) MiB"
+"$bin" vm stop bench >/dev/null 2>&1
+banger_times=(); hand_times=()
+for i in $(seq 1 "$ROUNDS"); do
+  t0=$(date +%s.%N); "$bin" vm start bench >/dev/null 2>&1; t1=$(date +%s.%N)
+  banger_times+=("$(echo "$t1 - $t0" | bc)")
+  "$bin" vm stop bench >/dev/null 2>&1
+  ip tuntap add dev bench-hand mode tap && ip addr add "$host/30" dev bench-hand && ip link set bench-hand up
+  t0=$(date +%s.%N)
+  qemu-system-x86_64 -M microvm,rtc=on -accel tcg -cpu max -m 1024 -smp 1 -nodefaults -no-user-config \
+    -nographic -display none -no-reboot -serial "file:$tmp/hand-console.log" \
+    -kernel "$RUNTIME/vmlinux" -initrd "$RUNTIME/initrd.img" \
+    -append "console=ttyS0 panic=-1 ip=$ip::$host:255.255.255.252:bench:eth0:off systemd.hostname=bench" \
+    -drive "id=base,format=raw,if=none,cache=none,aio=threads,file=$RUNTIME/rootfs.ext4,readonly=on" -device virtio-blk-device,drive=base \
+    -drive "id=overlay,format=raw,if=none,cache=none,aio=threads,file=$dir/overlay.img" -device virtio-blk-device,drive=overlay \
+    -drive "id=work,format=raw,if=none,cache=none,aio=threads,file=$dir/work.ext4" -device virtio-blk-device,drive=work \
+    -netdev tap,id=net0,ifname=bench-hand,script=no,downscript=no -device "virtio-net-device,netdev=net0,mac=$mac" \
+    </dev/null >/dev/null 2>&1 &
+  hand_pid=$!
+  wait_ssh "$ip"; t1=$(date +%s.%N)
+  hand_times+=("$(echo "$t1 - $t0" | bc)")
+  kill -9 "$hand_pid"; wait "$hand_pid" 2>/dev/null || true; hand_pid=""
+  ip link del bench-hand
+  echo "round $i: banger vm start ${banger_times[-1]} s, hand-written ${hand_times[-1]} s"
+done
+b=$(printf '%s\n' "${banger_times[@]}" | median); h=$(printf '%s\n' "${hand_times[@]}" | median)
+echo "median: banger $b s, hand-written $h s, ratio $(echo "scale=3; $b / $h" | bc) (target <= 1.05)"
+"$bin" vm delete bench >/dev/null
+
+echo "== 2. vm list --json with 100 VMs registered"
+for i in $(seq 1 100); do "$bin" vm create --name "list-$i" --image base --no-start --disk-size 64M >/dev/null 2>&1; done
+n=$("$bin" vm list --json | json 'len(d["vms"])')
+hyperfine -N --warmup 20 --runs 300 --export-json "$tmp/list.json" --style basic "$bin vm list --json" >/dev/null
+python3 - "$tmp/list.json" "$n" <<'PY'
+import json, sys
+t = sorted(json.load(open(sys.argv[1]))["results"][0]["times"])
+p = lambda q: t[min(len(t) - 1, int(q * len(t)))] * 1000
+print(f"vm list --json with {sys.argv[2]} VMs: p50={p(0.5):.2f} ms p95={p(0.95):.2f} ms (target p50 <= 5 ms)")
+PY
