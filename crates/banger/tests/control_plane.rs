@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::time::Duration;
 
 #[test]
@@ -320,4 +321,28 @@ fn completions_are_generated_for_each_shell() {
     }
     let bad = env.run(&["completions", "tcsh"]);
     assert_eq!(bad.code(), 2);
+}
+
+#[test]
+fn leftover_taps_of_this_installation_are_removed_at_daemon_start_and_others_kept() {
+    if !is_root() {
+        skip("leftover_taps…", "needs root to create TAP devices");
+        return;
+    }
+    let env = Env::new();
+    let prefix = banger_net::tap::prefix_for(&env.state_dir());
+    let ours = banger_net::tap::name(&prefix, 61);
+    let theirs = format!("bgrx{}", std::process::id() % 100000);
+    for tap in [&ours, &theirs] {
+        let out = std::process::Command::new("ip").args(["tuntap", "add", "dev", tap, "mode", "tap"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    env.status();
+    let exists = |t: &str| Path::new("/sys/class/net").join(t).exists();
+    let (ours_left, theirs_left) = (exists(&ours), exists(&theirs));
+    let _ = std::process::Command::new("ip").args(["link", "del", &theirs]).output();
+    let _ = std::process::Command::new("ip").args(["link", "del", &ours]).output();
+    assert!(!ours_left, "the daemon kept a leftover TAP of its own installation");
+    assert!(theirs_left, "the daemon removed a TAP that is not its own");
+    assert!(env.log().contains(&format!("removing leftover TAP {ours}")), "{}", env.log());
 }

@@ -98,7 +98,23 @@ fn create_ssh_persist_across_stop_start_survive_daemon_restart_kill_delete() {
     let ssh_stopped = run(&["vm", "ssh", "e2e", "--", "true"]);
     assert_eq!(ssh_stopped.code(), 4, "{}", ssh_stopped.stderr());
 
-    let start = run(&["vm", "start", "e2e", "--json"]);
+    // A second operation on a VM while one is in progress is refused at once, changing nothing.
+    let starting = env
+        .banger(&["vm", "start", "e2e", "--json"])
+        .env("BANGER_RUNTIME_DIR", &rt)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while run(&["vm", "show", "e2e", "--json"]).json()["state"] != "starting" {
+        assert!(std::time::Instant::now() < deadline, "the VM never showed as starting");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let racing = run(&["vm", "delete", "--force", "e2e"]);
+    assert_eq!(racing.code(), 4, "{}", racing.stderr());
+    assert!(racing.stderr().contains("another operation on VM e2e is in progress"), "{}", racing.stderr());
+    let start = Out(starting.wait_with_output().unwrap());
     assert_eq!(start.code(), 0, "{}", start.stderr());
     assert!(!start.stderr().contains("pinned"), "host keys must be pinned once, on the first boot");
     let pid = start.json()["pid"].as_i64().unwrap() as i32;
