@@ -142,7 +142,12 @@ pub fn base_id(path: &Path) -> Result<String, StorageError> {
 
 /// Bytes actually allocated on the host for `path` (sparse files count only written blocks).
 pub fn allocated(path: &Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.blocks() * 512).unwrap_or(0)
+    usage(path).1
+}
+
+/// (apparent size, allocated bytes) of `path` with one `stat`; zeros when it is missing.
+pub fn usage(path: &Path) -> (u64, u64) {
+    std::fs::metadata(path).map(|m| (m.len(), m.blocks() * 512)).unwrap_or((0, 0))
 }
 
 /// Remove a VM's disk directory; a missing one is fine.

@@ -131,12 +131,9 @@ impl AppState {
         let dir = self.vm_dir(&rec.name);
         let state =
             self.manager.shown(&rec.name).unwrap_or(if rec.running { VmState::Running } else { VmState::Stopped });
-        let disk = |role: &str, path: PathBuf, read_only: bool| DiskInfo {
-            role: role.into(),
-            size: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
-            allocated: banger_storage::allocated(&path),
-            path,
-            read_only,
+        let disk = |role: &str, path: PathBuf, read_only: bool| {
+            let (size, allocated) = banger_storage::usage(&path);
+            DiskInfo { role: role.into(), size, allocated, path, read_only }
         };
         let running = state == VmState::Running;
         Vm {
