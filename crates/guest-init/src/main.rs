@@ -42,9 +42,10 @@ fn log(msg: &str) {
 
 fn fatal(msg: &str) -> ! {
     let line = format!("banger-init: FATAL: {msg}\nbanger-init: emergency: cannot boot, powering off\n");
-    let _ = io::stderr().write_all(line.as_bytes());
-    if let Ok(mut c) = fs::OpenOptions::new().write(true).open("/dev/console") {
-        let _ = c.write_all(line.as_bytes());
+    if io::stderr().write_all(line.as_bytes()).is_err() {
+        if let Ok(mut c) = fs::OpenOptions::new().write(true).open("/dev/console") {
+            let _ = c.write_all(line.as_bytes());
+        }
     }
     // SAFETY: plain syscalls; we are PID 1 and about to stop the machine.
     unsafe {
@@ -259,7 +260,8 @@ fn switch_root(cfg: &cmdline::Config) -> ! {
         }
     }
     let init_in_root = format!("{NEWROOT}{}", cfg.init);
-    if !Path::new(&init_in_root).exists() {
+    // symlink_metadata: /sbin/init is usually an absolute symlink into the new root.
+    if fs::symlink_metadata(&init_in_root).is_err() {
         fatal(&format!("{} not found in the root filesystem", cfg.init));
     }
     let nr = cstr(NEWROOT);

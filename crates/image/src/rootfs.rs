@@ -27,7 +27,23 @@ pub const MASKED_UNITS: &[&str] = &[
     "logrotate.timer", "getty@tty1.service", "systemd-networkd-wait-online.service",
     "systemd-timesyncd.service", "sys-kernel-debug.mount", "sys-kernel-tracing.mount",
     "sys-kernel-config.mount", "dev-hugepages.mount", "systemd-pstore.service", "modprobe@drm.service",
-    "modprobe@efi_pstore.service", "systemd-udev-settle.service", "cron.service",
+    "modprobe@efi_pstore.service", "modprobe@fuse.service", "modprobe@loop.service", "modprobe@dm_mod.service",
+    "modprobe@configfs.service", "dev-mqueue.mount", "systemd-udev-settle.service", "cron.service",
+];
+
+/// systemd generators disabled (each costs an exec at every boot; none applies to banger guests).
+pub const MASKED_GENERATORS: &[&str] = &[
+    "systemd-cryptsetup-generator", "systemd-gpt-auto-generator", "systemd-hibernate-resume-generator",
+    "systemd-integritysetup-generator", "systemd-rc-local-generator", "systemd-system-update-generator",
+    "systemd-sysv-generator", "systemd-veritysetup-generator",
+];
+
+/// Units that keep working but are ordered after `banger-ready.service` (sshd listening), so that
+/// with one emulated CPU they do not compete with the SSH path.
+pub const LATE_UNITS: &[&str] = &[
+    "systemd-udevd.service", "systemd-udev-trigger.service", "systemd-networkd.service",
+    "systemd-journal-flush.service", "kmod-static-nodes.service", "systemd-logind.service",
+    "dbus.service", "systemd-update-utmp.service", "systemd-tmpfiles-setup.service",
 ];
 
 const FILES: &[(&str, u32, &str)] = &[
@@ -170,6 +186,26 @@ pub(crate) fn configure_guest(dir: &Path, authorized_key: &str, modules: Option<
     // Lean boot.
     for u in MASKED_UNITS {
         mask(dir, u)?;
+    }
+    let gens = dir.join("etc/systemd/system-generators");
+    io("creating directory", &gens, fs::create_dir_all(&gens))?;
+    for g in MASKED_GENERATORS {
+        let p = gens.join(g);
+        let _ = fs::remove_file(&p);
+        io("creating symlink", &p, symlink("/dev/null", &p))?;
+    }
+    for u in LATE_UNITS {
+        write(
+            &dir.join(format!("etc/systemd/system/{u}.d/banger-late.conf")),
+            "# banger: start after sshd listens and at lower CPU priority (boot-to-SSH first; one emulated CPU).\n[Unit]\nAfter=banger-ready.service\n[Service]\nNice=10\n",
+        )?;
+    }
+    // No logind session (and user@0 start) on the SSH login path: Debian's noninteractive session
+    // stack is common-session without pam_systemd.
+    let pam = dir.join("etc/pam.d/sshd");
+    if let Ok(t) = fs::read_to_string(&pam) {
+        let t = t.replace("@include common-session\n", "@include common-session-noninteractive\n");
+        write(&pam, t)?;
     }
     for u in ["banger-hostkeys.service", "ssh.service", "banger-ready.service"] {
         want(dir, "sysinit.target", u)?;
