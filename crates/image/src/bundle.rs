@@ -110,7 +110,7 @@ fn link_or_copy(src: &Path, dst: &Path) -> Result<()> {
 fn check_tools(docker: bool) -> Result<()> {
     let mut tools = vec!["apt-get", "apt-cache", "dpkg-deb", "depmod", "mmdebstrap", "mkfs.ext4", "ssh-keygen", "chroot"];
     if docker {
-        tools.push("debugfs");
+        tools.push("mount");
     }
     for t in tools {
         let found = std::env::var_os("PATH")

@@ -289,7 +289,7 @@ pub struct RootfsOptions {
     pub out_dir: PathBuf,
     /// Scratch directory (large; removed afterwards).
     pub work_dir: PathBuf,
-    /// Base image to start from (its tree is extracted with `debugfs rdump`, no loop mount).
+    /// Base image to start from (mounted read-only through a loop device and copied with `cp -a`).
     pub base_rootfs: Option<PathBuf>,
     /// An already unpacked base tree (used by [`crate::build_runtime`]); wins over `base_rootfs`.
     pub base_tree: Option<PathBuf>,
@@ -325,7 +325,11 @@ struct Mounts(Vec<PathBuf>);
 impl Drop for Mounts {
     fn drop(&mut self) {
         for m in self.0.iter().rev() {
-            let _ = Command::new("umount").arg("-l").arg(m).output();
+            // -R for the rbind of /dev; -l as a last resort so a busy mount never blocks cleanup.
+            let ok = Command::new("umount").arg("-R").arg(m).output().map(|o| o.status.success()).unwrap_or(false);
+            if !ok {
+                let _ = Command::new("umount").arg("-R").arg("-l").arg(m).output();
+            }
         }
     }
 }
@@ -369,9 +373,17 @@ pub fn build_rootfs(opts: &RootfsOptions, progress: &dyn Fn(&str)) -> Result<boo
         if !img.is_file() {
             return Err(Error::NotFound(format!("base rootfs image {} not found", img.display())));
         }
-        progress(&format!("extracting {} with debugfs", img.display()));
-        io("creating directory", &tree, fs::create_dir_all(&tree))?;
-        run(Command::new("debugfs").arg("-R").arg(format!("rdump / {}", tree.display())).arg(img))?;
+        // A read-only loop mount + `cp -a` keeps setuid bits, file capabilities (xattrs) and
+        // special files; `debugfs rdump` loses them.
+        progress(&format!("copying the tree of {} (read-only loop mount)", img.display()));
+        let mnt = opts.work_dir.join("base-mnt");
+        io("creating directory", &mnt, fs::create_dir_all(&mnt))?;
+        run(Command::new("mount").args(["-o", "loop,ro"]).arg(img).arg(&mnt))?;
+        let guard = Mounts(vec![mnt.clone()]);
+        let r = util::copy_tree(&mnt, &tree);
+        drop(guard);
+        let _ = fs::remove_dir(&mnt);
+        r?;
     } else {
         return Err(Error::BadInput("build_rootfs needs base_rootfs or base_tree".into()));
     }

@@ -78,16 +78,50 @@ pub fn write(path: &Path, data: impl AsRef<[u8]>) -> Result<()> {
     io("writing", path, fs::write(path, data))
 }
 
+/// SHA-256 of a file; holes of sparse files are hashed as zeros without reading them.
 pub fn sha256_file(path: &Path) -> Result<String> {
+    use std::io::{Seek, SeekFrom};
+    use std::os::fd::AsRawFd;
     let mut f = io("opening", path, fs::File::open(path))?;
+    let len = io("stat", path, f.metadata())?.len();
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = io("reading", path, f.read(&mut buf))?;
-        if n == 0 {
-            break;
+    let zeros = vec![0u8; 1 << 20];
+    let hash_zeros = |h: &mut Sha256, mut n: u64| {
+        while n > 0 {
+            let k = n.min(zeros.len() as u64) as usize;
+            h.update(&zeros[..k]);
+            n -= k as u64;
         }
-        h.update(&buf[..n]);
+    };
+    let mut pos = 0u64;
+    while pos < len {
+        // SAFETY: lseek on an open fd.
+        let data = unsafe { libc::lseek(f.as_raw_fd(), pos as libc::off_t, libc::SEEK_DATA) };
+        let (data, hole) = if data < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) {
+                (len, len) // only a hole remains
+            } else {
+                (pos, len) // no SEEK_DATA support: read everything
+            }
+        } else {
+            // SAFETY: as above.
+            let hole = unsafe { libc::lseek(f.as_raw_fd(), data, libc::SEEK_HOLE) };
+            (data as u64, if hole < 0 { len } else { (hole as u64).min(len) })
+        };
+        hash_zeros(&mut h, data - pos);
+        io("seeking", path, f.seek(SeekFrom::Start(data)))?;
+        let mut left = hole - data;
+        while left > 0 {
+            let k = left.min(buf.len() as u64) as usize;
+            io("reading", path, f.read_exact(&mut buf[..k]))?;
+            h.update(&buf[..k]);
+            left -= k as u64;
+        }
+        pos = hole.max(data);
+        if hole == data && data < len {
+            pos = data + 1; // defensive: never loop forever
+        }
     }
     Ok(hex::encode(h.finalize()))
 }
@@ -109,4 +143,29 @@ pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
 
 pub fn remove_dir(path: &Path) {
     let _ = fs::remove_dir_all(path);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparse_sha_matches_plain() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("sparse");
+        let f = fs::File::create(&p).unwrap();
+        f.set_len(5 << 20).unwrap();
+        drop(f);
+        {
+            use std::io::{Seek, SeekFrom, Write};
+            let mut f = fs::OpenOptions::new().write(true).open(&p).unwrap();
+            f.seek(SeekFrom::Start(3 << 20)).unwrap();
+            f.write_all(b"hello in the middle").unwrap();
+        }
+        let plain = sha256(&fs::read(&p).unwrap());
+        assert_eq!(sha256_file(&p).unwrap(), plain);
+        let q = d.path().join("empty");
+        fs::write(&q, b"").unwrap();
+        assert_eq!(sha256_file(&q).unwrap(), sha256(b""));
+    }
 }
