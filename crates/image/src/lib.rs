@@ -9,6 +9,26 @@
 //! * [`build_base_rootfs`] / [`build_rootfs`] — `rootfs.ext4` and `rootfs-docker.ext4` (sparse).
 //! * [`build_runtime`] — the whole bundle, staged next to the output dir and renamed into place.
 //!
+//! ## Building the init and a bundle
+//!
+//! ```text
+//! RUSTFLAGS='-C target-feature=+crt-static -C strip=symbols' \
+//!   cargo build --release -p banger-guest-init --target x86_64-unknown-linux-gnu --target-dir target/guest-init
+//! # -> target/guest-init/x86_64-unknown-linux-gnu/release/banger-init (static-pie, ~1.3 MB)
+//! cargo run --release -p banger-image --example build-runtime -- runtime \
+//!   target/guest-init/x86_64-unknown-linux-gnu/release/banger-init [--no-docker] [--force]
+//! ```
+//!
+//! ## Booting a bundle (QEMU TCG)
+//!
+//! Disks in this order: vda = `rootfs.ext4` (read-only, shared), vdb = per-VM sparse CoW file
+//! (all zero at first), vdc = per-VM ext4 work disk (mounted on /root). Kernel command line:
+//! `console=ttyS0 quiet systemd.show_status=0 panic=-1 tsc_early_khz=<khz>
+//! ip=GUEST::HOST:MASK:HOSTNAME:eth0:off[:DNS]` (no `root=`: the initrd builds
+//! `0 SECTORS snapshot /dev/vda /dev/vdb P 8`; overrides `banger.base=`, `banger.cow=`,
+//! `banger.work=`, `banger.wait=`). The serial console shows `BANGER-HOSTKEYS-BEGIN`, the VM's
+//! public host key(s), `BANGER-HOSTKEYS-END`, then `BANGER-READY` once sshd listens.
+//!
 //! Missing host tools are reported with the Debian package to install (mmdebstrap, e2fsprogs,
 //! dpkg-dev, kmod, qemu-system-x86, openssh-client); this crate never installs anything on the host.
 
