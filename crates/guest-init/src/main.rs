@@ -42,10 +42,10 @@ fn log(msg: &str) {
 
 fn fatal(msg: &str) -> ! {
     let line = format!("banger-init: FATAL: {msg}\nbanger-init: emergency: cannot boot, powering off\n");
-    if io::stderr().write_all(line.as_bytes()).is_err() {
-        if let Ok(mut c) = fs::OpenOptions::new().write(true).open("/dev/console") {
-            let _ = c.write_all(line.as_bytes());
-        }
+    if io::stderr().write_all(line.as_bytes()).is_err()
+        && let Ok(mut c) = fs::OpenOptions::new().write(true).open("/dev/console")
+    {
+        let _ = c.write_all(line.as_bytes());
     }
     // SAFETY: plain syscalls; we are PID 1 and about to stop the machine.
     unsafe {

@@ -412,14 +412,12 @@ pub fn build_rootfs(opts: &RootfsOptions, progress: &dyn Fn(&str)) -> Result<boo
             a.extend(pkgs.iter().map(String::as_str));
             apt(&a)?;
         }
-        if let Some(cs) = &opts.customize_sh {
-            if cs.is_file() {
-                progress(&format!("running {}", cs.display()));
-                let inside = tree.join("tmp/banger-customize.sh");
-                io("copying", cs, fs::copy(cs, &inside))?;
-                run(Command::new("chroot").arg(&tree).args(["/bin/sh", "/tmp/banger-customize.sh"]))?;
-                let _ = fs::remove_file(&inside);
-            }
+        if let Some(cs) = opts.customize_sh.as_ref().filter(|c| c.is_file()) {
+            progress(&format!("running {}", cs.display()));
+            let inside = tree.join("tmp/banger-customize.sh");
+            io("copying", cs, fs::copy(cs, &inside))?;
+            run(Command::new("chroot").arg(&tree).args(["/bin/sh", "/tmp/banger-customize.sh"]))?;
+            let _ = fs::remove_file(&inside);
         }
         apt(&["clean"])?;
         let _ = fs::remove_file(&prc);

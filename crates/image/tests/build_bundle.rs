@@ -64,7 +64,7 @@ fn build_runtime_bundle_without_docker() {
     assert!(debugfs(&rootfs, "stat /etc/systemd/system/banger-hostkeys.service").contains("Inode:"));
     use std::os::unix::fs::MetadataExt;
     let md = std::fs::metadata(&rootfs).unwrap();
-    let alloc_mib = md.blocks() * 512 >> 20;
+    let alloc_mib = (md.blocks() * 512) >> 20;
     println!("rootfs.ext4: {} MiB apparent, {alloc_mib} MiB allocated", md.len() >> 20);
     assert!(alloc_mib < MAX_ALLOCATED_MIB, "rootfs allocates {alloc_mib} MiB");
     assert!(md.len() >= 4096 << 20);
