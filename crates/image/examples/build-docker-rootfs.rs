@@ -1,12 +1,14 @@
 //! `build-docker-rootfs BASE_IMAGE OUT_DIR PACKAGES_APT [CUSTOMIZE_SH] [--force]` (development helper).
-use banger_image::{build_rootfs, RootfsOptions};
+use banger_image::{RootfsOptions, build_rootfs};
 use std::path::PathBuf;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let pos: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     if pos.len() < 3 {
-        eprintln!("usage: build-docker-rootfs BASE_IMAGE OUT_DIR PACKAGES_APT [CUSTOMIZE_SH] [--force]");
+        eprintln!(
+            "usage: build-docker-rootfs BASE_IMAGE OUT_DIR PACKAGES_APT [CUSTOMIZE_SH] [--force]"
+        );
         std::process::exit(2);
     }
     let out = PathBuf::from(pos[1]);

@@ -1,7 +1,7 @@
 //! Build a runtime bundle from the command line (development helper; the CLI wires the same call).
 //!
 //! `cargo run --release -p banger-image --example build-runtime -- OUT_DIR INIT_BINARY [--no-docker] [--force]`
-use banger_image::{build_runtime, RuntimeOptions};
+use banger_image::{RuntimeOptions, build_runtime};
 use std::path::PathBuf;
 
 fn main() {
@@ -19,11 +19,22 @@ fn main() {
         ..Default::default()
     };
     let t0 = std::time::Instant::now();
-    match build_runtime(&opts, &|m| eprintln!("[{:6.1}s] {m}", t0.elapsed().as_secs_f64())) {
+    match build_runtime(&opts, &|m| {
+        eprintln!("[{:6.1}s] {m}", t0.elapsed().as_secs_f64())
+    }) {
         Ok(s) => {
-            println!("bundle {} kernel {} ({}) in {:.0} s", s.out_dir.display(), s.kernel_release, s.kernel_package, s.seconds);
+            println!(
+                "bundle {} kernel {} ({}) in {:.0} s",
+                s.out_dir.display(),
+                s.kernel_release,
+                s.kernel_package,
+                s.seconds
+            );
             for f in s.files {
-                println!("  {:36} {:>12} apparent {:>12} allocated", f.name, f.apparent, f.allocated);
+                println!(
+                    "  {:36} {:>12} apparent {:>12} allocated",
+                    f.name, f.apparent, f.allocated
+                );
             }
         }
         Err(e) => {

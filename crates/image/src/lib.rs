@@ -39,9 +39,12 @@ mod rootfs;
 mod util;
 mod vmlinux;
 
-pub use bundle::{build_runtime, RuntimeOptions, Summary};
-pub use kernel::{fetch_kernel, write_initrd, Kernel, INITRD_MODULES};
-pub use rootfs::{build_base_rootfs, build_rootfs, BaseRootfsOptions, RootfsOptions, DEFAULT_CUSTOMIZE_SH, DEFAULT_PACKAGES_APT};
+pub use bundle::{RuntimeOptions, Summary, build_runtime};
+pub use kernel::{INITRD_MODULES, Kernel, fetch_kernel, write_initrd};
+pub use rootfs::{
+    BaseRootfsOptions, DEFAULT_CUSTOMIZE_SH, DEFAULT_PACKAGES_APT, RootfsOptions,
+    build_base_rootfs, build_rootfs,
+};
 pub use vmlinux::extract_vmlinux;
 
 use std::path::PathBuf;
@@ -60,10 +63,18 @@ pub enum Error {
     ToolMissing { tool: String, package: String },
     /// A host command failed.
     #[error("`{command}` failed ({status}): {detail}")]
-    Command { command: String, status: String, detail: String },
+    Command {
+        command: String,
+        status: String,
+        detail: String,
+    },
     /// A filesystem operation failed.
     #[error("{op} {path}: {source}")]
-    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The bundle could not be assembled or verified.
     #[error("{0}")]
     Bundle(String),

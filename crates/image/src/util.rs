@@ -39,9 +39,16 @@ pub fn run(cmd: &mut Command) -> Result<Output> {
     let tool = cmd.get_program().to_string_lossy().into_owned();
     let out = cmd.output().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            Error::ToolMissing { package: package_of(&tool).into(), tool: tool.clone() }
+            Error::ToolMissing {
+                package: package_of(&tool).into(),
+                tool: tool.clone(),
+            }
         } else {
-            Error::Command { command: describe(cmd), status: "could not start".into(), detail: e.to_string() }
+            Error::Command {
+                command: describe(cmd),
+                status: "could not start".into(),
+                detail: e.to_string(),
+            }
         }
     })?;
     if !out.status.success() {
@@ -58,7 +65,11 @@ pub fn run(cmd: &mut Command) -> Result<Output> {
         }
         let n = lines.len();
         lines.drain(..n.saturating_sub(3));
-        return Err(Error::Command { command: describe(cmd), status: out.status.to_string(), detail: lines.join(" | ") });
+        return Err(Error::Command {
+            command: describe(cmd),
+            status: out.status.to_string(),
+            detail: lines.join(" | "),
+        });
     }
     Ok(out)
 }
@@ -68,7 +79,11 @@ pub fn stdout(cmd: &mut Command) -> Result<String> {
 }
 
 pub fn io<T>(op: &'static str, path: &Path, r: std::io::Result<T>) -> Result<T> {
-    r.map_err(|source| Error::Io { op, path: path.to_path_buf(), source })
+    r.map_err(|source| Error::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 pub fn write(path: &Path, data: impl AsRef<[u8]>) -> Result<()> {
@@ -107,7 +122,14 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         } else {
             // SAFETY: as above.
             let hole = unsafe { libc::lseek(f.as_raw_fd(), data, libc::SEEK_HOLE) };
-            (data as u64, if hole < 0 { len } else { (hole as u64).min(len) })
+            (
+                data as u64,
+                if hole < 0 {
+                    len
+                } else {
+                    (hole as u64).min(len)
+                },
+            )
         };
         hash_zeros(&mut h, data - pos);
         io("seeking", path, f.seek(SeekFrom::Start(data)))?;
@@ -138,7 +160,12 @@ pub fn allocated(path: &Path) -> u64 {
 
 /// Copy a tree preserving everything (`cp -a`, reflinks where the filesystem has them).
 pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
-    run(Command::new("cp").arg("-a").arg("--reflink=auto").arg(src).arg(dst)).map(|_| ())
+    run(Command::new("cp")
+        .arg("-a")
+        .arg("--reflink=auto")
+        .arg(src)
+        .arg(dst))
+    .map(|_| ())
 }
 
 pub fn remove_dir(path: &Path) {
