@@ -43,7 +43,7 @@ pub use bundle::{RuntimeOptions, Summary, build_runtime};
 pub use kernel::{INITRD_MODULES, Kernel, fetch_kernel, write_initrd};
 pub use rootfs::{
     BaseRootfsOptions, DEFAULT_CUSTOMIZE_SH, DEFAULT_PACKAGES_APT, RootfsOptions,
-    build_base_rootfs, build_rootfs,
+    build_base_rootfs, build_rootfs, parse_packages,
 };
 pub use vmlinux::extract_vmlinux;
 
