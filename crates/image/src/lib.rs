@@ -39,7 +39,7 @@ mod rootfs;
 mod util;
 mod vmlinux;
 
-pub use bundle::{RuntimeOptions, Summary, build_runtime};
+pub use bundle::{FileInfo, RuntimeOptions, Summary, build_runtime};
 pub use kernel::{INITRD_MODULES, Kernel, fetch_kernel, write_initrd};
 pub use rootfs::{
     BaseRootfsOptions, DEFAULT_CUSTOMIZE_SH, DEFAULT_PACKAGES_APT, RootfsOptions,
