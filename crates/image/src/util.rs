@@ -1,0 +1,198 @@
+use crate::{Error, Result};
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Debian package providing a host tool (for error messages).
+pub fn package_of(tool: &str) -> &'static str {
+    match tool {
+        "mmdebstrap" => "mmdebstrap",
+        "mkfs.ext4" | "debugfs" | "mke2fs" => "e2fsprogs",
+        "dpkg-deb" => "dpkg",
+        "apt-get" | "apt-cache" => "apt",
+        "depmod" => "kmod",
+        "ssh-keygen" => "openssh-client",
+        "qemu-system-x86_64" => "qemu-system-x86",
+        "cp" | "chroot" => "coreutils",
+        "mount" | "umount" => "mount",
+        _ => "?",
+    }
+}
+
+pub fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    if s.len() > 300 {
+        s.truncate(300);
+        s.push('…');
+    }
+    s
+}
+
+/// Run a command, capture output, map failures to one-sentence errors.
+pub fn run(cmd: &mut Command) -> Result<Output> {
+    let tool = cmd.get_program().to_string_lossy().into_owned();
+    let out = cmd.output().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::ToolMissing {
+                package: package_of(&tool).into(),
+                tool: tool.clone(),
+            }
+        } else {
+            Error::Command {
+                command: describe(cmd),
+                status: "could not start".into(),
+                detail: e.to_string(),
+            }
+        }
+    })?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let mut lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        if lines.is_empty() {
+            let o = String::from_utf8_lossy(&out.stdout).into_owned();
+            let tail: Vec<String> = o.lines().rev().take(3).map(str::to_string).collect();
+            return Err(Error::Command {
+                command: describe(cmd),
+                status: out.status.to_string(),
+                detail: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
+            });
+        }
+        let n = lines.len();
+        lines.drain(..n.saturating_sub(3));
+        return Err(Error::Command {
+            command: describe(cmd),
+            status: out.status.to_string(),
+            detail: lines.join(" | "),
+        });
+    }
+    Ok(out)
+}
+
+pub fn stdout(cmd: &mut Command) -> Result<String> {
+    Ok(String::from_utf8_lossy(&run(cmd)?.stdout).into_owned())
+}
+
+pub fn io<T>(op: &'static str, path: &Path, r: std::io::Result<T>) -> Result<T> {
+    r.map_err(|source| Error::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+pub fn write(path: &Path, data: impl AsRef<[u8]>) -> Result<()> {
+    if let Some(p) = path.parent() {
+        io("creating directory", p, fs::create_dir_all(p))?;
+    }
+    io("writing", path, fs::write(path, data))
+}
+
+/// SHA-256 of a file; holes of sparse files are hashed as zeros without reading them.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use std::io::{Seek, SeekFrom};
+    use std::os::fd::AsRawFd;
+    let mut f = io("opening", path, fs::File::open(path))?;
+    let len = io("stat", path, f.metadata())?.len();
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let zeros = vec![0u8; 1 << 20];
+    let hash_zeros = |h: &mut Sha256, mut n: u64| {
+        while n > 0 {
+            let k = n.min(zeros.len() as u64) as usize;
+            h.update(&zeros[..k]);
+            n -= k as u64;
+        }
+    };
+    let mut pos = 0u64;
+    while pos < len {
+        // SAFETY: lseek on an open fd.
+        let data = unsafe { libc::lseek(f.as_raw_fd(), pos as libc::off_t, libc::SEEK_DATA) };
+        let (data, hole) = if data < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) {
+                (len, len) // only a hole remains
+            } else {
+                (pos, len) // no SEEK_DATA support: read everything
+            }
+        } else {
+            // SAFETY: as above.
+            let hole = unsafe { libc::lseek(f.as_raw_fd(), data, libc::SEEK_HOLE) };
+            (
+                data as u64,
+                if hole < 0 {
+                    len
+                } else {
+                    (hole as u64).min(len)
+                },
+            )
+        };
+        hash_zeros(&mut h, data - pos);
+        io("seeking", path, f.seek(SeekFrom::Start(data)))?;
+        let mut left = hole - data;
+        while left > 0 {
+            let k = left.min(buf.len() as u64) as usize;
+            io("reading", path, f.read_exact(&mut buf[..k]))?;
+            h.update(&buf[..k]);
+            left -= k as u64;
+        }
+        pos = hole.max(data);
+        if hole == data && data < len {
+            pos = data + 1; // defensive: never loop forever
+        }
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+pub fn sha256(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Allocated bytes of a (possibly sparse) file.
+pub fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).map(|m| m.blocks() * 512).unwrap_or(0)
+}
+
+/// Copy a tree preserving everything (`cp -a`, reflinks where the filesystem has them).
+pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    run(Command::new("cp")
+        .arg("-a")
+        .arg("--reflink=auto")
+        .arg(src)
+        .arg(dst))
+    .map(|_| ())
+}
+
+pub fn remove_dir(path: &Path) {
+    let _ = fs::remove_dir_all(path);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparse_sha_matches_plain() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("sparse");
+        let f = fs::File::create(&p).unwrap();
+        f.set_len(5 << 20).unwrap();
+        drop(f);
+        {
+            use std::io::{Seek, SeekFrom, Write};
+            let mut f = fs::OpenOptions::new().write(true).open(&p).unwrap();
+            f.seek(SeekFrom::Start(3 << 20)).unwrap();
+            f.write_all(b"hello in the middle").unwrap();
+        }
+        let plain = sha256(&fs::read(&p).unwrap());
+        assert_eq!(sha256_file(&p).unwrap(), plain);
+        let q = d.path().join("empty");
+        fs::write(&q, b"").unwrap();
+        assert_eq!(sha256_file(&q).unwrap(), sha256(b""));
+    }
+}
