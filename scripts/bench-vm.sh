@@ -67,7 +67,7 @@ for i in $(seq 1 "$ROUNDS"); do
   qemu-system-x86_64 -M microvm,rtc=on -accel tcg -cpu max -m 1024 -smp 1 -nodefaults -no-user-config \
     -nographic -display none -no-reboot -serial "file:$tmp/hand-console.log" \
     -kernel "$RUNTIME/vmlinux" -initrd "$RUNTIME/initrd.img" \
-    -append "console=ttyS0 panic=-1 tsc_early_khz=$khz ip=$ip::$host:255.255.255.252:bench:eth0:off systemd.hostname=bench" \
+    -append "console=ttyS0 panic=-1 tsc_early_khz=$khz ip=$ip::$host:255.255.255.252:bench:eth0:off systemd.hostname=bench quiet systemd.show_status=0" \
     -drive "id=base,format=raw,if=none,cache=none,aio=threads,file=$RUNTIME/rootfs.ext4,readonly=on" -device virtio-blk-device,drive=base \
     -drive "id=overlay,format=raw,if=none,cache=none,aio=threads,file=$dir/overlay.img" -device virtio-blk-device,drive=overlay \
     -drive "id=work,format=raw,if=none,cache=none,aio=threads,file=$dir/work.ext4" -device virtio-blk-device,drive=work \

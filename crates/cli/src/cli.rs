@@ -77,6 +77,45 @@ pub enum RuntimeCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Build a complete runtime bundle from Debian packages (kernel, vmlinux, initrd, modules,
+    /// rootfs images, SSH key) into the runtime dir; replaced atomically when done.
+    Build {
+        /// Where to build (default: the resolved runtime dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The static guest init (`make guest-init` builds it).
+        #[arg(long, default_value = "target/guest-init/x86_64-unknown-linux-gnu/release/banger-init")]
+        init: PathBuf,
+        /// Skip rootfs-docker.ext4 (large and slow; `make rootfs` builds it later).
+        #[arg(long)]
+        no_docker: bool,
+        /// Rebuild rootfs-docker.ext4 even if packages.apt did not change.
+        #[arg(long)]
+        force: bool,
+        /// Use this kernel .deb instead of downloading Debian's linux-image-cloud-amd64.
+        #[arg(long)]
+        kernel_deb: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build rootfs-docker.ext4 from the base rootfs plus packages.apt and customize.sh — only
+    /// when packages.apt changed since the last build, unless --force.
+    Rootfs {
+        /// The runtime dir (default: the resolved one).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Base image to start from (default: rootfs.ext4 in the runtime dir).
+        #[arg(long)]
+        base_rootfs: Option<PathBuf>,
+        /// Package list (default: packages.apt in the runtime dir).
+        #[arg(long)]
+        packages: Option<PathBuf>,
+        /// Customization script run in the image (default: customize.sh in the runtime dir).
+        #[arg(long)]
+        customize: Option<PathBuf>,
+        #[arg(long)]
+        force: bool,
+    },
     /// Package the runtime dir into a deterministic .tar.gz and print its SHA-256.
     Package {
         /// The directory to package (default: the resolved runtime dir).

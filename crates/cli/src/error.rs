@@ -33,6 +33,7 @@ macro_rules! from_error_with_exit_code {
 from_error_with_exit_code!(
     banger_api::ApiError,
     banger_bundle::BundleError,
+    banger_image::Error,
     banger_client::ClientError,
     banger_client::autostart::StartError,
     banger_config::ConfigError,

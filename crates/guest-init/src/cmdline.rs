@@ -64,21 +64,13 @@ pub fn parse_ip(v: &str) -> Option<IpConfig> {
         gateway: get(2),
         netmask: get(3),
         hostname: get(4),
-        device: if device.is_empty() {
-            "eth0".into()
-        } else {
-            device
-        },
+        device: if device.is_empty() { "eth0".into() } else { device },
         dns,
     })
 }
 
 fn dev_path(v: &str) -> String {
-    if v == "none" || v.starts_with('/') {
-        v.to_string()
-    } else {
-        format!("/dev/{v}")
-    }
+    if v == "none" || v.starts_with('/') { v.to_string() } else { format!("/dev/{v}") }
 }
 
 pub fn parse(cmdline: &str) -> Config {

@@ -46,26 +46,13 @@ pub struct Target {
 
 /// The snapshot table the init uses: `0 SECTORS snapshot BASE COW P 8`.
 pub fn snapshot_target(sectors: u64, base: &str, cow: &str) -> Target {
-    Target {
-        start: 0,
-        length: sectors,
-        target_type: "snapshot".into(),
-        params: format!("{base} {cow} P 8"),
-    }
+    Target { start: 0, length: sectors, target_type: "snapshot".into(), params: format!("{base} {cow} P 8") }
 }
 
 /// Build an ioctl buffer: header followed by `payload` (already 8-aligned).
-pub fn encode_header(
-    name: &str,
-    flags: u32,
-    target_count: u32,
-    payload: &[u8],
-) -> io::Result<Vec<u8>> {
+pub fn encode_header(name: &str, flags: u32, target_count: u32, payload: &[u8]) -> io::Result<Vec<u8>> {
     if name.is_empty() || name.len() >= DM_NAME_LEN {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "bad dm device name length",
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad dm device name length"));
     }
     // Room for the kernel's reply (it writes status/deps into the data area).
     let total = (DM_IOCTL_SIZE + payload.len()).max(16 * 1024);
@@ -89,10 +76,7 @@ pub fn encode_targets(targets: &[Target]) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
     for t in targets {
         if t.target_type.is_empty() || t.target_type.len() >= 16 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "bad dm target type",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad dm target type"));
         }
         let start = out.len();
         let mut rec_len = DM_TARGET_SPEC_SIZE + t.params.len() + 1;
@@ -121,19 +105,12 @@ pub fn decode_dev(buf: &[u8]) -> u64 {
 fn dm_ioctl(ctl: &File, cmd: u64, buf: &mut [u8]) -> io::Result<()> {
     // SAFETY: buf is at least DM_IOCTL_SIZE bytes and data_size says how big it is.
     let r = unsafe { libc::ioctl(ctl.as_raw_fd(), ioctl_nr(cmd) as _, buf.as_mut_ptr()) };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
 /// Create `name`, load `targets`, resume it. Returns the device number.
 pub fn create_device(name: &str, targets: &[Target]) -> io::Result<u64> {
-    let ctl = File::options()
-        .read(true)
-        .write(true)
-        .open("/dev/mapper/control")?;
+    let ctl = File::options().read(true).write(true).open("/dev/mapper/control")?;
     let mut b = encode_header(name, 0, 0, &[])?;
     dm_ioctl(&ctl, DM_DEV_CREATE_CMD, &mut b).map_err(|e| ctx(e, "DM_DEV_CREATE"))?;
     let dev = decode_dev(&b);
@@ -168,10 +145,7 @@ mod tests {
     fn header_fields() {
         let b = encode_header("root", 0, 1, &[1, 2, 3, 4, 5, 6, 7, 8]).unwrap();
         assert_eq!(u32::from_ne_bytes(b[0..4].try_into().unwrap()), 4);
-        assert_eq!(
-            u32::from_ne_bytes(b[12..16].try_into().unwrap()) as usize,
-            b.len()
-        );
+        assert_eq!(u32::from_ne_bytes(b[12..16].try_into().unwrap()) as usize, b.len());
         assert_eq!(u32::from_ne_bytes(b[16..20].try_into().unwrap()), 312);
         assert_eq!(u32::from_ne_bytes(b[20..24].try_into().unwrap()), 1);
         assert_eq!(&b[48..52], b"root");

@@ -41,8 +41,7 @@ fn log(msg: &str) {
 }
 
 fn fatal(msg: &str) -> ! {
-    let line =
-        format!("banger-init: FATAL: {msg}\nbanger-init: emergency: cannot boot, powering off\n");
+    let line = format!("banger-init: FATAL: {msg}\nbanger-init: emergency: cannot boot, powering off\n");
     if io::stderr().write_all(line.as_bytes()).is_err()
         && let Ok(mut c) = fs::OpenOptions::new().write(true).open("/dev/console")
     {
@@ -65,37 +64,19 @@ fn cstr(s: &str) -> CString {
     CString::new(s).expect("no NUL in path")
 }
 
-fn mount(
-    src: &str,
-    target: &str,
-    fstype: &str,
-    flags: libc::c_ulong,
-    data: &str,
-) -> io::Result<()> {
+fn mount(src: &str, target: &str, fstype: &str, flags: libc::c_ulong, data: &str) -> io::Result<()> {
     let (s, t, f, d) = (cstr(src), cstr(target), cstr(fstype), cstr(data));
     // SAFETY: valid NUL-terminated strings.
     let r = unsafe {
         libc::mount(
             s.as_ptr(),
             t.as_ptr(),
-            if fstype.is_empty() {
-                std::ptr::null()
-            } else {
-                f.as_ptr()
-            },
+            if fstype.is_empty() { std::ptr::null() } else { f.as_ptr() },
             flags,
-            if data.is_empty() {
-                std::ptr::null()
-            } else {
-                d.as_ptr() as *const libc::c_void
-            },
+            if data.is_empty() { std::ptr::null() } else { d.as_ptr() as *const libc::c_void },
         )
     };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
 fn ensure_console() {
@@ -123,28 +104,12 @@ fn mount_early() {
     for d in ["/proc", "/sys", "/dev", NEWROOT] {
         let _ = fs::create_dir_all(d);
     }
-    let r = mount(
-        "proc",
-        "/proc",
-        "proc",
-        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-        "",
-    )
-    .and_then(|_| {
-        mount(
-            "sysfs",
-            "/sys",
-            "sysfs",
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            "",
-        )
-    })
-    .and_then(
-        |_| match mount("devtmpfs", "/dev", "devtmpfs", libc::MS_NOSUID, "mode=0755") {
+    let r = mount("proc", "/proc", "proc", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, "")
+        .and_then(|_| mount("sysfs", "/sys", "sysfs", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, ""))
+        .and_then(|_| match mount("devtmpfs", "/dev", "devtmpfs", libc::MS_NOSUID, "mode=0755") {
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(()), // kernel automounted it
             r => r,
-        },
-    );
+        });
     ensure_console();
     if let Err(e) = r {
         fatal(&format!("mounting /proc, /sys or /dev failed: {e}"));
@@ -156,12 +121,7 @@ fn kernel_release() -> String {
     let mut u: libc::utsname = unsafe { std::mem::zeroed() };
     // SAFETY: valid pointer.
     unsafe { libc::uname(&mut u) };
-    let bytes: Vec<u8> = u
-        .release
-        .iter()
-        .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
-        .collect();
+    let bytes: Vec<u8> = u.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
@@ -185,14 +145,8 @@ fn load_modules(debug: bool) {
         };
         let empty = cstr("");
         // SAFETY: fd valid, params is an empty C string.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_finit_module,
-                std::os::fd::AsRawFd::as_raw_fd(&f),
-                empty.as_ptr(),
-                0,
-            )
-        };
+        let r =
+            unsafe { libc::syscall(libc::SYS_finit_module, std::os::fd::AsRawFd::as_raw_fd(&f), empty.as_ptr(), 0) };
         if r < 0 {
             let e = io::Error::last_os_error();
             if e.raw_os_error() != Some(libc::EEXIST) {
@@ -217,23 +171,15 @@ fn wait_for(path: &str, deadline: Instant) -> bool {
 }
 
 fn sectors(dev: &str) -> io::Result<u64> {
-    let name = Path::new(dev)
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("");
+    let name = Path::new(dev).file_name().and_then(|n| n.to_str()).unwrap_or("");
     let s = fs::read_to_string(format!("/sys/class/block/{name}/size"))?;
-    s.trim()
-        .parse()
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad size in sysfs"))
+    s.trim().parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad size in sysfs"))
 }
 
 fn setup_root(cfg: &cmdline::Config) {
     let start = Instant::now();
     if !wait_for(&cfg.base, start + Duration::from_secs(cfg.wait_secs)) {
-        fatal(&format!(
-            "base disk {} did not appear within {} s",
-            cfg.base, cfg.wait_secs
-        ));
+        fatal(&format!("base disk {} did not appear within {} s", cfg.base, cfg.wait_secs));
     }
     // The other disks are probed right after the base; give them a short grace period.
     let grace = Instant::now() + Duration::from_secs(5);
@@ -253,22 +199,13 @@ fn setup_root(cfg: &cmdline::Config) {
             fatal(&format!("mknod {node}: {}", io::Error::last_os_error()));
         }
         if let Err(e) = mount(&node, NEWROOT, "ext4", 0, "") {
-            fatal(&format!(
-                "mount {node} (snapshot of {} with CoW {}) on {NEWROOT}: {e}",
-                cfg.base, cfg.cow
-            ));
+            fatal(&format!("mount {node} (snapshot of {} with CoW {}) on {NEWROOT}: {e}", cfg.base, cfg.cow));
         }
         log(&format!("root = snapshot({}, {})", cfg.base, cfg.cow));
     } else {
-        log(&format!(
-            "no CoW disk {}: mounting {} directly",
-            cfg.cow, cfg.base
-        ));
+        log(&format!("no CoW disk {}: mounting {} directly", cfg.cow, cfg.base));
         if let Err(e) = mount(&cfg.base, NEWROOT, "ext4", 0, "") {
-            log(&format!(
-                "read-write mount of {} failed ({e}); trying read-only",
-                cfg.base
-            ));
+            log(&format!("read-write mount of {} failed ({e}); trying read-only", cfg.base));
             if let Err(e) = mount(&cfg.base, NEWROOT, "ext4", libc::MS_RDONLY, "") {
                 fatal(&format!("mount {} on {NEWROOT}: {e}", cfg.base));
             }
@@ -278,16 +215,10 @@ fn setup_root(cfg: &cmdline::Config) {
         let target = format!("{NEWROOT}/root");
         let _ = fs::create_dir_all(&target);
         if let Err(e) = mount(&cfg.work, &target, "ext4", 0, "") {
-            log(&format!(
-                "WARNING: work disk {} not mounted on /root: {e}",
-                cfg.work
-            ));
+            log(&format!("WARNING: work disk {} not mounted on /root: {e}", cfg.work));
         }
     } else if cfg.work != "none" {
-        log(&format!(
-            "WARNING: work disk {} not present; /root lives on the CoW layer",
-            cfg.work
-        ));
+        log(&format!("WARNING: work disk {} not present; /root lives on the CoW layer", cfg.work));
     }
 }
 
@@ -295,26 +226,15 @@ fn setup_network(cfg: &cmdline::Config) {
     let Some(ip) = &cfg.ip else { return };
     let dev = format!("/sys/class/net/{}", ip.device);
     if !wait_for(&dev, Instant::now() + Duration::from_secs(5)) {
-        log(&format!(
-            "WARNING: network device {} did not appear",
-            ip.device
-        ));
+        log(&format!("WARNING: network device {} did not appear", ip.device));
         return;
     }
     if let Err(e) = net::apply(ip) {
-        log(&format!(
-            "WARNING: configuring {} from ip= failed: {e}",
-            ip.device
-        ));
+        log(&format!("WARNING: configuring {} from ip= failed: {e}", ip.device));
     }
     if !ip.hostname.is_empty() {
         // SAFETY: pointer/len from a live String.
-        unsafe {
-            libc::sethostname(
-                ip.hostname.as_ptr() as *const libc::c_char,
-                ip.hostname.len(),
-            )
-        };
+        unsafe { libc::sethostname(ip.hostname.as_ptr() as *const libc::c_char, ip.hostname.len()) };
         let hosts = format!("{NEWROOT}/etc/hosts");
         let cur = fs::read_to_string(&hosts).unwrap_or_default();
         let line = format!("127.0.1.1\t{}", ip.hostname);
@@ -351,18 +271,8 @@ fn switch_root(cfg: &cmdline::Config) -> ! {
         if libc::chdir(nr.as_ptr()) < 0 {
             fatal(&format!("chdir {NEWROOT}: {}", io::Error::last_os_error()));
         }
-        if libc::mount(
-            dot.as_ptr(),
-            slash.as_ptr(),
-            std::ptr::null(),
-            libc::MS_MOVE,
-            std::ptr::null(),
-        ) < 0
-        {
-            fatal(&format!(
-                "moving {NEWROOT} to /: {}",
-                io::Error::last_os_error()
-            ));
+        if libc::mount(dot.as_ptr(), slash.as_ptr(), std::ptr::null(), libc::MS_MOVE, std::ptr::null()) < 0 {
+            fatal(&format!("moving {NEWROOT} to /: {}", io::Error::last_os_error()));
         }
         if libc::chroot(dot.as_ptr()) < 0 {
             fatal(&format!("chroot: {}", io::Error::last_os_error()));
@@ -370,21 +280,13 @@ fn switch_root(cfg: &cmdline::Config) -> ! {
         libc::chdir(slash.as_ptr());
     }
     let mut args: Vec<CString> = vec![cstr(&cfg.init)];
-    args.extend(
-        std::env::args_os()
-            .skip(1)
-            .map(|a: OsString| CString::new(a.into_vec()).unwrap_or_else(|_| cstr(""))),
-    );
+    args.extend(std::env::args_os().skip(1).map(|a: OsString| CString::new(a.into_vec()).unwrap_or_else(|_| cstr(""))));
     let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
     let prog = cstr(&cfg.init);
     // SAFETY: argv is NULL-terminated and outlives the call.
     unsafe { libc::execv(prog.as_ptr(), argv.as_ptr()) };
-    fatal(&format!(
-        "exec {}: {}",
-        cfg.init,
-        io::Error::last_os_error()
-    ));
+    fatal(&format!("exec {}: {}", cfg.init, io::Error::last_os_error()));
 }
 
 fn main() {

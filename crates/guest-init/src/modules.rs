@@ -11,10 +11,7 @@ pub fn parse_dep(text: &str) -> Vec<(String, Vec<String>)> {
             if m.is_empty() {
                 return None;
             }
-            Some((
-                m.to_string(),
-                deps.split_whitespace().map(str::to_string).collect(),
-            ))
+            Some((m.to_string(), deps.split_whitespace().map(str::to_string).collect()))
         })
         .collect()
 }

@@ -39,9 +39,7 @@ fn sin(a: Ipv4Addr) -> libc::sockaddr_in {
     libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: 0,
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(a.octets()),
-        },
+        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.octets()) },
         sin_zero: [0; 8],
     }
 }
@@ -49,10 +47,7 @@ fn sin(a: Ipv4Addr) -> libc::sockaddr_in {
 fn ifname(dev: &str) -> io::Result<[u8; 16]> {
     let mut n = [0u8; 16];
     if dev.is_empty() || dev.len() > 15 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "bad interface name",
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad interface name"));
     }
     n[..dev.len()].copy_from_slice(dev.as_bytes());
     Ok(n)
@@ -70,11 +65,7 @@ fn ioctl<T>(fd: i32, req: libc::c_ulong, arg: &mut T, what: &str) -> io::Result<
 }
 
 fn up(fd: i32, dev: &str) -> io::Result<()> {
-    let mut fl = IfReqFlags {
-        name: ifname(dev)?,
-        flags: 0,
-        _pad: [0; 22],
-    };
+    let mut fl = IfReqFlags { name: ifname(dev)?, flags: 0, _pad: [0; 22] };
     ioctl(fd, libc::SIOCGIFFLAGS, &mut fl, "SIOCGIFFLAGS")?;
     fl.flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
     ioctl(fd, libc::SIOCSIFFLAGS, &mut fl, "SIOCSIFFLAGS")
@@ -96,17 +87,9 @@ pub fn apply(ip: &IpConfig) -> io::Result<()> {
     }
     let res = (|| {
         let _ = up(fd, "lo");
-        let mut a = IfReqAddr {
-            name: ifname(&ip.device)?,
-            addr: sin(client),
-            _pad: [0; 8],
-        };
+        let mut a = IfReqAddr { name: ifname(&ip.device)?, addr: sin(client), _pad: [0; 8] };
         ioctl(fd, libc::SIOCSIFADDR, &mut a, "SIOCSIFADDR")?;
-        let mut m = IfReqAddr {
-            name: ifname(&ip.device)?,
-            addr: sin(mask),
-            _pad: [0; 8],
-        };
+        let mut m = IfReqAddr { name: ifname(&ip.device)?, addr: sin(mask), _pad: [0; 8] };
         ioctl(fd, libc::SIOCSIFNETMASK, &mut m, "SIOCSIFNETMASK")?;
         up(fd, &ip.device)?;
         if !ip.gateway.is_empty() {

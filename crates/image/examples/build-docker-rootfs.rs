@@ -6,9 +6,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let pos: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     if pos.len() < 3 {
-        eprintln!(
-            "usage: build-docker-rootfs BASE_IMAGE OUT_DIR PACKAGES_APT [CUSTOMIZE_SH] [--force]"
-        );
+        eprintln!("usage: build-docker-rootfs BASE_IMAGE OUT_DIR PACKAGES_APT [CUSTOMIZE_SH] [--force]");
         std::process::exit(2);
     }
     let out = PathBuf::from(pos[1]);

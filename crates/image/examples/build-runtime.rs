@@ -19,9 +19,7 @@ fn main() {
         ..Default::default()
     };
     let t0 = std::time::Instant::now();
-    match build_runtime(&opts, &|m| {
-        eprintln!("[{:6.1}s] {m}", t0.elapsed().as_secs_f64())
-    }) {
+    match build_runtime(&opts, &|m| eprintln!("[{:6.1}s] {m}", t0.elapsed().as_secs_f64())) {
         Ok(s) => {
             println!(
                 "bundle {} kernel {} ({}) in {:.0} s",
@@ -31,10 +29,7 @@ fn main() {
                 s.seconds
             );
             for f in s.files {
-                println!(
-                    "  {:36} {:>12} apparent {:>12} allocated",
-                    f.name, f.apparent, f.allocated
-                );
+                println!("  {:36} {:>12} apparent {:>12} allocated", f.name, f.apparent, f.allocated);
             }
         }
         Err(e) => {

@@ -5,11 +5,7 @@ fn main() {
         eprintln!("usage: write-initrd KERNEL_DEB INIT_BINARY OUT [STAGING]");
         std::process::exit(2);
     }
-    let staging = std::path::PathBuf::from(
-        a.get(3)
-            .cloned()
-            .unwrap_or_else(|| format!("{}.staging", a[2])),
-    );
+    let staging = std::path::PathBuf::from(a.get(3).cloned().unwrap_or_else(|| format!("{}.staging", a[2])));
     let r = banger_image::fetch_kernel(&staging, Some(a[0].as_ref()), &|m| eprintln!("{m}"))
         .and_then(|k| banger_image::write_initrd(&k, a[1].as_ref(), a[2].as_ref()));
     let _ = std::fs::remove_dir_all(&staging);

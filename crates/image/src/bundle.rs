@@ -79,10 +79,7 @@ fn first_line(cmd: &mut Command) -> Option<String> {
     if !o.status.success() {
         return None;
     }
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .next()
-        .map(|l| l.trim().to_string())
+    String::from_utf8_lossy(&o.stdout).lines().next().map(|l| l.trim().to_string())
 }
 
 fn toml_str(s: &str) -> String {
@@ -107,37 +104,20 @@ fn link_or_copy(src: &Path, dst: &Path) -> Result<()> {
     if fs::hard_link(src, dst).is_ok() {
         return Ok(());
     }
-    run(Command::new("cp")
-        .arg("--sparse=always")
-        .arg("--reflink=auto")
-        .arg(src)
-        .arg(dst))
-    .map(|_| ())
+    run(Command::new("cp").arg("--sparse=always").arg("--reflink=auto").arg(src).arg(dst)).map(|_| ())
 }
 
 fn check_tools(docker: bool) -> Result<()> {
-    let mut tools = vec![
-        "apt-get",
-        "apt-cache",
-        "dpkg-deb",
-        "depmod",
-        "mmdebstrap",
-        "mkfs.ext4",
-        "ssh-keygen",
-        "chroot",
-    ];
+    let mut tools =
+        vec!["apt-get", "apt-cache", "dpkg-deb", "depmod", "mmdebstrap", "mkfs.ext4", "ssh-keygen", "chroot"];
     if docker {
         tools.push("mount");
     }
     for t in tools {
-        let found = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(t).is_file()))
-            .unwrap_or(false);
+        let found =
+            std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(t).is_file())).unwrap_or(false);
         if !found {
-            return Err(Error::ToolMissing {
-                tool: t.into(),
-                package: util::package_of(t).into(),
-            });
+            return Err(Error::ToolMissing { tool: t.into(), package: util::package_of(t).into() });
         }
     }
     Ok(())
@@ -157,17 +137,12 @@ pub fn build_runtime(opts: &RuntimeOptions, progress: &dyn Fn(&str)) -> Result<S
         )));
     }
     if opts.rootfs_size_mib < 512 {
-        return Err(Error::BadInput(format!(
-            "rootfs size {} MiB is too small (minimum 512)",
-            opts.rootfs_size_mib
-        )));
+        return Err(Error::BadInput(format!("rootfs size {} MiB is too small (minimum 512)", opts.rootfs_size_mib)));
     }
     check_tools(opts.docker)?;
     // SAFETY: geteuid has no preconditions.
     let out = opts.out_dir.clone();
-    let name = out
-        .file_name()
-        .ok_or_else(|| Error::BadInput(format!("bad output directory {}", out.display())))?;
+    let name = out.file_name().ok_or_else(|| Error::BadInput(format!("bad output directory {}", out.display())))?;
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -195,55 +170,27 @@ pub fn build_runtime(opts: &RuntimeOptions, progress: &dyn Fn(&str)) -> Result<S
     }
     if let Err(e) = fs::rename(&staging, &out) {
         let _ = fs::rename(&old, &out);
-        return Err(Error::Io {
-            op: "renaming",
-            path: staging,
-            source: e,
-        });
+        return Err(Error::Io { op: "renaming", path: staging, source: e });
     }
     util::remove_dir(&old);
     summary.out_dir = out;
     summary.seconds = t0.elapsed().as_secs_f64();
-    progress(&format!(
-        "bundle ready in {} ({:.0} s)",
-        summary.out_dir.display(),
-        summary.seconds
-    ));
+    progress(&format!("bundle ready in {} ({:.0} s)", summary.out_dir.display(), summary.seconds));
     Ok(summary)
 }
 
-fn build_into(
-    opts: &RuntimeOptions,
-    st: &Path,
-    work: &Path,
-    progress: &dyn Fn(&str),
-    t0: Instant,
-) -> Result<Summary> {
+fn build_into(opts: &RuntimeOptions, st: &Path, work: &Path, progress: &dyn Fn(&str), t0: Instant) -> Result<Summary> {
     let out = &opts.out_dir;
     // SSH key: reuse the bundle's key, else generate.
     let key = st.join("id_ed25519");
     if out.join("id_ed25519").is_file() && out.join("id_ed25519.pub").is_file() {
-        io(
-            "copying",
-            &out.join("id_ed25519"),
-            fs::copy(out.join("id_ed25519"), &key),
-        )?;
-        io(
-            "copying",
-            &out.join("id_ed25519.pub"),
-            fs::copy(out.join("id_ed25519.pub"), st.join("id_ed25519.pub")),
-        )?;
+        io("copying", &out.join("id_ed25519"), fs::copy(out.join("id_ed25519"), &key))?;
+        io("copying", &out.join("id_ed25519.pub"), fs::copy(out.join("id_ed25519.pub"), st.join("id_ed25519.pub")))?;
     } else {
         progress("generating the bundle SSH key");
-        run(Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "banger", "-f"])
-            .arg(&key))?;
+        run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "banger", "-f"]).arg(&key))?;
     }
-    let pubkey = io(
-        "reading",
-        &st.join("id_ed25519.pub"),
-        fs::read_to_string(st.join("id_ed25519.pub")),
-    )?;
+    let pubkey = io("reading", &st.join("id_ed25519.pub"), fs::read_to_string(st.join("id_ed25519.pub")))?;
 
     // packages.apt / customize.sh: explicit option, else the previous bundle's (user-edited), else built-in.
     let pick = |opt: &Option<PathBuf>, name: &str, default: &str| -> Result<()> {
@@ -266,11 +213,7 @@ fn build_into(
 
     // Kernel.
     let k = fetch_kernel(&work.join("kernel"), opts.kernel_deb.as_deref(), progress)?;
-    io(
-        "copying",
-        &k.vmlinuz,
-        fs::copy(&k.vmlinuz, st.join("vmlinuz")),
-    )?;
+    io("copying", &k.vmlinuz, fs::copy(&k.vmlinuz, st.join("vmlinuz")))?;
     progress("extracting vmlinux");
     let bz = io("reading", &k.vmlinuz, fs::read(&k.vmlinuz))?;
     write(&st.join("vmlinux"), extract_vmlinux(&bz)?)?;
@@ -318,11 +261,8 @@ fn build_into(
     util::remove_dir(&tree);
 
     // Firecracker, if installed.
-    let fc = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("firecracker"))
-            .find(|p| p.is_file())
-    });
+    let fc = std::env::var_os("PATH")
+        .and_then(|p| std::env::split_paths(&p).map(|d| d.join("firecracker")).find(|p| p.is_file()));
     let fc_version = match &fc {
         Some(p) => {
             io("copying", p, fs::copy(p, st.join("firecracker")))?;
@@ -349,24 +289,12 @@ fn build_into(
     for n in names {
         let p = st.join(n);
         let apparent = io("stat", &p, fs::metadata(&p))?.len();
-        files.push(FileInfo {
-            name: n.into(),
-            apparent,
-            allocated: allocated(&p),
-            sha256: sha256_file(&p)?,
-        });
+        files.push(FileInfo { name: n.into(), apparent, allocated: allocated(&p), sha256: sha256_file(&p)? });
     }
     let mut t = String::from("# banger runtime bundle (generated by banger-image)\n[bundle]\n");
-    t += &format!(
-        "format = 1\nbuilt = {}\nbuild_seconds = {:.0}\n",
-        toml_str(&utc_now()),
-        t0.elapsed().as_secs_f64()
-    );
+    t += &format!("format = 1\nbuilt = {}\nbuild_seconds = {:.0}\n", toml_str(&utc_now()), t0.elapsed().as_secs_f64());
     t += &format!("debian_release = {}\n", toml_str(&opts.suite));
-    t += &format!(
-        "debian_version = {}\n",
-        toml_str(&debian_version(&st.join("rootfs.ext4")))
-    );
+    t += &format!("debian_version = {}\n", toml_str(&debian_version(&st.join("rootfs.ext4"))));
     t += &format!(
         "\n[kernel]\nrelease = {}\npackage = {}\nversion = {}\n",
         toml_str(&k.release),
@@ -375,25 +303,12 @@ fn build_into(
     );
     t += &format!(
         "initrd_modules = [{}]\n",
-        crate::INITRD_MODULES
-            .iter()
-            .map(|m| toml_str(m))
-            .collect::<Vec<_>>()
-            .join(", ")
+        crate::INITRD_MODULES.iter().map(|m| toml_str(m)).collect::<Vec<_>>().join(", ")
     );
     t += "\n[tools]\n";
-    t += &format!(
-        "qemu = {}\n",
-        toml_str(qemu.as_deref().unwrap_or("not installed"))
-    );
-    t += &format!(
-        "firecracker = {}\n",
-        toml_str(fc_version.as_deref().unwrap_or("not bundled"))
-    );
-    t += &format!(
-        "\n[rootfs]\nbase_size_mib = {}\ndocker = {}\n",
-        opts.rootfs_size_mib, opts.docker
-    );
+    t += &format!("qemu = {}\n", toml_str(qemu.as_deref().unwrap_or("not installed")));
+    t += &format!("firecracker = {}\n", toml_str(fc_version.as_deref().unwrap_or("not bundled")));
+    t += &format!("\n[rootfs]\nbase_size_mib = {}\ndocker = {}\n", opts.rootfs_size_mib, opts.docker);
     if opts.docker {
         t += &format!("docker_size_mib = {}\n", opts.docker_size_mib);
     }

@@ -11,11 +11,7 @@ pub struct CpioWriter<W: Write> {
 
 impl<W: Write> CpioWriter<W> {
     pub fn new(out: W) -> Self {
-        CpioWriter {
-            out,
-            ino: 1,
-            written: 0,
-        }
+        CpioWriter { out, ino: 1, written: 0 }
     }
 
     fn put(&mut self, b: &[u8]) -> io::Result<()> {
@@ -88,21 +84,16 @@ pub fn list(data: &[u8]) -> io::Result<Vec<(String, u32, usize)>> {
     let mut out = Vec::new();
     let hex = |s: &[u8]| u32::from_str_radix(std::str::from_utf8(s).unwrap_or("x"), 16);
     loop {
-        let h = data
-            .get(pos..pos + 110)
-            .ok_or_else(|| bad("truncated cpio header"))?;
+        let h = data.get(pos..pos + 110).ok_or_else(|| bad("truncated cpio header"))?;
         if &h[..6] != b"070701" {
             return Err(bad("not a newc cpio archive"));
         }
-        let field =
-            |i: usize| hex(&h[6 + i * 8..14 + i * 8]).map_err(|_| bad("bad hex in cpio header"));
+        let field = |i: usize| hex(&h[6 + i * 8..14 + i * 8]).map_err(|_| bad("bad hex in cpio header"));
         let mode = field(1)?;
         let size = field(6)? as usize;
         let namesize = field(11)? as usize;
         let name_start = pos + 110;
-        let name = data
-            .get(name_start..name_start + namesize - 1)
-            .ok_or_else(|| bad("truncated name"))?;
+        let name = data.get(name_start..name_start + namesize - 1).ok_or_else(|| bad("truncated name"))?;
         let name = String::from_utf8_lossy(name).into_owned();
         let data_start = (name_start + namesize + 3) & !3;
         pos = (data_start + size + 3) & !3;
@@ -144,10 +135,7 @@ mod tests {
         w.file("a/b.txt", 0o644, b"hello world\n").unwrap();
         let arch = dir.path().join("x.cpio");
         std::fs::write(&arch, w.finish().unwrap()).unwrap();
-        let out = std::process::Command::new("cpio")
-            .args(["-t", "-F"])
-            .arg(&arch)
-            .output();
+        let out = std::process::Command::new("cpio").args(["-t", "-F"]).arg(&arch).output();
         match out {
             Ok(o) if o.status.success() => {
                 let s = String::from_utf8_lossy(&o.stdout);

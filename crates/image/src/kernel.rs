@@ -9,14 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Modules the initrd loads (plus their dependencies from modules.dep). ext4 is built in.
-pub const INITRD_MODULES: &[&str] = &[
-    "virtio_mmio",
-    "virtio_pci",
-    "virtio_blk",
-    "virtio_net",
-    "dm_mod",
-    "dm_snapshot",
-];
+pub const INITRD_MODULES: &[&str] = &["virtio_mmio", "virtio_pci", "virtio_blk", "virtio_net", "dm_mod", "dm_snapshot"];
 
 /// An unpacked kernel package.
 #[derive(Debug, Clone)]
@@ -39,8 +32,7 @@ pub fn fetch_kernel(staging: &Path, deb: Option<&Path>, progress: &dyn Fn(&str))
     let deb = match deb {
         Some(d) => d.to_path_buf(),
         None => {
-            let deps =
-                stdout(Command::new("apt-cache").args(["depends", "linux-image-cloud-amd64"]))?;
+            let deps = stdout(Command::new("apt-cache").args(["depends", "linux-image-cloud-amd64"]))?;
             let pkg = deps
                 .lines()
                 .filter_map(|l| l.trim().strip_prefix("Depends:"))
@@ -53,42 +45,19 @@ pub fn fetch_kernel(staging: &Path, deb: Option<&Path>, progress: &dyn Fn(&str))
                 })?
                 .to_string();
             progress(&format!("downloading {pkg}"));
-            run(Command::new("apt-get")
-                .arg("download")
-                .arg(&pkg)
-                .current_dir(staging))?;
-            let found = io("listing", staging, fs::read_dir(staging))?
-                .flatten()
-                .map(|e| e.path())
-                .find(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with(&format!("{pkg}_")) && n.ends_with(".deb"))
-                });
+            run(Command::new("apt-get").arg("download").arg(&pkg).current_dir(staging))?;
+            let found = io("listing", staging, fs::read_dir(staging))?.flatten().map(|e| e.path()).find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!("{pkg}_")) && n.ends_with(".deb"))
+            });
             found.ok_or_else(|| {
-                Error::NotFound(format!(
-                    "apt-get download {pkg} left no .deb in {}",
-                    staging.display()
-                ))
+                Error::NotFound(format!("apt-get download {pkg} left no .deb in {}", staging.display()))
             })?
         }
     };
-    let package = stdout(
-        Command::new("dpkg-deb")
-            .args(["-f"])
-            .arg(&deb)
-            .arg("Package"),
-    )?
-    .trim()
-    .to_string();
-    let package_version = stdout(
-        Command::new("dpkg-deb")
-            .args(["-f"])
-            .arg(&deb)
-            .arg("Version"),
-    )?
-    .trim()
-    .to_string();
+    let package = stdout(Command::new("dpkg-deb").args(["-f"]).arg(&deb).arg("Package"))?.trim().to_string();
+    let package_version = stdout(Command::new("dpkg-deb").args(["-f"]).arg(&deb).arg("Version"))?.trim().to_string();
     let tree = staging.join("kernel-tree");
     crate::util::remove_dir(&tree);
     progress(&format!("unpacking {}", deb.display()));
@@ -101,21 +70,11 @@ pub fn fetch_kernel(staging: &Path, deb: Option<&Path>, progress: &dyn Fn(&str))
         .ok_or_else(|| Error::NotFound(format!("no kernel modules in {}", mods_root.display())))?;
     let vmlinuz = tree.join(format!("boot/vmlinuz-{release}"));
     if !vmlinuz.is_file() {
-        return Err(Error::NotFound(format!(
-            "{} not found in {}",
-            vmlinuz.display(),
-            deb.display()
-        )));
+        return Err(Error::NotFound(format!("{} not found in {}", vmlinuz.display(), deb.display())));
     }
     progress(&format!("depmod {release}"));
     run(Command::new("depmod").arg("-b").arg(&tree).arg(&release))?;
-    Ok(Kernel {
-        release: release.clone(),
-        package,
-        package_version,
-        vmlinuz,
-        modules: mods_root.join(release),
-    })
+    Ok(Kernel { release: release.clone(), package, package_version, vmlinuz, modules: mods_root.join(release) })
 }
 
 fn norm(name: &str) -> String {
@@ -129,13 +88,7 @@ fn closure(dep: &str, wanted: &[&str]) -> Result<Vec<(String, Vec<String>)>> {
         .lines()
         .filter_map(|l| {
             let (m, d) = l.split_once(':')?;
-            Some((
-                norm(m),
-                (
-                    m.trim().to_string(),
-                    d.split_whitespace().map(str::to_string).collect(),
-                ),
-            ))
+            Some((norm(m), (m.trim().to_string(), d.split_whitespace().map(str::to_string).collect())))
         })
         .collect();
     let by_path: HashMap<&str, &String> = map.iter().map(|(k, v)| (v.0.as_str(), k)).collect();
@@ -144,9 +97,7 @@ fn closure(dep: &str, wanted: &[&str]) -> Result<Vec<(String, Vec<String>)>> {
     for w in wanted {
         let n = norm(w);
         if !map.contains_key(&n) {
-            return Err(Error::NotFound(format!(
-                "kernel module {w} is not in modules.dep"
-            )));
+            return Err(Error::NotFound(format!("kernel module {w} is not in modules.dep")));
         }
         todo.push(n);
     }
@@ -168,10 +119,7 @@ fn closure(dep: &str, wanted: &[&str]) -> Result<Vec<(String, Vec<String>)>> {
 pub fn write_initrd(kernel: &Kernel, init_binary: &Path, out: &Path) -> Result<u64> {
     let init = io("reading init binary", init_binary, fs::read(init_binary))?;
     if !init.starts_with(b"\x7fELF") {
-        return Err(Error::BadInput(format!(
-            "{} is not an ELF binary",
-            init_binary.display()
-        )));
+        return Err(Error::BadInput(format!("{} is not an ELF binary", init_binary.display())));
     }
     let dep_path = kernel.modules.join("modules.dep");
     let dep = io("reading", &dep_path, fs::read_to_string(&dep_path))?;
@@ -204,11 +152,7 @@ pub fn write_initrd(kernel: &Kernel, init_binary: &Path, out: &Path) -> Result<u
         let src = kernel.modules.join(path);
         let data = io("reading", &src, fs::read(&src))?;
         e(w.file(&format!("{base}/{path}"), 0o644, &data))?;
-        dep_out.push_str(&format!(
-            "{path}:{}{}\n",
-            if deps.is_empty() { "" } else { " " },
-            deps.join(" ")
-        ));
+        dep_out.push_str(&format!("{path}:{}{}\n", if deps.is_empty() { "" } else { " " }, deps.join(" ")));
     }
     e(w.file(&format!("{base}/modules.dep"), 0o644, dep_out.as_bytes()))?;
     let inner = io("writing", out, w.finish())?;

@@ -42,8 +42,8 @@ mod vmlinux;
 pub use bundle::{FileInfo, RuntimeOptions, Summary, build_runtime};
 pub use kernel::{INITRD_MODULES, Kernel, fetch_kernel, write_initrd};
 pub use rootfs::{
-    BaseRootfsOptions, DEFAULT_CUSTOMIZE_SH, DEFAULT_PACKAGES_APT, RootfsOptions,
-    build_base_rootfs, build_rootfs, parse_packages,
+    BaseRootfsOptions, DEFAULT_CUSTOMIZE_SH, DEFAULT_PACKAGES_APT, RootfsOptions, build_base_rootfs, build_rootfs,
+    parse_packages,
 };
 pub use vmlinux::extract_vmlinux;
 
@@ -63,18 +63,10 @@ pub enum Error {
     ToolMissing { tool: String, package: String },
     /// A host command failed.
     #[error("`{command}` failed ({status}): {detail}")]
-    Command {
-        command: String,
-        status: String,
-        detail: String,
-    },
+    Command { command: String, status: String, detail: String },
     /// A filesystem operation failed.
     #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
     /// The bundle could not be assembled or verified.
     #[error("{0}")]
     Bundle(String),

@@ -94,31 +94,11 @@ pub const LATE_UNITS: &[&str] = &[
 ];
 
 const FILES: &[(&str, u32, &str)] = &[
-    (
-        "usr/local/sbin/banger-hostkeys",
-        0o755,
-        include_str!("../../../guest/files/banger-hostkeys"),
-    ),
-    (
-        "etc/systemd/system/banger-hostkeys.service",
-        0o644,
-        include_str!("../../../guest/files/banger-hostkeys.service"),
-    ),
-    (
-        "etc/systemd/system/ssh.service",
-        0o644,
-        include_str!("../../../guest/files/ssh.service"),
-    ),
-    (
-        "etc/systemd/system/banger-ready.service",
-        0o644,
-        include_str!("../../../guest/files/banger-ready.service"),
-    ),
-    (
-        "etc/ssh/sshd_config.d/banger.conf",
-        0o644,
-        include_str!("../../../guest/files/sshd_config.conf"),
-    ),
+    ("usr/local/sbin/banger-hostkeys", 0o755, include_str!("../../../guest/files/banger-hostkeys")),
+    ("etc/systemd/system/banger-hostkeys.service", 0o644, include_str!("../../../guest/files/banger-hostkeys.service")),
+    ("etc/systemd/system/ssh.service", 0o644, include_str!("../../../guest/files/ssh.service")),
+    ("etc/systemd/system/banger-ready.service", 0o644, include_str!("../../../guest/files/banger-ready.service")),
+    ("etc/ssh/sshd_config.d/banger.conf", 0o644, include_str!("../../../guest/files/sshd_config.conf")),
 ];
 
 /// Options for [`build_base_rootfs`].
@@ -169,8 +149,7 @@ pub fn detect_mirror() -> String {
             }
             for w in l.split_whitespace() {
                 let w = w.trim_end_matches('/');
-                if (w.starts_with("http://") || w.starts_with("https://")) && w.ends_with("/debian")
-                {
+                if (w.starts_with("http://") || w.starts_with("https://")) && w.ends_with("/debian") {
                     return w.to_string();
                 }
             }
@@ -215,74 +194,40 @@ fn mask(dir: &Path, unit: &str) -> Result<()> {
 }
 
 fn want(dir: &Path, target: &str, unit: &str) -> Result<()> {
-    let d = dir
-        .join("etc/systemd/system")
-        .join(format!("{target}.wants"));
+    let d = dir.join("etc/systemd/system").join(format!("{target}.wants"));
     io("creating directory", &d, fs::create_dir_all(&d))?;
     let p = d.join(unit);
     let _ = fs::remove_file(&p);
-    io(
-        "creating symlink",
-        &p,
-        symlink(format!("/etc/systemd/system/{unit}"), &p),
-    )
+    io("creating symlink", &p, symlink(format!("/etc/systemd/system/{unit}"), &p))
 }
 
 /// Bake banger's guest setup into an unpacked root tree (idempotent).
-pub(crate) fn configure_guest(
-    dir: &Path,
-    authorized_key: &str,
-    modules: Option<&Path>,
-) -> Result<()> {
+pub(crate) fn configure_guest(dir: &Path, authorized_key: &str, modules: Option<&Path>) -> Result<()> {
     if authorized_key.trim().is_empty() {
-        return Err(Error::BadInput(
-            "no authorized key given for the guest image".into(),
-        ));
+        return Err(Error::BadInput("no authorized key given for the guest image".into()));
     }
     for (path, mode, body) in FILES {
         let p = dir.join(path);
         write(&p, body)?;
-        io(
-            "chmod",
-            &p,
-            fs::set_permissions(&p, fs::Permissions::from_mode(*mode)),
-        )?;
+        io("chmod", &p, fs::set_permissions(&p, fs::Permissions::from_mode(*mode)))?;
     }
     // Root login with the bundle key only; /root is covered by the work disk.
     let akd = dir.join("etc/ssh/authorized_keys.d");
     write(&akd.join("root"), format!("{}\n", authorized_key.trim()))?;
-    io(
-        "chmod",
-        &akd,
-        fs::set_permissions(&akd, fs::Permissions::from_mode(0o755)),
-    )?;
-    io(
-        "chmod",
-        &akd.join("root"),
-        fs::set_permissions(akd.join("root"), fs::Permissions::from_mode(0o644)),
-    )?;
+    io("chmod", &akd, fs::set_permissions(&akd, fs::Permissions::from_mode(0o755)))?;
+    io("chmod", &akd.join("root"), fs::set_permissions(akd.join("root"), fs::Permissions::from_mode(0o644)))?;
     // No host keys in the image: each VM makes its own on first boot.
     remove_host_keys(dir)?;
     // Hostname comes from ip= (set by the initrd); systemd keeps it when /etc/hostname is absent.
     let _ = fs::remove_file(dir.join("etc/hostname"));
-    write(
-        &dir.join("etc/hosts"),
-        "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n",
-    )?;
-    write(
-        &dir.join("etc/fstab"),
-        "# banger: / (dm-snapshot) and /root (work disk) are mounted by the initrd.\n",
-    )?;
+    write(&dir.join("etc/hosts"), "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n")?;
+    write(&dir.join("etc/fstab"), "# banger: / (dm-snapshot) and /root (work disk) are mounted by the initrd.\n")?;
     // Empty machine-id: every VM gets its own on first boot.
     write(&dir.join("etc/machine-id"), "")?;
     let _ = fs::remove_file(dir.join("var/lib/dbus/machine-id"));
     // Keep kernel names (eth0) regardless of net.ifnames=.
     let link = dir.join("etc/systemd/network/99-default.link");
-    io(
-        "creating directory",
-        link.parent().unwrap(),
-        fs::create_dir_all(link.parent().unwrap()),
-    )?;
+    io("creating directory", link.parent().unwrap(), fs::create_dir_all(link.parent().unwrap()))?;
     let _ = fs::remove_file(&link);
     io("creating symlink", &link, symlink("/dev/null", &link))?;
     // Lean boot.
@@ -306,17 +251,10 @@ pub(crate) fn configure_guest(
     // stack is common-session without pam_systemd.
     let pam = dir.join("etc/pam.d/sshd");
     if let Ok(t) = fs::read_to_string(&pam) {
-        let t = t.replace(
-            "@include common-session\n",
-            "@include common-session-noninteractive\n",
-        );
+        let t = t.replace("@include common-session\n", "@include common-session-noninteractive\n");
         write(&pam, t)?;
     }
-    for u in [
-        "banger-hostkeys.service",
-        "ssh.service",
-        "banger-ready.service",
-    ] {
+    for u in ["banger-hostkeys.service", "ssh.service", "banger-ready.service"] {
         want(dir, "sysinit.target", u)?;
     }
     let _ = fs::remove_file(dir.join("etc/systemd/system/multi-user.target.wants/ssh.service"));
@@ -324,10 +262,7 @@ pub(crate) fn configure_guest(
     io(
         "creating symlink",
         &dir.join("etc/systemd/system/sshd.service"),
-        symlink(
-            "/etc/systemd/system/ssh.service",
-            dir.join("etc/systemd/system/sshd.service"),
-        ),
+        symlink("/etc/systemd/system/ssh.service", dir.join("etc/systemd/system/sshd.service")),
     )?;
     write(
         &dir.join("etc/systemd/journald.conf.d/banger.conf"),
@@ -340,12 +275,7 @@ pub(crate) fn configure_guest(
         "systemd-networkd.service",
         "systemd-network-generator.service",
     ]))?;
-    run(Command::new("chroot").arg(dir).args([
-        "systemctl",
-        "set-default",
-        "--quiet",
-        "multi-user.target",
-    ]))?;
+    run(Command::new("chroot").arg(dir).args(["systemctl", "set-default", "--quiet", "multi-user.target"]))?;
     if let Some(m) = modules {
         let dst = dir.join("usr/lib/modules");
         io("creating directory", &dst, fs::create_dir_all(&dst))?;
@@ -379,29 +309,14 @@ pub(crate) fn make_ext4(dir: &Path, image: &Path, size_mib: u64, label: &str) ->
     io("sizing", &tmp, f.set_len(size_mib << 20))?;
     drop(f);
     run(Command::new("mkfs.ext4")
-        .args([
-            "-q",
-            "-F",
-            "-m",
-            "0",
-            "-L",
-            label,
-            "-E",
-            "lazy_itable_init=0,lazy_journal_init=0",
-            "-d",
-        ])
+        .args(["-q", "-F", "-m", "0", "-L", label, "-E", "lazy_itable_init=0,lazy_journal_init=0", "-d"])
         .arg(dir)
         .arg(&tmp))?;
     io("renaming", &tmp, fs::rename(&tmp, image))
 }
 
 /// Build the base root tree in `tree` (removed first) and `image` from it.
-pub fn build_base_rootfs(
-    tree: &Path,
-    image: &Path,
-    opts: &BaseRootfsOptions,
-    progress: &dyn Fn(&str),
-) -> Result<()> {
+pub fn build_base_rootfs(tree: &Path, image: &Path, opts: &BaseRootfsOptions, progress: &dyn Fn(&str)) -> Result<()> {
     util::remove_dir(tree);
     let mirror = opts.mirror.clone().unwrap_or_else(detect_mirror);
     let mut pkgs: Vec<String> = BASE_PACKAGES.iter().map(|s| s.to_string()).collect();
@@ -443,15 +358,8 @@ pub fn parse_packages(text: &str) -> Result<Vec<String>> {
         if l.is_empty() {
             continue;
         }
-        if l.split_whitespace().count() != 1
-            || !l
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+-.:=_~".contains(c))
-        {
-            return Err(Error::BadInput(format!(
-                "packages.apt line {}: `{l}` is not a package name",
-                i + 1
-            )));
+        if l.split_whitespace().count() != 1 || !l.chars().all(|c| c.is_ascii_alphanumeric() || "+-.:=_~".contains(c)) {
+            return Err(Error::BadInput(format!("packages.apt line {}: `{l}` is not a package name", i + 1)));
         }
         out.push(l.to_string());
     }
@@ -463,12 +371,7 @@ impl Drop for Mounts {
     fn drop(&mut self) {
         for m in self.0.iter().rev() {
             // -R for the rbind of /dev; -l as a last resort so a busy mount never blocks cleanup.
-            let ok = Command::new("umount")
-                .arg("-R")
-                .arg(m)
-                .output()
-                .map(|o| o.status.success())
-                .unwrap_or(false);
+            let ok = Command::new("umount").arg("-R").arg(m).output().map(|o| o.status.success()).unwrap_or(false);
             if !ok {
                 let _ = Command::new("umount").arg("-R").arg("-l").arg(m).output();
             }
@@ -478,11 +381,9 @@ impl Drop for Mounts {
 
 fn chroot_mounts(dir: &Path) -> Result<Mounts> {
     let mut m = Mounts(Vec::new());
-    for (src, fstype, target) in [
-        ("proc", Some("proc"), "proc"),
-        ("sysfs", Some("sysfs"), "sys"),
-        ("/dev", None, "dev"),
-    ] {
+    for (src, fstype, target) in
+        [("proc", Some("proc"), "proc"), ("sysfs", Some("sysfs"), "sys"), ("/dev", None, "dev")]
+    {
         let t = dir.join(target);
         io("creating directory", &t, fs::create_dir_all(&t))?;
         let mut c = Command::new("mount");
@@ -500,62 +401,38 @@ fn chroot_mounts(dir: &Path) -> Result<Mounts> {
 /// `rootfs-docker.ext4.packages.sha256` already matches packages.apt and `force` is false.
 /// Returns whether it (re)built.
 pub fn build_rootfs(opts: &RootfsOptions, progress: &dyn Fn(&str)) -> Result<bool> {
-    let list = io(
-        "reading",
-        &opts.packages_apt,
-        fs::read_to_string(&opts.packages_apt),
-    )?;
+    let list = io("reading", &opts.packages_apt, fs::read_to_string(&opts.packages_apt))?;
     let pkgs = parse_packages(&list)?;
     let sum = sha256(list.as_bytes());
     let image = opts.out_dir.join("rootfs-docker.ext4");
     let sum_file = opts.out_dir.join("rootfs-docker.ext4.packages.sha256");
-    if !opts.force
-        && image.is_file()
-        && fs::read_to_string(&sum_file)
-            .map(|s| s.trim() == sum)
-            .unwrap_or(false)
-    {
+    if !opts.force && image.is_file() && fs::read_to_string(&sum_file).map(|s| s.trim() == sum).unwrap_or(false) {
         progress("rootfs-docker.ext4 is up to date with packages.apt");
         return Ok(false);
     }
     let tree = opts.work_dir.join("docker-tree");
     util::remove_dir(&tree);
-    io(
-        "creating directory",
-        &opts.work_dir,
-        fs::create_dir_all(&opts.work_dir),
-    )?;
+    io("creating directory", &opts.work_dir, fs::create_dir_all(&opts.work_dir))?;
     if let Some(base) = &opts.base_tree {
         progress("copying the base tree");
         util::copy_tree(base, &tree)?;
     } else if let Some(img) = &opts.base_rootfs {
         if !img.is_file() {
-            return Err(Error::NotFound(format!(
-                "base rootfs image {} not found",
-                img.display()
-            )));
+            return Err(Error::NotFound(format!("base rootfs image {} not found", img.display())));
         }
         // A read-only loop mount + `cp -a` keeps setuid bits, file capabilities (xattrs) and
         // special files; `debugfs rdump` loses them.
-        progress(&format!(
-            "copying the tree of {} (read-only loop mount)",
-            img.display()
-        ));
+        progress(&format!("copying the tree of {} (read-only loop mount)", img.display()));
         let mnt = opts.work_dir.join("base-mnt");
         io("creating directory", &mnt, fs::create_dir_all(&mnt))?;
-        run(Command::new("mount")
-            .args(["-o", "loop,ro"])
-            .arg(img)
-            .arg(&mnt))?;
+        run(Command::new("mount").args(["-o", "loop,ro"]).arg(img).arg(&mnt))?;
         let guard = Mounts(vec![mnt.clone()]);
         let r = util::copy_tree(&mnt, &tree);
         drop(guard);
         let _ = fs::remove_dir(&mnt);
         r?;
     } else {
-        return Err(Error::BadInput(
-            "build_rootfs needs base_rootfs or base_tree".into(),
-        ));
+        return Err(Error::BadInput("build_rootfs needs base_rootfs or base_tree".into()));
     }
     let res = (|| -> Result<()> {
         let _mounts = chroot_mounts(&tree)?;
@@ -564,11 +441,7 @@ pub fn build_rootfs(opts: &RootfsOptions, progress: &dyn Fn(&str)) -> Result<boo
         let _ = fs::copy("/etc/resolv.conf", &rc);
         let prc = tree.join("usr/sbin/policy-rc.d");
         write(&prc, "#!/bin/sh\nexit 101\n")?;
-        io(
-            "chmod",
-            &prc,
-            fs::set_permissions(&prc, fs::Permissions::from_mode(0o755)),
-        )?;
+        io("chmod", &prc, fs::set_permissions(&prc, fs::Permissions::from_mode(0o755)))?;
         let apt = |args: &[&str]| -> Result<()> {
             run(Command::new("chroot")
                 .arg(&tree)
@@ -590,9 +463,7 @@ pub fn build_rootfs(opts: &RootfsOptions, progress: &dyn Fn(&str)) -> Result<boo
             progress(&format!("running {}", cs.display()));
             let inside = tree.join("tmp/banger-customize.sh");
             io("copying", cs, fs::copy(cs, &inside))?;
-            run(Command::new("chroot")
-                .arg(&tree)
-                .args(["/bin/sh", "/tmp/banger-customize.sh"]))?;
+            run(Command::new("chroot").arg(&tree).args(["/bin/sh", "/tmp/banger-customize.sh"]))?;
             let _ = fs::remove_file(&inside);
         }
         apt(&["clean"])?;
@@ -610,16 +481,8 @@ pub fn build_rootfs(opts: &RootfsOptions, progress: &dyn Fn(&str)) -> Result<boo
         }
     }
     remove_host_keys(&tree)?;
-    let size = if opts.size_mib == 0 {
-        8192
-    } else {
-        opts.size_mib
-    };
-    io(
-        "creating directory",
-        &opts.out_dir,
-        fs::create_dir_all(&opts.out_dir),
-    )?;
+    let size = if opts.size_mib == 0 { 8192 } else { opts.size_mib };
+    io("creating directory", &opts.out_dir, fs::create_dir_all(&opts.out_dir))?;
     progress(&format!("mkfs.ext4 {}", image.display()));
     make_ext4(&tree, &image, size, "banger-docker")?;
     write(&sum_file, format!("{sum}\n"))?;
@@ -643,9 +506,6 @@ mod tests {
     #[test]
     fn mirror_lines_have_security() {
         let l = mirror_lines("http://deb.debian.org/debian", "bookworm");
-        assert_eq!(
-            l[2],
-            "deb http://deb.debian.org/debian-security bookworm-security main"
-        );
+        assert_eq!(l[2], "deb http://deb.debian.org/debian-security bookworm-security main");
     }
 }

@@ -39,16 +39,9 @@ pub fn run(cmd: &mut Command) -> Result<Output> {
     let tool = cmd.get_program().to_string_lossy().into_owned();
     let out = cmd.output().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            Error::ToolMissing {
-                package: package_of(&tool).into(),
-                tool: tool.clone(),
-            }
+            Error::ToolMissing { package: package_of(&tool).into(), tool: tool.clone() }
         } else {
-            Error::Command {
-                command: describe(cmd),
-                status: "could not start".into(),
-                detail: e.to_string(),
-            }
+            Error::Command { command: describe(cmd), status: "could not start".into(), detail: e.to_string() }
         }
     })?;
     if !out.status.success() {
@@ -79,11 +72,7 @@ pub fn stdout(cmd: &mut Command) -> Result<String> {
 }
 
 pub fn io<T>(op: &'static str, path: &Path, r: std::io::Result<T>) -> Result<T> {
-    r.map_err(|source| Error::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    })
+    r.map_err(|source| Error::Io { op, path: path.to_path_buf(), source })
 }
 
 pub fn write(path: &Path, data: impl AsRef<[u8]>) -> Result<()> {
@@ -122,14 +111,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         } else {
             // SAFETY: as above.
             let hole = unsafe { libc::lseek(f.as_raw_fd(), data, libc::SEEK_HOLE) };
-            (
-                data as u64,
-                if hole < 0 {
-                    len
-                } else {
-                    (hole as u64).min(len)
-                },
-            )
+            (data as u64, if hole < 0 { len } else { (hole as u64).min(len) })
         };
         hash_zeros(&mut h, data - pos);
         io("seeking", path, f.seek(SeekFrom::Start(data)))?;
@@ -160,12 +142,7 @@ pub fn allocated(path: &Path) -> u64 {
 
 /// Copy a tree preserving everything (`cp -a`, reflinks where the filesystem has them).
 pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
-    run(Command::new("cp")
-        .arg("-a")
-        .arg("--reflink=auto")
-        .arg(src)
-        .arg(dst))
-    .map(|_| ())
+    run(Command::new("cp").arg("-a").arg("--reflink=auto").arg(src).arg(dst)).map(|_| ())
 }
 
 pub fn remove_dir(path: &Path) {

@@ -22,10 +22,7 @@ fn find(h: &[u8], n: &[u8], from: usize) -> Option<usize> {
     if from >= h.len() {
         return None;
     }
-    h[from..]
-        .windows(n.len())
-        .position(|w| w == n)
-        .map(|p| p + from)
+    h[from..].windows(n.len()).position(|w| w == n).map(|p| p + from)
 }
 
 /// Decompress an LZ4 "legacy" stream (magic, then [u32 LE size][block]...) as the kernel does:
@@ -75,9 +72,7 @@ fn decompress(codec: Codec, data: &[u8]) -> std::result::Result<Vec<u8>, String>
     match codec {
         Codec::Lz4Legacy => return lz4_legacy(data),
         Codec::Gzip => {
-            flate2::read::GzDecoder::new(data)
-                .read_to_end(&mut out)
-                .map_err(|e| e.to_string())?;
+            flate2::read::GzDecoder::new(data).read_to_end(&mut out).map_err(|e| e.to_string())?;
         }
         Codec::Xz => {
             // lzma-rs rejects trailing bytes (the kernel appends a 4-byte size): cut at the footer.
@@ -108,12 +103,7 @@ pub fn extract_vmlinux(bzimage: &[u8]) -> Result<Vec<u8>> {
         let off = u32::from_le_bytes(bzimage[0x248..0x24c].try_into().unwrap()) as usize;
         let start = (setup_sects + 1) * 512 + off;
         if let Some(head) = bzimage.get(start..start + 6) {
-            for (m, c) in [
-                (LZ4_LEGACY, Codec::Lz4Legacy),
-                (GZIP, Codec::Gzip),
-                (XZ, Codec::Xz),
-                (ZSTD, Codec::Zstd),
-            ] {
+            for (m, c) in [(LZ4_LEGACY, Codec::Lz4Legacy), (GZIP, Codec::Gzip), (XZ, Codec::Xz), (ZSTD, Codec::Zstd)] {
                 if head.starts_with(m) {
                     candidates.push((start, c));
                 }
@@ -121,12 +111,7 @@ pub fn extract_vmlinux(bzimage: &[u8]) -> Result<Vec<u8>> {
         }
     }
     let mut scanned: Vec<(usize, Codec)> = Vec::new();
-    for (m, c) in [
-        (LZ4_LEGACY, Codec::Lz4Legacy),
-        (GZIP, Codec::Gzip),
-        (XZ, Codec::Xz),
-        (ZSTD, Codec::Zstd),
-    ] {
+    for (m, c) in [(LZ4_LEGACY, Codec::Lz4Legacy), (GZIP, Codec::Gzip), (XZ, Codec::Xz), (ZSTD, Codec::Zstd)] {
         let mut from = 0;
         while let Some(p) = find(bzimage, m, from) {
             scanned.push((p, c));
@@ -136,9 +121,7 @@ pub fn extract_vmlinux(bzimage: &[u8]) -> Result<Vec<u8>> {
     scanned.sort_by_key(|(p, _)| *p);
     candidates.extend(scanned);
     if candidates.is_empty() {
-        return Err(Error::BadInput(
-            "no LZ4/gzip/xz/zstd compressed kernel found in the bzImage".into(),
-        ));
+        return Err(Error::BadInput("no LZ4/gzip/xz/zstd compressed kernel found in the bzImage".into()));
     }
     let mut last = String::new();
     for (pos, codec) in candidates {
@@ -148,9 +131,7 @@ pub fn extract_vmlinux(bzimage: &[u8]) -> Result<Vec<u8>> {
             Err(e) => last = format!("{codec:?} at offset {pos}: {e}"),
         }
     }
-    Err(Error::BadInput(format!(
-        "could not extract an ELF vmlinux from the bzImage ({last})"
-    )))
+    Err(Error::BadInput(format!("could not extract an ELF vmlinux from the bzImage ({last})")))
 }
 
 #[cfg(test)]
@@ -245,11 +226,7 @@ mod tests {
                 .ok()?
                 .flatten()
                 .map(|e| e.path())
-                .find(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with("vmlinuz"))
-                })
+                .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("vmlinuz")))
         });
         let Some(p) = found else {
             println!("SKIP real_debian_kernel: no vmlinuz* in {dirs:?}");

@@ -1,4 +1,4 @@
-//! `banger runtime check|fetch|package`: the runtime bundle.
+//! `banger runtime check|fetch|build|rootfs|package`: the runtime bundle.
 
 use crate::cli::RuntimeCommand;
 use crate::context::Ctx;
@@ -14,6 +14,43 @@ pub fn run(ctx: &Ctx, cmd: RuntimeCommand) -> CliResult {
     match cmd {
         RuntimeCommand::Check { json } => check(ctx, json),
         RuntimeCommand::Fetch { manifest, dir } => fetch(ctx, &manifest, dir),
+        RuntimeCommand::Build { dir, init, no_docker, force, kernel_deb, json } => {
+            let opts = banger_image::RuntimeOptions {
+                out_dir: target_dir(ctx, dir)?,
+                init_binary: init,
+                docker: !no_docker,
+                force,
+                kernel_deb,
+                ..Default::default()
+            };
+            build(opts, json)
+        }
+        RuntimeCommand::Rootfs { dir, base_rootfs, packages, customize, force } => {
+            let dir = target_dir(ctx, dir)?;
+            let opts = banger_image::RootfsOptions {
+                work_dir: dir.with_file_name(".banger-rootfs-work"),
+                base_rootfs: Some(base_rootfs.unwrap_or_else(|| dir.join("rootfs.ext4"))),
+                packages_apt: packages.unwrap_or_else(|| dir.join("packages.apt")),
+                customize_sh: Some(customize.unwrap_or_else(|| dir.join("customize.sh"))).filter(|p| p.exists()),
+                force,
+                out_dir: dir,
+                ..Default::default()
+            };
+            let t0 = std::time::Instant::now();
+            let rebuilt =
+                banger_image::build_rootfs(&opts, &|m| eprintln!("[{:6.1}s] {m}", t0.elapsed().as_secs_f64()))?;
+            let image = opts.out_dir.join("rootfs-docker.ext4");
+            if rebuilt {
+                println!("built {}", image.display());
+            } else {
+                println!(
+                    "{} is up to date with {} (--force rebuilds it)",
+                    image.display(),
+                    opts.packages_apt.display()
+                );
+            }
+            Ok(())
+        }
         RuntimeCommand::Package { dir, out, manifest, write_manifest, url, json } => {
             package(ctx, dir, &out, &manifest, write_manifest, url.as_deref(), json)
         }
@@ -133,4 +170,41 @@ fn ask(question: &str) -> bool {
     let mut answer = String::new();
     let _ = std::io::stdin().lock().read_line(&mut answer);
     matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+fn build(opts: banger_image::RuntimeOptions, json: bool) -> CliResult {
+    let t0 = std::time::Instant::now();
+    let summary = banger_image::build_runtime(&opts, &|m| eprintln!("[{:6.1}s] {m}", t0.elapsed().as_secs_f64()))?;
+    let files: Vec<serde_json::Value> = summary
+        .files
+        .iter()
+        .map(|f| serde_json::json!({ "name": f.name, "apparent": f.apparent, "allocated": f.allocated, "sha256": f.sha256 }))
+        .collect();
+    if json {
+        output::json(&serde_json::json!({
+            "dir": summary.out_dir, "kernel_release": summary.kernel_release, "kernel_package": summary.kernel_package,
+            "docker_rebuilt": summary.docker_rebuilt, "seconds": summary.seconds, "files": files,
+        }));
+        return Ok(());
+    }
+    println!(
+        "runtime bundle in {} ({}, kernel {}) built in {:.0}s",
+        summary.out_dir.display(),
+        summary.kernel_package,
+        summary.kernel_release,
+        summary.seconds
+    );
+    let rows: Vec<Vec<String>> = summary
+        .files
+        .iter()
+        .map(|f| {
+            vec![
+                f.name.clone(),
+                banger_config::size::format_size(f.apparent),
+                banger_config::size::format_size(f.allocated),
+            ]
+        })
+        .collect();
+    output::table(&["FILE", "SIZE", "ALLOCATED"], &rows);
+    Ok(())
 }

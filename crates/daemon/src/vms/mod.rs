@@ -207,6 +207,51 @@ impl AppState {
         }
     }
 
+    /// Keep the exact base image a new VM starts from: a hard link (a sparse copy across
+    /// filesystems) under `state/images`, named by the image's identity. Rebuilding or replacing the
+    /// runtime bundle then never pulls a base out from under existing VMs' overlays.
+    fn pin_base(&self, base: &Path, progress: &Progress) -> Result<PathBuf, ApiError> {
+        let id = banger_storage::base_id(base).map_err(internal)?;
+        let stem = base.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
+        let mut hash: u32 = 0x811c9dc5;
+        for b in id.bytes() {
+            hash = (hash ^ b as u32).wrapping_mul(0x01000193);
+        }
+        let dir = self.dirs.state.join("images");
+        let pinned = dir.join(format!("{stem}-{hash:08x}.ext4"));
+        if pinned.exists() {
+            return Ok(pinned);
+        }
+        std::fs::create_dir_all(&dir).map_err(internal)?;
+        let tmp = dir.join(format!(".{stem}-{hash:08x}.tmp-{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        if std::fs::hard_link(base, &tmp).is_err() {
+            progress.step("image", format!("copying {} (another filesystem, kept sparse)", base.display()));
+            banger_host::run(
+                "cp",
+                ["--sparse=always".as_ref(), "--reflink=auto".as_ref(), base.as_os_str(), tmp.as_os_str()],
+            )
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                internal(e)
+            })?;
+        }
+        std::fs::rename(&tmp, &pinned).map_err(internal)?;
+        Ok(pinned)
+    }
+
+    /// Remove a pinned base image no VM uses any more.
+    fn unpin_base(&self, base_path: &str) {
+        let path = Path::new(base_path);
+        if path.parent() != Some(self.dirs.state.join("images").as_path()) {
+            return;
+        }
+        let used = self.db().vms().map(|v| v.iter().any(|r| r.base_path == base_path)).unwrap_or(true);
+        if !used {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
     /// `vm create`.
     pub fn vm_create(&self, req: CreateVm, progress: &Progress) -> Result<Vm, ApiError> {
         let cfg = &self.config;
@@ -245,6 +290,7 @@ impl AppState {
         let _busy = self.manager.claim(&name, VmState::Stopped)?;
         let subnet = cfg.subnet;
         let prefix = self.manager.tap_prefix.clone();
+        let base = self.pin_base(&base, progress)?;
         let new = NewVm {
             name: name.clone(),
             image,
@@ -272,9 +318,12 @@ impl AppState {
             .map_err(internal)?;
         let rec = match inserted {
             Insert::Inserted(rec) => rec,
-            Insert::NameTaken => return Err(ApiError::conflict(format!("a VM named {name} already exists"))),
-            Insert::NoFreeSlot => {
-                return Err(ApiError::conflict(format!("subnet {subnet} has no room for another VM (one /30 each)")));
+            other => {
+                self.unpin_base(&base.display().to_string());
+                return Err(match other {
+                    Insert::NameTaken => ApiError::conflict(format!("a VM named {name} already exists")),
+                    _ => ApiError::conflict(format!("subnet {subnet} has no room for another VM (one /30 each)")),
+                });
             }
         };
         progress.step(
@@ -283,6 +332,7 @@ impl AppState {
         );
         if let Err(e) = banger_storage::create(&self.vm_dir(&name), &base, disk_size) {
             let _ = self.db().delete_vm(&name);
+            self.unpin_base(&rec.base_path);
             return Err(ApiError::new(
                 if e.exit_code() == banger_api::exit::CONFLICT {
                     banger_api::ErrorCode::Conflict
@@ -377,7 +427,11 @@ impl AppState {
             name: name.clone(),
             kernel,
             initrd,
-            cmdline: format!("{} systemd.hostname={name}", lease.kernel_arg(&name, upstream_dns())),
+            // `quiet`: the console carries the guest's own messages (host keys) rather than boot noise.
+            cmdline: format!(
+                "{} systemd.hostname={name} quiet systemd.show_status=0",
+                lease.kernel_arg(&name, upstream_dns())
+            ),
             disks: vec![
                 Disk { id: "base".into(), path: PathBuf::from(&rec.base_path), read_only: true },
                 Disk { id: "overlay".into(), path: dir.join(banger_storage::OVERLAY), read_only: false },
@@ -461,7 +515,9 @@ impl AppState {
                     console.display()
                 )));
             }
-            if !kernel && read_from(console, console_from).contains("Linux version") {
+            // The kernel banner (not printed with `quiet`) or the first line of banger's initrd.
+            let text = if kernel { String::new() } else { read_from(console, console_from) };
+            if !kernel && (text.contains("Linux version") || text.contains("banger-init")) {
                 kernel = true;
                 progress.step("kernel", "kernel booting");
             }
@@ -605,6 +661,7 @@ impl AppState {
         banger_storage::remove(&self.vm_dir(name)).map_err(internal)?;
         let _ = std::fs::remove_dir_all(self.vm_run_dir(name));
         self.db().delete_vm(name).map_err(internal)?;
+        self.unpin_base(&rec.base_path);
         Ok(())
     }
 }
