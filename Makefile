@@ -10,15 +10,21 @@ LIBDIR := $(PREFIX)/lib/banger
 
 # Debian packages: for building, for the test suite, for benchmarks.
 BUILD_DEBS := build-essential pkg-config ca-certificates
-TEST_DEBS := curl procps sudo iproute2 iptables conntrack iputils-ping e2fsprogs openssh-client qemu-system-x86
+# Running VMs (QEMU, TAPs, NAT, ssh) and building the runtime bundle from Debian packages.
+RUN_DEBS := qemu-system-x86 iproute2 iptables openssh-client e2fsprogs procps
+IMAGE_DEBS := mmdebstrap e2fsprogs dpkg kmod openssh-client mount apt ca-certificates
+TEST_DEBS := $(RUN_DEBS) $(IMAGE_DEBS) curl sudo conntrack iputils-ping
+INIT_BIN := target/guest-init/x86_64-unknown-linux-gnu/release/banger-init
 BENCH_DEBS := hyperfine python3 bc qemu-system-x86 iproute2
 
-.PHONY: runtime-bundle runtime-package help deps test-deps build test install uninstall quickstart bench bench-status bench-bundle bench-vm fmt clippy clean check-cargo
+.PHONY: guest-init runtime-build rootfs runtime-bundle runtime-package help deps test-deps build test install uninstall quickstart bench bench-status bench-bundle bench-vm fmt clippy clean check-cargo
 
 help:
-	@echo "make quickstart   install system packages, build, start the daemon and show its status"
+	@echo "make quickstart   install packages, build, build the runtime bundle, create a VM, run a command in it over SSH"
 	@echo "make build        build target/release/{banger,bangerd}"
 	@echo "make test         install test packages, run every test"
+	@echo "make runtime-build    build the runtime bundle from Debian packages into ./runtime (NO_DOCKER=1: skip the docker image)"
+	@echo "make rootfs           rebuild rootfs-docker.ext4 if packages.apt changed (FORCE=1, BASE_ROOTFS=…)"
 	@echo "make runtime-bundle   fetch + verify the bundle pinned in runtime-bundle.toml into ./runtime"
 	@echo "make runtime-package  package ./runtime into dist/banger-runtime.tar.gz (deterministic)"
 	@echo "make install      install binaries to PREFIX/bin and the runtime bundle to PREFIX/lib/banger (PREFIX=$(PREFIX))"
@@ -28,7 +34,7 @@ check-cargo:
 	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found; install Rust >= 1.95 (rustup), then retry" >&2; exit 1; }
 
 deps:
-	scripts/apt-deps.sh $(BUILD_DEBS)
+	scripts/apt-deps.sh $(BUILD_DEBS) $(RUN_DEBS)
 
 test-deps: deps
 	scripts/apt-deps.sh $(TEST_DEBS)
@@ -38,8 +44,13 @@ CARGO_BUILD = $(CARGO) build --profile $(if $(filter release,$(PROFILE)),release
 build: check-cargo deps
 	$(CARGO_BUILD)
 
-test: check-cargo test-deps
-	$(CARGO) test $(CARGO_FLAGS) --workspace
+# Unit and integration tests, plus the end-to-end VM test on a runtime bundle built here from
+# Debian packages (kept in ./runtime and reused when present; `make runtime-build` rebuilds it).
+test: check-cargo test-deps guest-init
+	$(CARGO) build --profile dev $(CARGO_FLAGS) -p banger
+	@if [ -f $(RUNTIME_DIR)/bundle.toml ]; then echo "using the runtime bundle in $(RUNTIME_DIR)"; \
+	else target/debug/banger runtime build --dir $(RUNTIME_DIR) --init $(INIT_BIN); fi
+	BANGER_TEST_RUNTIME=$(abspath $(RUNTIME_DIR)) BANGER_E2E_REQUIRED=1 $(CARGO) test $(CARGO_FLAGS) --workspace
 
 # Never fetches anything: copies what `build` made and whatever ./runtime holds.
 # (It installs no system packages either: run `make build` first on a fresh machine.)
@@ -49,6 +60,21 @@ install: check-cargo
 	install -m 0755 $(OUT)/banger $(OUT)/bangerd $(BINDIR)/
 	@if [ -d $(RUNTIME_DIR) ]; then cp -a --sparse=always $(RUNTIME_DIR)/. $(LIBDIR)/ && echo "installed runtime bundle into $(LIBDIR)"; \
 	else echo "note: $(RUNTIME_DIR) is missing, so no runtime bundle was installed into $(LIBDIR) (make runtime-bundle or make runtime-build first)"; fi
+
+# The static init of the guest's initrd (its own target dir: static linking flags apply to it only).
+guest-init: check-cargo
+	RUSTFLAGS='-C target-feature=+crt-static -C strip=symbols' $(CARGO) build --release $(CARGO_FLAGS) \
+	  -p banger-guest-init --target x86_64-unknown-linux-gnu --target-dir target/guest-init
+
+# Build the whole runtime bundle from Debian packages into ./runtime (NO_DOCKER=1 skips rootfs-docker.ext4).
+runtime-build: build guest-init
+	scripts/apt-deps.sh $(IMAGE_DEBS)
+	$(OUT)/banger runtime build --dir $(RUNTIME_DIR) --init $(INIT_BIN) $(if $(NO_DOCKER),--no-docker) $(if $(FORCE),--force)
+
+# Rebuild rootfs-docker.ext4 when packages.apt changed (FORCE=1 always; BASE_ROOTFS=path to start from another base).
+rootfs: build
+	scripts/apt-deps.sh $(IMAGE_DEBS)
+	$(OUT)/banger runtime rootfs --dir $(RUNTIME_DIR) $(if $(FORCE),--force) $(if $(BASE_ROOTFS),--base-rootfs $(BASE_ROOTFS))
 
 # Download the bundle pinned in runtime-bundle.toml into ./runtime (verified before unpacking).
 runtime-bundle: build
@@ -62,9 +88,8 @@ uninstall:
 	rm -f $(BINDIR)/banger $(BINDIR)/bangerd
 	rm -rf $(LIBDIR)
 
-quickstart: build
-	$(OUT)/banger daemon status
-	-$(OUT)/banger runtime check
+quickstart:
+	scripts/quickstart.sh
 
 bench: bench-status bench-bundle bench-vm
 
