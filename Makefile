@@ -17,7 +17,7 @@ TEST_DEBS := $(RUN_DEBS) $(IMAGE_DEBS) curl sudo conntrack iputils-ping
 INIT_BIN := target/guest-init/x86_64-unknown-linux-gnu/release/banger-init
 BENCH_DEBS := hyperfine python3 bc qemu-system-x86 iproute2
 
-.PHONY: guest-init runtime-build rootfs runtime-bundle runtime-package help deps test-deps build test install uninstall quickstart bench bench-status bench-bundle bench-vm fmt clippy clean check-cargo
+.PHONY: guest-init runtime-build rootfs runtime-bundle runtime-package help deps test-deps build test install uninstall quickstart bench bench-status bench-bundle bench-vm bench-boot fmt clippy clean check-cargo
 
 help:
 	@echo "make quickstart   install packages, build, build the runtime bundle, create a VM, run a command in it over SSH"
@@ -91,7 +91,7 @@ uninstall:
 quickstart:
 	scripts/quickstart.sh
 
-bench: bench-status bench-bundle bench-vm
+bench: bench-status bench-bundle bench-vm bench-boot
 
 bench-status: build
 	scripts/apt-deps.sh $(BENCH_DEBS)
@@ -105,6 +105,11 @@ bench-bundle: check-cargo deps
 bench-vm: build
 	scripts/apt-deps.sh $(BENCH_DEBS)
 	RUNTIME=$(RUNTIME_DIR) scripts/bench-vm.sh
+
+# Boot-to-SSH of banger's image vs a naive Debian image (builds the naive one with mmdebstrap; root).
+bench-boot:
+	scripts/apt-deps.sh $(BENCH_DEBS) $(IMAGE_DEBS) openssh-client
+	RUNTIME=$(RUNTIME_DIR) scripts/bench-boot.sh
 
 fmt:
 	$(CARGO) fmt --all
