@@ -37,6 +37,12 @@ impl HostError {
 /// The Debian package that provides `program`, for "not installed" messages.
 pub fn package_of(program: &str) -> &'static str {
     match program {
+        "dpkg-deb" => "dpkg",
+        "apt-get" | "apt-cache" => "apt",
+        "depmod" => "kmod",
+        "cp" | "chroot" => "coreutils",
+        "mount" | "umount" => "mount",
+        "mke2fs" => "e2fsprogs",
         "ip" => "iproute2",
         "iptables" => "iptables",
         "mkfs.ext4" | "debugfs" | "e2fsck" | "resize2fs" => "e2fsprogs",
@@ -75,7 +81,38 @@ pub fn root_argv(privilege: Privilege, program: &str, args: &[OsString]) -> Vec<
 }
 
 fn display(argv: &[OsString]) -> String {
-    argv.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+    let mut s = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ");
+    if s.len() > 300 {
+        let mut end = 300;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
+
+/// Run a prepared command (environment, working directory, stdin as the caller set them) as the
+/// current user, with the same error reporting as [`run`].
+pub fn run_command(cmd: &mut Command) -> Result<Output, HostError> {
+    let mut argv = vec![cmd.get_program().to_os_string()];
+    argv.extend(cmd.get_args().map(|a| a.to_os_string()));
+    let program = argv[0].to_string_lossy().into_owned();
+    let out = cmd.output().map_err(|source| spawn_error(&argv, source))?;
+    classify(out, &display(&argv), false, &program)
+}
+
+fn spawn_error(argv: &[OsString], source: std::io::Error) -> HostError {
+    if source.kind() == std::io::ErrorKind::NotFound {
+        let missing = argv[0].to_string_lossy().into_owned();
+        if missing == "sudo" {
+            return HostError::NoSudo { cmd: display(&argv[3..]) };
+        }
+        HostError::Missing { package: package_of(&missing), program: missing }
+    } else {
+        HostError::Spawn { cmd: display(argv), source }
+    }
 }
 
 fn os_args<I, S>(args: I) -> Vec<OsString>
@@ -113,17 +150,11 @@ pub fn run_root_as(privilege: Privilege, program: &str, args: &[OsString]) -> Re
 
 fn exec(argv: &[OsString], program: &str) -> Result<Output, HostError> {
     let cmd = display(argv);
-    let out = Command::new(&argv[0]).args(&argv[1..]).stdin(Stdio::null()).output().map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            let missing = argv[0].to_string_lossy().into_owned();
-            if missing == "sudo" {
-                return HostError::NoSudo { cmd: display(&argv[3..]) };
-            }
-            HostError::Missing { package: package_of(&missing), program: missing }
-        } else {
-            HostError::Spawn { cmd: cmd.clone(), source }
-        }
-    })?;
+    let out = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| spawn_error(argv, source))?;
     classify(out, &cmd, argv[0] == "sudo", program)
 }
 
@@ -138,7 +169,10 @@ fn classify(out: Output, cmd: &str, via_sudo: bool, program: &str) -> Result<Out
     if via_sudo && stderr.contains(&format!("{program}: command not found")) {
         return Err(HostError::Missing { program: program.into(), package: package_of(program) });
     }
-    let stderr = stderr.lines().last().unwrap_or("").to_string();
+    // The last few lines of stderr (or of stdout, for tools that report there) say what went wrong.
+    let text = if stderr.is_empty() { String::from_utf8_lossy(&out.stdout).trim().to_string() } else { stderr };
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let stderr = lines[lines.len().saturating_sub(3)..].join(" | ");
     Err(HostError::Failed { cmd: cmd.to_string(), status: out.status.to_string(), stderr })
 }
 

@@ -7,64 +7,23 @@ use std::process::{Command, Output};
 
 /// Debian package providing a host tool (for error messages).
 pub fn package_of(tool: &str) -> &'static str {
-    match tool {
-        "mmdebstrap" => "mmdebstrap",
-        "mkfs.ext4" | "debugfs" | "mke2fs" => "e2fsprogs",
-        "dpkg-deb" => "dpkg",
-        "apt-get" | "apt-cache" => "apt",
-        "depmod" => "kmod",
-        "ssh-keygen" => "openssh-client",
-        "qemu-system-x86_64" => "qemu-system-x86",
-        "cp" | "chroot" => "coreutils",
-        "mount" | "umount" => "mount",
-        _ => "?",
-    }
+    banger_host::package_of(tool)
 }
 
-pub fn describe(cmd: &Command) -> String {
-    let mut s = cmd.get_program().to_string_lossy().into_owned();
-    for a in cmd.get_args() {
-        s.push(' ');
-        s.push_str(&a.to_string_lossy());
-    }
-    if s.len() > 300 {
-        s.truncate(300);
-        s.push('…');
-    }
-    s
-}
-
-/// Run a command, capture output, map failures to one-sentence errors.
+/// Run a command through banger's one host-command module and map failures to this crate's errors.
 pub fn run(cmd: &mut Command) -> Result<Output> {
-    let tool = cmd.get_program().to_string_lossy().into_owned();
-    let out = cmd.output().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            Error::ToolMissing { package: package_of(&tool).into(), tool: tool.clone() }
-        } else {
-            Error::Command { command: describe(cmd), status: "could not start".into(), detail: e.to_string() }
+    banger_host::run_command(cmd).map_err(|e| match e {
+        banger_host::HostError::Missing { program, package } => {
+            Error::ToolMissing { tool: program, package: package.into() }
         }
-    })?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let mut lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-        if lines.is_empty() {
-            let o = String::from_utf8_lossy(&out.stdout).into_owned();
-            let tail: Vec<String> = o.lines().rev().take(3).map(str::to_string).collect();
-            return Err(Error::Command {
-                command: describe(cmd),
-                status: out.status.to_string(),
-                detail: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
-            });
+        banger_host::HostError::Failed { cmd, status, stderr } => {
+            Error::Command { command: cmd, status, detail: stderr }
         }
-        let n = lines.len();
-        lines.drain(..n.saturating_sub(3));
-        return Err(Error::Command {
-            command: describe(cmd),
-            status: out.status.to_string(),
-            detail: lines.join(" | "),
-        });
-    }
-    Ok(out)
+        banger_host::HostError::Spawn { cmd, source } => {
+            Error::Command { command: cmd, status: "could not start".into(), detail: source.to_string() }
+        }
+        other => Error::Command { command: String::new(), status: "failed".into(), detail: other.to_string() },
+    })
 }
 
 pub fn stdout(cmd: &mut Command) -> Result<String> {
