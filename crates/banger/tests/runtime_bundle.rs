@@ -163,3 +163,56 @@ fn make_install_fetches_nothing_and_the_installed_tree_stands_alone() {
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
     assert_eq!(exe, moved.join("bin/bangerd"));
 }
+
+/// `make rootfs` semantics on the real bundle: nothing to do while packages.apt is unchanged; a
+/// changed list rebuilds rootfs-docker.ext4 from the base image and records what it was built from.
+#[test]
+fn rootfs_rebuilds_only_when_packages_apt_changed() {
+    let Some(rt) =
+        std::env::var_os("BANGER_TEST_RUNTIME").map(PathBuf::from).filter(|p| p.join("rootfs.ext4").is_file())
+    else {
+        let msg = "no runtime bundle (set BANGER_TEST_RUNTIME to a built ./runtime; `make test` does)";
+        if std::env::var("BANGER_E2E_REQUIRED").as_deref() == Ok("1") {
+            panic!("{msg}");
+        }
+        skip("rootfs_rebuilds_only_when_packages_apt_changed", msg);
+        return;
+    };
+    if !is_root() {
+        skip("rootfs_rebuilds_only_when_packages_apt_changed", "needs root (chroot, loop mount)");
+        return;
+    }
+    let env = Env::new();
+    let copy = env.path("rt");
+    std::fs::create_dir(&copy).unwrap();
+    for f in ["rootfs.ext4", "rootfs-docker.ext4", "rootfs-docker.ext4.packages.sha256", "packages.apt", "customize.sh"]
+    {
+        let out =
+            Command::new("cp").args(["--sparse=always", "--reflink=auto"]).arg(rt.join(f)).arg(&copy).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let image = copy.join("rootfs-docker.ext4");
+    let before = std::fs::metadata(&image).unwrap().modified().unwrap();
+    let same = env.run(&["runtime", "rootfs", "--dir", copy.to_str().unwrap()]);
+    assert_eq!(same.code(), 0, "{}", same.stderr());
+    assert!(same.stdout().contains("is up to date"), "{}", same.stdout());
+    assert_eq!(std::fs::metadata(&image).unwrap().modified().unwrap(), before, "rebuilt although nothing changed");
+
+    let mut list = std::fs::read_to_string(copy.join("packages.apt")).unwrap();
+    list.push_str("\n# added by the test\ntree\n");
+    std::fs::write(copy.join("packages.apt"), &list).unwrap();
+    let changed = env.run(&["runtime", "rootfs", "--dir", copy.to_str().unwrap()]);
+    assert_eq!(changed.code(), 0, "{}", changed.stderr());
+    assert!(changed.stdout().starts_with("built "), "{}", changed.stdout());
+    let recorded = std::fs::read_to_string(copy.join("rootfs-docker.ext4.packages.sha256")).unwrap();
+    let out = Command::new("sha256sum").arg(copy.join("packages.apt")).output().unwrap();
+    let sum = String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string();
+    assert!(recorded.contains(&sum), "recorded {recorded:?}, packages.apt is {sum}");
+    let stat = Command::new("debugfs").args(["-R", "stat /usr/bin/tree"]).arg(&image).output().unwrap();
+    assert!(String::from_utf8_lossy(&stat.stdout).contains("Type: regular"), "tree is not in the rebuilt image");
+    // The base image it was built from is untouched.
+    assert_eq!(
+        std::fs::metadata(rt.join("rootfs.ext4")).unwrap().len(),
+        std::fs::metadata(copy.join("rootfs.ext4")).unwrap().len()
+    );
+}
