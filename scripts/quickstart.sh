@@ -10,7 +10,7 @@ banger=target/release/banger
 name=${VM:-quickstart}
 if ! "$banger" vm show "$name" >/dev/null 2>&1; then
   "$banger" vm create --name "$name"
-elif ! "$banger" vm show "$name" --json | grep -q '"state": "running"'; then
+elif ! "$banger" vm show "$name" --json | grep -q '"state":"running"'; then
   "$banger" vm start "$name"
 fi
 "$banger" vm ssh "$name" -- 'echo "hello from $(hostname): $(uname -sr), $(nproc) vCPU"; docker --version || true'

@@ -2,12 +2,19 @@
 
 use serde::Serialize;
 
-/// Print `value` as pretty JSON on stdout.
+/// Print `value` as JSON (one line; pipe through `jq` to read it) on stdout.
 pub fn json<T: Serialize + ?Sized>(value: &T) {
-    match serde_json::to_string_pretty(value) {
+    match serde_json::to_string(value) {
         Ok(s) => println!("{s}"),
         Err(e) => eprintln!("banger: error: cannot encode JSON: {e}"),
     }
+}
+
+/// Print a JSON document exactly as the daemon sent it (no decode/encode round trip).
+pub fn json_raw(bytes: &[u8]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(bytes).and_then(|()| out.write_all(b"\n"));
 }
 
 /// Left-aligned columns separated by two spaces; the header is printed as given.

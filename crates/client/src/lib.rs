@@ -69,6 +69,19 @@ impl Client {
         self.send(Method::GET, path, None).await
     }
 
+    /// `GET` a JSON document and return its bytes unparsed (for printing it as it came).
+    pub async fn get_raw(&self, path: &str) -> Result<Bytes, ClientError> {
+        let resp = self.request(Method::GET, path, None).await?;
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Protocol(format!("reading the response failed: {e}")))?
+            .to_bytes();
+        if status.is_success() { Ok(bytes) } else { Err(error_from(status, &bytes)) }
+    }
+
     pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
         let body = serde_json::to_vec(body).map_err(|e| ClientError::Protocol(e.to_string()))?;
         self.send(Method::POST, path, Some(body)).await

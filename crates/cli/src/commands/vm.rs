@@ -91,11 +91,11 @@ fn done(vm: &Vm, json: bool, what: &str) -> CliResult {
 }
 
 fn list(ctx: &Ctx, json: bool) -> CliResult {
-    let list: VmList = block_on(ctx.client()?.get(routes::VMS))?;
     if json {
-        output::json(&list);
+        output::json_raw(&block_on(ctx.client()?.get_raw(routes::VMS))?);
         return Ok(());
     }
+    let list: VmList = block_on(ctx.client()?.get(routes::VMS))?;
     if list.vms.is_empty() {
         println!("no VMs (create one with `banger vm create`)");
         return Ok(());
