@@ -25,7 +25,10 @@ mmdebstrap --mode=root --variant=minbase \
   bookworm "$tmp/naive" ${mirror:+"$mirror"} >"$tmp/mmdebstrap.log" 2>&1
 install -d -m 0700 "$tmp/naive/root/.ssh"
 install -m 0600 "$RUNTIME/id_ed25519.pub" "$tmp/naive/root/.ssh/authorized_keys"
+# Network from the kernel's ip= argument, as in banger's image: the generator writes networkd config.
 ln -sf /lib/systemd/system/systemd-networkd.service "$tmp/naive/etc/systemd/system/multi-user.target.wants/systemd-networkd.service"
+mkdir -p "$tmp/naive/etc/systemd/system/sysinit.target.wants"
+ln -sf /lib/systemd/system/systemd-network-generator.service "$tmp/naive/etc/systemd/system/sysinit.target.wants/systemd-network-generator.service"
 cp "$tmp"/naive/boot/vmlinuz-* "$tmp/naive-vmlinuz"; cp "$tmp"/naive/boot/initrd.img-* "$tmp/naive-initrd"
 truncate -s 4G "$tmp/naive.ext4"; mkfs.ext4 -q -F -d "$tmp/naive" "$tmp/naive.ext4"
 rm -rf "$tmp/naive"
@@ -44,13 +47,15 @@ boot() {
   local t0; t0=$(date +%s.%N)
   qemu-system-x86_64 -M microvm,rtc=on -accel tcg -cpu max -m 1024 -smp 1 -nodefaults -no-user-config -nographic \
     -display none -no-reboot -serial "file:$tmp/console.log" -kernel "$kernel" -initrd "$initrd" \
-    -append "console=ttyS0 panic=-1 tsc_early_khz=$khz ip=$guest::$host:255.255.255.252:bench:eth0:off $extra" \
+    -append "console=ttyS0 net.ifnames=0 panic=-1 tsc_early_khz=$khz ip=$guest::$host:255.255.255.252:bench:eth0:off $extra" \
     "${drives[@]}" -netdev "tap,id=n0,ifname=$tap,script=no,downscript=no" -device virtio-net-device,netdev=n0 \
     </dev/null >/dev/null 2>&1 &
   qpid=$!
+  local deadline=$((SECONDS + 300))
   until ssh -i "$RUNTIME/id_ed25519" -o BatchMode=yes -o ConnectTimeout=2 -o StrictHostKeyChecking=accept-new \
       -o UserKnownHostsFile="$tmp/known_hosts" "root@$guest" true 2>/dev/null; do
     kill -0 "$qpid" 2>/dev/null || { echo "QEMU exited; see $tmp/console.log" >&2; exit 1; }
+    [ $SECONDS -lt $deadline ] || { echo "no SSH within 300 s; console: $(tail -3 "$tmp/console.log")" >&2; exit 1; }
     sleep 0.3
   done
   echo "$(date +%s.%N) - $t0" | bc

@@ -97,7 +97,7 @@ fn record(r: &Row<'_>) -> rusqlite::Result<VmRecord> {
 /// Outcome of [`Db::insert_vm`].
 #[derive(Debug)]
 pub enum Insert {
-    Inserted(VmRecord),
+    Inserted(Box<VmRecord>),
     NameTaken,
     NoFreeSlot,
 }
@@ -154,7 +154,7 @@ impl Db {
         let rec =
             tx.query_row(&format!("SELECT {COLUMNS} FROM vms WHERE id = ?1"), params![id], record).map_err(err)?;
         tx.commit().map_err(err)?;
-        Ok(Insert::Inserted(rec))
+        Ok(Insert::Inserted(Box::new(rec)))
     }
 
     pub fn vm(&self, name: &str) -> Result<Option<VmRecord>, StateError> {

@@ -185,6 +185,7 @@ fn expected_requests(f: &Fixture) -> Vec<Value> {
     let put = |path: &str, body: Value| json!({"method": "PUT", "path": path, "content_type": "application/json", "body": body});
     vec![
         put("/logger", json!({"log_path": c.run_dir.join("firecracker.log"), "level": "Info"})),
+        put("/metrics", json!({"metrics_path": c.run_dir.join("firecracker.metrics")})),
         put("/machine-config", json!({"vcpu_count": 2, "mem_size_mib": 1024, "smt": false})),
         put(
             "/boot-source",
@@ -257,7 +258,7 @@ fn request_bodies_validate_against_the_api_spec() {
     fc.request_shutdown(&instance).unwrap();
     stop(&instance);
     let requests = f.requests();
-    assert_eq!(requests.len(), 8);
+    assert_eq!(requests.len(), 9);
     for r in &requests {
         let (method, path) = (r["method"].as_str().unwrap(), r["path"].as_str().unwrap());
         let body = if r["body"].is_null() { None } else { Some(&r["body"]) };
@@ -311,8 +312,11 @@ fn minimal_vm_sends_no_initrd_drives_or_nic() {
     f.config.cmdline = String::new();
     let instance = firecracker().start(&f.config).unwrap();
     stop(&instance);
-    assert_eq!(f.method_paths(), ["PUT /logger", "PUT /machine-config", "PUT /boot-source", "PUT /actions"]);
-    let boot = &f.requests()[2]["body"];
+    assert_eq!(
+        f.method_paths(),
+        ["PUT /logger", "PUT /metrics", "PUT /machine-config", "PUT /boot-source", "PUT /actions"]
+    );
+    let boot = &f.requests()[3]["body"];
     assert_eq!(boot, &json!({"kernel_image_path": f.config.kernel, "boot_args": "console=ttyS0 reboot=k panic=1"}));
 }
 
@@ -330,7 +334,11 @@ fn refused_boot_source_surfaces_fault_message_and_leaves_nothing_running() {
         e => panic!("expected Refused, got {e:?}"),
     }
     assert_eq!(err.to_string(), format!("firecracker refused PUT /boot-source: {ODD_FAULT}"));
-    assert_eq!(f.method_paths(), ["PUT /logger", "PUT /machine-config", "PUT /boot-source"], "stops at the refusal");
+    assert_eq!(
+        f.method_paths(),
+        ["PUT /logger", "PUT /metrics", "PUT /machine-config", "PUT /boot-source"],
+        "stops at the refusal"
+    );
     f.assert_nothing_left();
 }
 
@@ -357,7 +365,7 @@ fn refused_instance_start_leaves_nothing_running() {
         }
         e => panic!("expected Refused, got {e:?}"),
     }
-    assert_eq!(f.method_paths().len(), 7);
+    assert_eq!(f.method_paths().len(), 8);
     f.assert_nothing_left();
 }
 
@@ -387,7 +395,7 @@ fn exit_during_configuration_reports_exited_with_last_log_line() {
         }
         e => panic!("expected Exited, got {e:?}"),
     }
-    assert_eq!(f.method_paths(), ["PUT /logger", "PUT /machine-config"]);
+    assert_eq!(f.method_paths(), ["PUT /logger", "PUT /metrics", "PUT /machine-config"]);
     f.assert_nothing_left();
 }
 

@@ -193,7 +193,8 @@ fn real_firecracker_accepts_the_configuration_and_instance_start() {
     let log = f.all_output();
     let puts = log.lines().filter(|l| l.contains("The API server received a Put request")).count();
     let accepted = log.lines().filter(|l| l.contains("Status code: 204")).count();
-    let expected = 4 + f.config.disks.len() + usize::from(f.config.nic.is_some());
+    // logger, metrics, machine-config, boot-source, InstanceStart + one per drive and NIC.
+    let expected = 5 + f.config.disks.len() + usize::from(f.config.nic.is_some());
     assert_eq!((puts, accepted), (expected, expected), "each PUT (including InstanceStart) answered 204");
     // Status and a clean-shutdown request while the process lives (the guest may already be dead).
     if process::is_alive(instance.pid, &instance.control_socket) {

@@ -93,7 +93,7 @@ fn host_err(e: banger_host::HostError) -> ApiError {
         banger_host::HostError::SudoPassword { .. } | banger_host::HostError::NoSudo { .. } => {
             ApiError::permission(e.to_string())
         }
-        banger_host::HostError::Missing { .. } => ApiError::runtime_missing(e.to_string()),
+        banger_host::HostError::Missing { .. } => ApiError::not_found(e.to_string()),
         e => ApiError::internal(e.to_string()),
     }
 }
@@ -317,7 +317,7 @@ impl AppState {
             })
             .map_err(internal)?;
         let rec = match inserted {
-            Insert::Inserted(rec) => rec,
+            Insert::Inserted(rec) => *rec,
             other => {
                 self.unpin_base(&base.display().to_string());
                 return Err(match other {
@@ -413,11 +413,11 @@ impl AppState {
         progress.step("network", format!("creating TAP {} ({host} ↔ {guest})", rec.tap));
         let _ = tap::delete(&rec.tap);
         tap::create(&rec.tap, nix::unistd::geteuid().as_raw(), host).map_err(host_err)?;
-        if rec.nat {
-            if let Err(e) = self.manager.firewall.enable_nat(&self.manager.nat_tag(&name), &rec.tap, guest) {
-                self.cleanup_network(rec);
-                return Err(host_err(e));
-            }
+        if rec.nat
+            && let Err(e) = self.manager.firewall.enable_nat(&self.manager.nat_tag(&name), &rec.tap, guest)
+        {
+            self.cleanup_network(rec);
+            return Err(host_err(e));
         }
         let dir = self.vm_dir(&name);
         let console = dir.join("console.log");
@@ -452,16 +452,20 @@ impl AppState {
                 return Err(ApiError::internal(msg));
             }
         };
-        self.db()
-            .vm_started(
-                &name,
-                instance.backend.as_str(),
-                instance.accel.as_str(),
-                instance.pid,
-                &instance.control_socket.display().to_string(),
-                now(),
-            )
-            .map_err(internal)?;
+        let recorded = self.db().vm_started(
+            &name,
+            instance.backend.as_str(),
+            instance.accel.as_str(),
+            instance.pid,
+            &instance.control_socket.display().to_string(),
+            now(),
+        );
+        if let Err(e) = recorded {
+            // A VM the database does not know about must not keep running.
+            self.force_stop(&name, &instance);
+            self.cleanup_network(rec);
+            return Err(internal(e));
+        }
         progress.step(
             "vmm",
             format!("{} started ({}, pid {})", instance.backend.as_str(), instance.accel.as_str(), instance.pid),
@@ -719,10 +723,16 @@ fn upstream_dns() -> Option<Ipv4Addr> {
         .find(|ip| !ip.is_loopback())
 }
 
-/// The text of `path` from byte `from` on.
+/// The text of `path` from byte `from` on (the console log keeps every boot; read only this one).
 fn read_from(path: &Path, from: u64) -> String {
-    let bytes = std::fs::read(path).unwrap_or_default();
-    String::from_utf8_lossy(bytes.get(from as usize..).unwrap_or_default()).into_owned()
+    use std::io::{Read, Seek, SeekFrom};
+    let mut bytes = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(path)
+        && f.seek(SeekFrom::Start(from)).is_ok()
+    {
+        let _ = f.read_to_end(&mut bytes);
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 #[cfg(test)]

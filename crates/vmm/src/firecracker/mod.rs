@@ -14,6 +14,7 @@ mod http;
 pub mod instance_info;
 pub mod logger;
 pub mod machine_config;
+pub mod metrics;
 pub mod network_interfaces;
 
 pub use actions::{ActionType, InstanceActionInfo};
@@ -22,6 +23,7 @@ pub use drives::Drive;
 pub use instance_info::InstanceInfo;
 pub use logger::{LogLevel, Logger};
 pub use machine_config::MachineConfiguration;
+pub use metrics::Metrics;
 pub use network_interfaces::NetworkInterface;
 
 use crate::{Accel, Backend, Instance, VmConfig, Vmm, VmmError, process};
@@ -38,6 +40,8 @@ use std::time::{Duration, Instant};
 pub const API_SOCKET: &str = "fc.sock";
 /// Firecracker's own log file name inside the VM's run directory.
 pub const LOG_FILE: &str = "firecracker.log";
+/// Firecracker's metrics file name inside the VM's run directory.
+pub const METRICS_FILE: &str = "firecracker.metrics";
 /// Kernel arguments the driver puts before the VM's own.
 pub const BOOT_ARGS_PREFIX: &str = "console=ttyS0 reboot=k panic=1";
 /// Name of the single guest network interface.
@@ -133,6 +137,9 @@ impl Firecracker {
             socket,
             &Logger { log_path: Some(log_path.to_path_buf()), level: Some(LogLevel::Info), ..Default::default() },
         )?;
+        let metrics_path = config.run_dir.join(METRICS_FILE);
+        File::create(&metrics_path).map_err(|source| VmmError::Control { socket: metrics_path.clone(), source })?;
+        self.put(socket, &Metrics { metrics_path })?;
         self.put(
             socket,
             &MachineConfiguration {
