@@ -71,15 +71,7 @@ impl Client {
 
     /// `GET` a JSON document and return its bytes unparsed (for printing it as it came).
     pub async fn get_raw(&self, path: &str) -> Result<Bytes, ClientError> {
-        let resp = self.request(Method::GET, path, None).await?;
-        let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| ClientError::Protocol(format!("reading the response failed: {e}")))?
-            .to_bytes();
-        if status.is_success() { Ok(bytes) } else { Err(error_from(status, &bytes)) }
+        self.send_bytes(Method::GET, path, None).await
     }
 
     pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
@@ -154,6 +146,12 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<T, ClientError> {
+        let bytes = self.send_bytes(method, path, body).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// The whole body of a successful response; an error response becomes its [`ApiError`].
+    async fn send_bytes(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Bytes, ClientError> {
         let resp = self.request(method, path, body).await?;
         let status = resp.status();
         let bytes = resp
@@ -162,10 +160,7 @@ impl Client {
             .await
             .map_err(|e| ClientError::Protocol(format!("reading the response failed: {e}")))?
             .to_bytes();
-        if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()));
-        }
-        Err(error_from(status, &bytes))
+        if status.is_success() { Ok(bytes) } else { Err(error_from(status, &bytes)) }
     }
 }
 
