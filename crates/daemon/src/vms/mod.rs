@@ -541,7 +541,8 @@ impl AppState {
             }
             if start.elapsed() > BOOT_TIMEOUT {
                 return Err(ApiError::internal(format!(
-                    "VM {name} did not answer SSH within {}s, so it was stopped; console log: {}",
+                    "VM {name} did not answer SSH within {}s, so it was stopped (its disks are kept: `banger vm start {name}` \
+                     retries, `banger vm delete {name}` removes it); console log: {}",
                     BOOT_TIMEOUT.as_secs(),
                     console.display()
                 )));
