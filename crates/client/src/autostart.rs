@@ -126,7 +126,7 @@ pub fn ensure_running(dirs: &Dirs, daemon_bin: &Path, timeout: Duration) -> Resu
             }
             return Err(StartError::Exited {
                 status: status.to_string(),
-                last_line: last_log_line(&log_path, log_len),
+                last_line: banger_host::last_line_since(&log_path, log_len),
                 log: log_path,
             });
         }
@@ -151,11 +151,4 @@ pub fn lock_exclusive(path: &Path) -> Result<Flock<File>, StartError> {
         .map_err(|source| StartError::Lock { path: path.into(), source })?;
     Flock::lock(file, FlockArg::LockExclusive)
         .map_err(|(_, errno)| StartError::Lock { path: path.into(), source: errno.into() })
-}
-
-/// The last non-empty line the daemon wrote to its log after byte `from`.
-fn last_log_line(log: &Path, from: u64) -> Option<String> {
-    let text = std::fs::read(log).ok()?;
-    let tail = String::from_utf8_lossy(text.get(from as usize..)?).into_owned();
-    tail.lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string())
 }

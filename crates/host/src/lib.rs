@@ -176,10 +176,40 @@ fn classify(out: Output, cmd: &str, via_sudo: bool, program: &str) -> Result<Out
     Err(HostError::Failed { cmd: cmd.to_string(), status: out.status.to_string(), stderr })
 }
 
+/// The last non-empty line a program we started wrote to `path` after byte `offset` (only the
+/// final 64 KiB are read): what a daemon or VMM said as it died.
+pub fn last_line_since(path: &std::path::Path, offset: u64) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    let start = offset.max(len.saturating_sub(64 * 1024));
+    if start >= len {
+        return None;
+    }
+    f.seek(SeekFrom::Start(start)).ok()?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).ok()?;
+    String::from_utf8_lossy(&buf).lines().map(str::trim).rfind(|l| !l.is_empty()).map(str::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::process::ExitStatusExt;
+
+    #[test]
+    fn last_line_skips_blank_lines_and_earlier_output() {
+        let dir = std::env::temp_dir().join(format!("banger-lastline-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("out");
+        std::fs::write(&p, "old run\n").unwrap();
+        let off = std::fs::metadata(&p).unwrap().len();
+        assert_eq!(last_line_since(&p, off), None);
+        std::fs::write(&p, "old run\nfirst\nError: bad thing\n\n").unwrap();
+        assert_eq!(last_line_since(&p, off).as_deref(), Some("Error: bad thing"));
+        assert_eq!(last_line_since(&dir.join("missing"), 0), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn root_runs_directly_others_through_sudo_n() {

@@ -159,7 +159,7 @@ impl Vmm for Qemu {
         let deadline = Instant::now() + START_TIMEOUT;
         let ready = loop {
             if let Ok(Some(status)) = child.try_wait() {
-                let detail = last_line(&log_path, log_len);
+                let detail = banger_host::last_line_since(&log_path, log_len);
                 let _ = std::fs::remove_file(&qmp);
                 return Err(VmmError::Exited { bin: self.bin.clone(), status: status.to_string(), detail });
             }
@@ -306,12 +306,6 @@ fn tempdir_for_probe() -> std::io::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("banger-kvm-probe-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
-}
-
-fn last_line(path: &Path, from: u64) -> Option<String> {
-    let text = std::fs::read(path).ok()?;
-    let tail = String::from_utf8_lossy(text.get(from as usize..)?).into_owned();
-    tail.lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string())
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use crate::{Accel, Backend, Instance, VmConfig, Vmm, VmmError, process};
 use nix::sys::signal::Signal;
 use serde::Serialize;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -226,18 +226,6 @@ fn with_path(e: io::Error, what: &str, path: &Path) -> io::Error {
 }
 
 /// Last non-empty line written to `path` after byte `offset` (reads at most the last 64 KiB).
-fn last_line_since(path: &Path, offset: u64) -> Option<String> {
-    let mut f = File::open(path).ok()?;
-    let len = f.metadata().ok()?.len();
-    let start = offset.max(len.saturating_sub(64 * 1024));
-    if start >= len {
-        return None;
-    }
-    f.seek(SeekFrom::Start(start)).ok()?;
-    let mut buf = Vec::new();
-    f.read_to_end(&mut buf).ok()?;
-    String::from_utf8_lossy(&buf).lines().map(str::trim).rfind(|l| !l.is_empty()).map(str::to_string)
-}
 
 fn file_len(path: &Path) -> u64 {
     fs::metadata(path).map(|m| m.len()).unwrap_or(0)
@@ -285,8 +273,8 @@ impl Starting {
 
     /// What the process said last: its log file once the logger is set up, else its stdout/stderr.
     fn last_words(&self) -> Option<String> {
-        last_line_since(&self.log_path, self.log_offset)
-            .or_else(|| last_line_since(&self.console_log, self.console_offset))
+        banger_host::last_line_since(&self.log_path, self.log_offset)
+            .or_else(|| banger_host::last_line_since(&self.console_log, self.console_offset))
     }
 
     /// Clean up after `err`: an exited process becomes [`VmmError::Exited`] (unless Firecracker
@@ -478,18 +466,6 @@ mod tests {
                 serde_json::to_string(self).unwrap()
             }
         }
-    }
-
-    #[test]
-    fn last_line_skips_blank_lines_and_earlier_runs() {
-        let tmp = tempfile::tempdir().unwrap();
-        let p = tmp.path().join("out");
-        fs::write(&p, "old run\n").unwrap();
-        let off = file_len(&p);
-        assert_eq!(last_line_since(&p, off), None);
-        fs::write(&p, "old run\nfirst\nError: bad thing\n\n").unwrap();
-        assert_eq!(last_line_since(&p, off).as_deref(), Some("Error: bad thing"));
-        assert_eq!(last_line_since(&tmp.path().join("missing"), 0), None);
     }
 
     #[test]
