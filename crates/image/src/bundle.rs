@@ -2,8 +2,9 @@
 
 use crate::kernel::{fetch_kernel, write_initrd};
 use crate::rootfs::{BaseRootfsOptions, RootfsOptions, build_base_rootfs, build_rootfs};
-use crate::util::{self, allocated, io, run, sha256_file, write};
+use crate::util::{self, io, run, sha256_file, write};
 use crate::{DEFAULT_CUSTOMIZE_SH, DEFAULT_PACKAGES_APT, Error, Result, extract_vmlinux};
+use banger_storage::allocated;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;

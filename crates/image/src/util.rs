@@ -93,12 +93,6 @@ pub fn sha256(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-/// Allocated bytes of a (possibly sparse) file.
-pub fn allocated(path: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    fs::metadata(path).map(|m| m.blocks() * 512).unwrap_or(0)
-}
-
 /// Copy a tree preserving everything (`cp -a`, reflinks where the filesystem has them).
 pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
     run(Command::new("cp").arg("-a").arg("--reflink=auto").arg(src).arg(dst)).map(|_| ())

@@ -140,6 +140,34 @@ pub fn base_id(path: &Path) -> Result<String, StorageError> {
     Ok(format!("{}:{}:{}:{}.{}", m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
 }
 
+/// Keep the exact base image a new VM starts from in `images_dir`: a hard link (a sparse copy
+/// across filesystems) named after the image's identity, so replacing or rebuilding the original
+/// never pulls a base out from under existing VMs' overlays. Returns the pinned path; pinning the
+/// same image again returns the same path. Nothing is left behind on failure.
+pub fn pin_base(images_dir: &Path, base: &Path) -> Result<PathBuf, StorageError> {
+    let id = base_id(base)?;
+    let stem = base.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
+    let name = format!("{stem}-{}.ext4", id.replace([':', '.'], "-"));
+    let pinned = images_dir.join(&name);
+    if pinned.exists() {
+        return Ok(pinned);
+    }
+    std::fs::create_dir_all(images_dir).map_err(io("create", images_dir))?;
+    let tmp = images_dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let result = (|| {
+        if std::fs::hard_link(base, &tmp).is_err() {
+            run("cp", ["--sparse=always".as_ref(), "--reflink=auto".as_ref(), base.as_os_str(), tmp.as_os_str()])?;
+        }
+        std::fs::rename(&tmp, &pinned).map_err(io("rename into place", &pinned))
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(pinned)
+}
+
 /// Bytes actually allocated on the host for `path` (sparse files count only written blocks).
 pub fn allocated(path: &Path) -> u64 {
     usage(path).1
@@ -197,6 +225,27 @@ mod tests {
         let base = base(tmp.path());
         create(&tmp.path().join("vms/x"), &base, 64 << 20).unwrap();
         assert!(matches!(create(&tmp.path().join("vms/x"), &base, 64 << 20), Err(StorageError::Exists { .. })));
+    }
+
+    #[test]
+    fn pinned_bases_survive_replacement_of_the_original() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("rootfs.ext4");
+        std::fs::write(&base, b"version 1").unwrap();
+        let images = tmp.path().join("images");
+        let pinned = pin_base(&images, &base).unwrap();
+        assert_eq!(pin_base(&images, &base).unwrap(), pinned, "the same image pins to the same file");
+        // Rebuild the original the way the bundle does: a new file renamed over it.
+        let new = tmp.path().join("rootfs.ext4.new");
+        std::fs::write(&new, b"version 2").unwrap();
+        std::fs::rename(&new, &base).unwrap();
+        assert_eq!(std::fs::read(&pinned).unwrap(), b"version 1");
+        let pinned2 = pin_base(&images, &base).unwrap();
+        assert_ne!(pinned2, pinned);
+        assert_eq!(std::fs::read(&pinned2).unwrap(), b"version 2");
+        let names: Vec<_> = std::fs::read_dir(&images).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(names.len(), 2, "no temporary files left: {names:?}");
+        assert!(pin_base(&images, &tmp.path().join("missing.ext4")).is_err());
     }
 
     #[test]

@@ -207,39 +207,6 @@ impl AppState {
         }
     }
 
-    /// Keep the exact base image a new VM starts from: a hard link (a sparse copy across
-    /// filesystems) under `state/images`, named by the image's identity. Rebuilding or replacing the
-    /// runtime bundle then never pulls a base out from under existing VMs' overlays.
-    fn pin_base(&self, base: &Path, progress: &Progress) -> Result<PathBuf, ApiError> {
-        let id = banger_storage::base_id(base).map_err(internal)?;
-        let stem = base.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
-        let mut hash: u32 = 0x811c9dc5;
-        for b in id.bytes() {
-            hash = (hash ^ b as u32).wrapping_mul(0x01000193);
-        }
-        let dir = self.dirs.state.join("images");
-        let pinned = dir.join(format!("{stem}-{hash:08x}.ext4"));
-        if pinned.exists() {
-            return Ok(pinned);
-        }
-        std::fs::create_dir_all(&dir).map_err(internal)?;
-        let tmp = dir.join(format!(".{stem}-{hash:08x}.tmp-{}", std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
-        if std::fs::hard_link(base, &tmp).is_err() {
-            progress.step("image", format!("copying {} (another filesystem, kept sparse)", base.display()));
-            banger_host::run(
-                "cp",
-                ["--sparse=always".as_ref(), "--reflink=auto".as_ref(), base.as_os_str(), tmp.as_os_str()],
-            )
-            .map_err(|e| {
-                let _ = std::fs::remove_file(&tmp);
-                internal(e)
-            })?;
-        }
-        std::fs::rename(&tmp, &pinned).map_err(internal)?;
-        Ok(pinned)
-    }
-
     /// Remove a pinned base image no VM uses any more.
     fn unpin_base(&self, base_path: &str) {
         let path = Path::new(base_path);
@@ -290,7 +257,7 @@ impl AppState {
         let _busy = self.manager.claim(&name, VmState::Stopped)?;
         let subnet = cfg.subnet;
         let prefix = self.manager.tap_prefix.clone();
-        let base = self.pin_base(&base, progress)?;
+        let base = banger_storage::pin_base(&self.dirs.state.join("images"), &base).map_err(internal)?;
         let new = NewVm {
             name: name.clone(),
             image,
