@@ -35,10 +35,12 @@ impl Ctx {
     /// A client for a daemon that answers, starting `bangerd` first if none does.
     pub fn client(&self) -> CliResult<Client> {
         let socket = self.dirs.socket();
-        if !autostart::is_listening(&socket) {
-            // Report a broken config here, in one line, rather than as a daemon that died.
-            self.config()?;
+        banger_client::check_socket_owner(&socket)?;
+        if autostart::is_listening(&socket) {
+            return Ok(Client::new(socket));
         }
+        // Report a broken config here, in one line, rather than as a daemon that died.
+        self.config()?;
         match autostart::ensure_running(&self.dirs, &autostart::daemon_binary(), START_TIMEOUT)? {
             Started::AlreadyRunning => {}
             Started::Started { pid } => eprintln!("banger: started bangerd (pid {pid})"),
