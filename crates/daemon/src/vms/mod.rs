@@ -662,6 +662,11 @@ pub fn reconcile(state: &AppState, at_start: bool) {
             }
         }
     }
+    // NAT rules outlive only a crash while a `--nat` VM ran, and that VM is still registered:
+    // without one, there is nothing to look for (and no root command to run at every start).
+    if !records.iter().any(|r| r.nat) {
+        return;
+    }
     let keep: Vec<String> = live.iter().filter(|r| r.nat).map(|r| state.manager.nat_tag(&r.name)).collect();
     match state.manager.firewall.remove_stale(&state.manager.tap_prefix, &keep) {
         Ok(0) => {}
