@@ -271,25 +271,23 @@ impl AppState {
             nat: req.nat,
             created_at: now(),
         };
-        let inserted = self
-            .db()
-            .insert_vm(&new, addr::capacity(subnet.prefix), |slot| {
-                let lease = addr::lease(subnet.network, subnet.prefix, slot).expect("slot below capacity");
-                Address {
-                    tap: tap::name(&prefix, slot),
-                    host_ip: lease.host.to_string(),
-                    guest_ip: lease.guest.to_string(),
-                    mac: lease.mac(),
-                }
-            })
-            .map_err(internal)?;
+        let inserted = self.db().insert_vm(&new, addr::capacity(subnet.prefix), |slot| {
+            let lease = addr::lease(subnet.network, subnet.prefix, slot).expect("slot below capacity");
+            Address {
+                tap: tap::name(&prefix, slot),
+                host_ip: lease.host.to_string(),
+                guest_ip: lease.guest.to_string(),
+                mac: lease.mac(),
+            }
+        });
         let rec = match inserted {
-            Insert::Inserted(rec) => *rec,
+            Ok(Insert::Inserted(rec)) => *rec,
             other => {
-                self.unpin_base(&base.display().to_string());
+                self.unpin_base(&new.base_path);
                 return Err(match other {
-                    Insert::NameTaken => ApiError::conflict(format!("a VM named {name} already exists")),
-                    _ => ApiError::conflict(format!("subnet {subnet} has no room for another VM (one /30 each)")),
+                    Ok(Insert::NameTaken) => ApiError::conflict(format!("a VM named {name} already exists")),
+                    Ok(_) => ApiError::conflict(format!("subnet {subnet} has no room for another VM (one /30 each)")),
+                    Err(e) => internal(e),
                 });
             }
         };
@@ -341,10 +339,17 @@ impl AppState {
             std::fs::create_dir_all(&dir).map_err(internal)?;
             let tmp = dir.join("id_ed25519.tmp");
             let _ = std::fs::remove_file(&tmp);
-            let mut f =
-                std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(internal)?;
-            std::io::Write::write_all(&mut f, &key).map_err(internal)?;
-            std::fs::rename(&tmp, &dst).map_err(internal)?;
+            let written = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, &key))
+                .and_then(|()| std::fs::rename(&tmp, &dst));
+            if let Err(e) = written {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(internal(format!("cannot copy the SSH key to {}: {e}", dst.display())));
+            }
         }
         Ok(dst)
     }
