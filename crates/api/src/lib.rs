@@ -10,6 +10,7 @@ pub mod message;
 pub mod routes;
 
 pub use error::{ApiError, ErrorCode, exit};
+pub use message::event;
 pub use message::request;
 pub use message::response;
 

@@ -18,6 +18,9 @@ pub const VM_RESTART: &str = "/v1/vms/{name}/restart";
 /// `POST` [`crate::request::KillVm`]: [`crate::response::Vm`].
 pub const VM_KILL: &str = "/v1/vms/{name}/kill";
 
+/// `GET [?since=SEQ]`: the event stream, NDJSON lines of [`crate::event::Event`]; it stays open.
+pub const EVENTS: &str = "/v1/events";
+
 /// A concrete path for a VM route: `vm_path(VM_START, "calm-otter")`.
 pub fn vm_path(route: &str, name: &str) -> String {
     route.replace("{name}", name)

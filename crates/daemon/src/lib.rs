@@ -5,19 +5,25 @@
 //! SIGINT or `POST /v1/daemon/shutdown`) finishes in-flight requests, removes the socket, records
 //! the stop and releases the lock. It never stops VMs: they are independent processes.
 
+pub mod app;
+pub mod error;
+pub mod events;
 mod handlers;
 mod lock;
-mod server;
-mod state;
+pub mod platform;
+pub mod server;
 mod stream;
-mod vms;
+pub mod vms;
 
 pub use lock::{DaemonLock, LockError};
 
 use banger_config::{Config, Dirs, RuntimeDir};
 use banger_state::Db;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How often the monitor looks for VMMs that died.
+pub const MONITOR_INTERVAL: Duration = Duration::from_secs(1);
 
 /// `bangerd` takes no options beyond these; `banger` starts it on demand.
 #[derive(clap::Parser)]
@@ -59,11 +65,14 @@ fn run() -> Result<(), Failure> {
         tracing::warn!("{w}");
     }
     let lock = DaemonLock::acquire(&dirs.daemon_lock(), &dirs.socket()).map_err(|e| (e.exit_code(), e.to_string()))?;
-    let db = Db::open(&dirs.database()).map_err(|e| (e.exit_code(), e.to_string()))?;
+    let db_err = |e: banger_state::StateError| {
+        let e = error::Error::from(e);
+        (e.code().exit_code(), e.to_string())
+    };
+    let db = Db::open(&dirs.database()).map_err(db_err)?;
     let pid = std::process::id();
     let started_at = now_unix();
-    let run_id =
-        db.record_daemon_start(pid, banger_api::VERSION, started_at).map_err(|e| (e.exit_code(), e.to_string()))?;
+    let run_id = db.record_daemon_start(pid, banger_api::VERSION, started_at).map_err(db_err)?;
     match db.previous_daemon_run(run_id) {
         Ok(Some(prev)) if prev.stopped_at.is_none() => tracing::warn!(
             "the previous bangerd (pid {}, started at {}) did not shut down cleanly",
@@ -73,28 +82,44 @@ fn run() -> Result<(), Failure> {
         Ok(_) => {}
         Err(e) => tracing::warn!("{e}"),
     }
+    let schema_version = db.schema_version().map_err(db_err)?;
     let runtime = RuntimeDir::resolve(config.runtime_dir.as_deref());
-    let schema_version = db.schema_version().map_err(|e| (e.exit_code(), e.to_string()))?;
-    let state = Arc::new(state::AppState::new(dirs, config, runtime, db, schema_version, started_at));
+    let firecracker = platform::vmm::find_program(&config.firecracker_bin, &runtime.path);
+    let qemu = platform::vmm::find_program(&config.qemu_bin, &runtime.path).unwrap_or_else(|| config.qemu_bin.clone());
+    let vms = vms::Manager::new(vms::Parts {
+        db,
+        layout: vms::layout::Layout::new(&dirs.state, &dirs.run),
+        hypervisor: Box::new(platform::vmm::Backends::new(config.vmm, firecracker, qemu, &dirs.cache)),
+        net: Box::new(platform::net::HostNetwork::new()),
+        guest: Box::new(platform::ssh::Ssh),
+        // Sequence numbers keep increasing across restarts: each run gets its own block.
+        events: events::EventBus::new((run_id as u64) << 32, events::RING),
+        tap_prefix: banger_net::tap::prefix_for(&dirs.state),
+        config,
+        runtime,
+    });
+    let app = Arc::new(app::App::new(vms, dirs, schema_version, started_at));
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(fail(banger_api::exit::FAILURE))?;
-    vms::reconcile(&state, true);
-    let monitor = state.clone();
-    rt.spawn(async move {
-        loop {
-            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-            let s = monitor.clone();
-            let _ = tokio::task::spawn_blocking(move || vms::reconcile(&s, false)).await;
-        }
-    });
-    let result = rt.block_on(server::serve(state.clone()));
-    state.record_stop(run_id);
+    app.vms.reconcile(true);
+    rt.spawn(monitor(app.clone()));
+    let result = rt.block_on(server::serve(app.clone()));
+    app.record_stop(run_id);
     drop(lock);
-    result.map_err(|e| (e.exit_code(), e.to_string()))
+    result.map_err(|e| (banger_api::exit::FAILURE, e.to_string()))
+}
+
+/// Settle VMs whose VMM died, every [`MONITOR_INTERVAL`].
+pub async fn monitor(app: Arc<app::App>) {
+    loop {
+        tokio::time::sleep(MONITOR_INTERVAL).await;
+        let a = app.clone();
+        let _ = tokio::task::spawn_blocking(move || a.vms.reconcile(false)).await;
+    }
 }
 
 pub(crate) fn now_unix() -> u64 {

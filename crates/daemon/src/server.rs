@@ -1,11 +1,11 @@
 //! HTTP over the Unix socket: routing, the peer-uid check, structured errors.
 
-use crate::handlers;
-use crate::state::AppState;
+use crate::app::App;
+use crate::handlers::{self, ApiErr};
 use axum::Router;
 use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,47 +15,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::UnixListener;
-
-/// An [`ApiError`] as an HTTP response.
-pub struct ApiErr(pub ApiError);
-
-impl From<ApiError> for ApiErr {
-    fn from(e: ApiError) -> Self {
-        ApiErr(e)
-    }
-}
-
-impl IntoResponse for ApiErr {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, axum::Json(self.0)).into_response()
-    }
-}
-
-pub type ApiResult<T> = Result<axum::Json<T>, ApiErr>;
-
-/// A JSON request body whose rejection (bad JSON, wrong type) is a structured `bad_input` error.
-pub struct Body<T>(pub T);
-
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
-    type Rejection = ApiErr;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Body(v)),
-            Err(e) => Err(ApiErr(ApiError::bad_input(format!("bad request body: {}", e.body_text())))),
-        }
-    }
-}
-
-/// Run blocking VM work off the async threads and answer with its JSON result.
-pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> ApiResult<T> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(Ok(v)) => Ok(axum::Json(v)),
-        Ok(Err(e)) => Err(ApiErr(e)),
-        Err(_) => Err(ApiErr(ApiError::internal("bangerd hit a bug during this operation (see its log)"))),
-    }
-}
 
 /// Credentials of the process at the other end of a connection (SO_PEERCRED).
 #[derive(Clone, Copy, Debug)]
@@ -81,13 +40,7 @@ pub enum ServeError {
     Serve { path: PathBuf, source: std::io::Error },
 }
 
-impl ServeError {
-    pub fn exit_code(&self) -> i32 {
-        banger_api::exit::FAILURE
-    }
-}
-
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn router(state: Arc<App>) -> Router {
     Router::new()
         .route(routes::DAEMON_STATUS, get(handlers::daemon_status::handle))
         .route(routes::DAEMON_SHUTDOWN, post(handlers::daemon_shutdown::handle))
@@ -97,6 +50,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(routes::VM_STOP, post(handlers::vm_stop::handle))
         .route(routes::VM_RESTART, post(handlers::vm_restart::handle))
         .route(routes::VM_KILL, post(handlers::vm_kill::handle))
+        .route(routes::EVENTS, get(handlers::events::handle))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), only_our_user))
@@ -113,7 +67,7 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiErr {
 
 /// Refuse every connection from a uid other than the daemon's.
 async fn only_our_user(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<Peer>,
     req: Request,
     next: Next,
@@ -131,7 +85,7 @@ async fn only_our_user(
 }
 
 /// Bind the socket (0600 inside the 0700 run dir) and serve until shutdown is requested.
-pub async fn serve(state: Arc<AppState>) -> Result<(), ServeError> {
+pub async fn serve(state: Arc<App>) -> Result<(), ServeError> {
     let path = state.dirs.socket();
     // We hold the daemon lock, so any socket file here is a leftover of a crashed daemon.
     match std::fs::remove_file(&path) {
@@ -152,6 +106,8 @@ pub async fn serve(state: Arc<AppState>) -> Result<(), ServeError> {
                 _ = signal(tokio::signal::unix::SignalKind::terminate()) => tracing::info!("SIGTERM: shutting down"),
                 _ = signal(tokio::signal::unix::SignalKind::interrupt()) => tracing::info!("SIGINT: shutting down"),
             }
+            // Event streams never end on their own: end them so the graceful shutdown can finish.
+            stopper.request_shutdown();
         })
         .await;
     let _ = std::fs::remove_file(&path);

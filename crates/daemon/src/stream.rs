@@ -1,27 +1,30 @@
-//! Progress streams for long operations: `application/x-ndjson`, one
-//! [`banger_api::response::StreamLine`] per line — progress lines, then `done` or `error`.
-//! The operation runs on the blocking pool to completion even if the client goes away.
+//! Streamed responses (`application/x-ndjson`):
+//! - progress streams for long operations, one [`banger_api::response::StreamLine`] per line —
+//!   progress lines, then `done` or `error`; the operation runs on the blocking pool to
+//!   completion even if the client goes away;
+//! - the event stream, one [`banger_api::event::Event`] per line until the client goes or the
+//!   daemon shuts down.
 
+use crate::app::App;
+use crate::error::Error;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use banger_api::ApiError;
 use banger_api::response::StreamLine;
 use serde::Serialize;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
-#[derive(Clone)]
-pub struct Progress(mpsc::UnboundedSender<Vec<u8>>);
+/// A progress stream's sender: what a long operation reports its steps to.
+pub struct Sender(mpsc::UnboundedSender<Vec<u8>>);
 
-impl Progress {
-    /// Report a stage (logged, and sent to the client if it still listens).
-    pub fn step(&self, stage: &str, message: impl Into<String>) {
-        let message = message.into();
-        tracing::info!("{stage}: {message}");
-        let _ = self.0.send(line(&StreamLine::<()>::Progress { stage: stage.into(), message }));
+impl crate::vms::Progress for Sender {
+    fn step(&self, stage: &str, message: &str) {
+        let _ = self.0.send(line(&StreamLine::<()>::Progress { stage: stage.into(), message: message.into() }));
     }
 }
 
-fn line<T: Serialize>(l: &StreamLine<T>) -> Vec<u8> {
+fn line<T: Serialize>(l: &T) -> Vec<u8> {
     let mut v = serde_json::to_vec(l).unwrap_or_default();
     v.push(b'\n');
     v
@@ -31,29 +34,67 @@ fn line<T: Serialize>(l: &StreamLine<T>) -> Vec<u8> {
 pub fn respond<T, F>(work: F) -> Response
 where
     T: Serialize + Send + 'static,
-    F: FnOnce(&Progress) -> Result<T, ApiError> + Send + 'static,
+    F: FnOnce(&Sender) -> Result<T, Error> + Send + 'static,
 {
     let (tx, rx) = mpsc::unbounded_channel::<Vec<u8>>();
-    let progress = Progress(tx.clone());
+    let progress = Sender(tx.clone());
     tokio::task::spawn_blocking(move || {
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&progress)))
-            .unwrap_or_else(|_| Err(ApiError::internal("bangerd hit a bug during this operation (see its log)")));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&progress))).unwrap_or_else(|_| {
+            Err(ApiError::internal("bangerd hit a bug during this operation (see its log)").into())
+        });
         let last = match result {
             Ok(v) => line(&StreamLine::Done(v)),
             Err(e) => {
-                tracing::warn!("{}", e.message);
-                line(&StreamLine::<T>::Error(e))
+                tracing::warn!("{e}");
+                line(&StreamLine::<T>::Error(e.into()))
             }
         };
         let _ = tx.send(last);
     });
-    ([("content-type", "application/x-ndjson")], Body::from_stream(ReceiverStream(rx))).into_response()
+    ndjson(Body::from_stream(Unbounded(rx)))
 }
 
-/// The channel as a body stream.
-struct ReceiverStream(mpsc::UnboundedReceiver<Vec<u8>>);
+/// Stream events after `since` (or from now on) until the client goes or the daemon stops.
+pub fn events(app: Arc<App>, since: Option<u64>) -> Response {
+    let mut sub = app.vms.events.subscribe(since);
+    // Bounded: a client that does not read makes its subscription lag, and the bus refills or
+    // resyncs it, instead of this buffer growing.
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(64);
+    tokio::spawn(async move {
+        loop {
+            let event = tokio::select! {
+                e = sub.next() => e,
+                _ = app.shutdown_requested() => None,
+                _ = tx.closed() => None,
+            };
+            let Some(event) = event else { break };
+            if tx.send(line(&event)).await.is_err() {
+                break;
+            }
+        }
+    });
+    ndjson(Body::from_stream(Bounded(rx)))
+}
 
-impl futures_core::Stream for ReceiverStream {
+fn ndjson(body: Body) -> Response {
+    ([("content-type", "application/x-ndjson"), ("cache-control", "no-store")], body).into_response()
+}
+
+/// The channels as body streams.
+struct Unbounded(mpsc::UnboundedReceiver<Vec<u8>>);
+struct Bounded(mpsc::Receiver<Vec<u8>>);
+
+impl futures_core::Stream for Unbounded {
+    type Item = Result<Vec<u8>, std::convert::Infallible>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|o| o.map(Ok))
+    }
+}
+
+impl futures_core::Stream for Bounded {
     type Item = Result<Vec<u8>, std::convert::Infallible>;
     fn poll_next(
         mut self: std::pin::Pin<&mut Self>,

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use migrations::MIGRATIONS;
-pub use vms::{Address, Insert, NewVm, VmRecord};
+pub use vms::{Address, Insert, NewVm, PhaseRow, VmRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -26,15 +26,6 @@ pub enum StateError {
     Migration { path: PathBuf, version: u32, source: rusqlite::Error },
     #[error("state database {path}: {source}")]
     Query { path: PathBuf, source: rusqlite::Error },
-}
-
-impl StateError {
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            StateError::TooNew { .. } => banger_api::exit::CONFLICT,
-            _ => banger_api::exit::FAILURE,
-        }
-    }
 }
 
 /// One start of the daemon, as recorded in `daemon_runs`.
@@ -193,7 +184,7 @@ mod tests {
         drop(conn);
         let err = Db::open(&path).err().unwrap();
         assert!(err.to_string().contains("schema version 999, newer"), "{err}");
-        assert_eq!(err.exit_code(), banger_api::exit::CONFLICT);
+        assert!(matches!(err, StateError::TooNew { found: 999, .. }));
     }
 
     #[test]

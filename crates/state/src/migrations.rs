@@ -37,4 +37,8 @@ pub const MIGRATIONS: &[&str] = &[
         started_at     INTEGER,
         last_error     TEXT
     );",
+    // 3: an explicit lifecycle phase instead of a `running` flag.
+    "ALTER TABLE vms ADD COLUMN phase TEXT NOT NULL DEFAULT 'stopped';
+     UPDATE vms SET phase = 'running' WHERE running = 1;
+     ALTER TABLE vms DROP COLUMN running;",
 ];

@@ -23,8 +23,9 @@ pub struct VmRecord {
     pub host_ip: String,
     pub guest_ip: String,
     pub mac: String,
-    /// A VMM process was started and not seen to exit.
-    pub running: bool,
+    /// The lifecycle phase (`stopped`, `starting`, `running`, `stopping`, `failed`); the daemon
+    /// parses it together with the process columns below.
+    pub phase: String,
     pub backend: Option<String>,
     pub accel: Option<String>,
     pub pid: Option<u32>,
@@ -52,6 +53,21 @@ pub struct NewVm {
     pub created_at: u64,
 }
 
+/// The phase columns of a VM row, as [`Db::set_phase`] writes them.
+#[derive(Debug, Clone, Default)]
+pub struct PhaseRow<'a> {
+    pub phase: &'a str,
+    pub backend: Option<&'a str>,
+    pub accel: Option<&'a str>,
+    pub pid: Option<u32>,
+    pub control_socket: Option<&'a str>,
+    pub started_at: Option<u64>,
+    /// Set `last_error` to this.
+    pub error: Option<&'a str>,
+    /// Clear `last_error` (when `error` is `None`).
+    pub clear_error: bool,
+}
+
 /// The network identity derived from a slot.
 #[derive(Debug, Clone)]
 pub struct Address {
@@ -62,7 +78,7 @@ pub struct Address {
 }
 
 const COLUMNS: &str = "id, name, image, base_path, base_id, kernel, initrd, memory_mib, vcpus, disk_size, nat, slot, tap, \
-     host_ip, guest_ip, mac, running, backend, accel, pid, control_socket, host_keys, created_at, started_at, last_error";
+     host_ip, guest_ip, mac, phase, backend, accel, pid, control_socket, host_keys, created_at, started_at, last_error";
 
 fn record(r: &Row<'_>) -> rusqlite::Result<VmRecord> {
     Ok(VmRecord {
@@ -82,7 +98,7 @@ fn record(r: &Row<'_>) -> rusqlite::Result<VmRecord> {
         host_ip: r.get(13)?,
         guest_ip: r.get(14)?,
         mac: r.get(15)?,
-        running: r.get(16)?,
+        phase: r.get(16)?,
         backend: r.get(17)?,
         accel: r.get(18)?,
         pid: r.get(19)?,
@@ -173,33 +189,24 @@ impl Db {
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.query_err(e))
     }
 
-    /// Record a started VMM process.
-    pub fn vm_started(
-        &self,
-        name: &str,
-        backend: &str,
-        accel: &str,
-        pid: u32,
-        control_socket: &str,
-        at: u64,
-    ) -> Result<(), StateError> {
+    /// Write a VM's phase with its process columns in one statement (the daemon's lifecycle
+    /// checks the change first). `last_error` is kept when `None` is given unless `clear_error`.
+    pub fn set_phase(&self, name: &str, row: &PhaseRow<'_>) -> Result<(), StateError> {
         self.conn
             .execute(
-                "UPDATE vms SET running = 1, backend = ?2, accel = ?3, pid = ?4, control_socket = ?5, started_at = ?6, \
-                 last_error = NULL WHERE name = ?1",
-                params![name, backend, accel, pid, control_socket, at as i64],
-            )
-            .map_err(|e| self.query_err(e))?;
-        Ok(())
-    }
-
-    /// Record that the VM's process is gone (with why, if it failed).
-    pub fn vm_stopped(&self, name: &str, error: Option<&str>) -> Result<(), StateError> {
-        self.conn
-            .execute(
-                "UPDATE vms SET running = 0, pid = NULL, control_socket = NULL, started_at = NULL, \
-                 last_error = ?2 WHERE name = ?1",
-                params![name, error],
+                "UPDATE vms SET phase = ?2, backend = ?3, accel = ?4, pid = ?5, control_socket = ?6, started_at = ?7, \
+                 last_error = CASE WHEN ?8 IS NOT NULL THEN ?8 WHEN ?9 THEN NULL ELSE last_error END WHERE name = ?1",
+                params![
+                    name,
+                    row.phase,
+                    row.backend,
+                    row.accel,
+                    row.pid,
+                    row.control_socket,
+                    row.started_at.map(|t| t as i64),
+                    row.error,
+                    row.clear_error
+                ],
             )
             .map_err(|e| self.query_err(e))?;
         Ok(())
@@ -252,7 +259,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let mut db = Db::open(&tmp.path().join("s.db")).unwrap();
         let Insert::Inserted(a) = db.insert_vm(&new("a"), 2, addr).unwrap() else { panic!() };
-        assert_eq!((a.slot, a.tap.as_str(), a.running), (0, "tap0", false));
+        assert_eq!((a.slot, a.tap.as_str(), a.phase.as_str()), (0, "tap0", "stopped"));
         assert!(matches!(db.insert_vm(&new("a"), 2, addr).unwrap(), Insert::NameTaken));
         let Insert::Inserted(b) = db.insert_vm(&new("b"), 2, addr).unwrap() else { panic!() };
         assert_eq!(b.slot, 1);
@@ -264,20 +271,58 @@ mod tests {
     }
 
     #[test]
-    fn start_and_stop_are_recorded() {
+    fn phases_are_recorded_with_their_process_and_errors() {
         let tmp = tempfile::tempdir().unwrap();
         let mut db = Db::open(&tmp.path().join("s.db")).unwrap();
         db.insert_vm(&new("a"), 4, addr).unwrap();
-        db.vm_started("a", "qemu", "tcg", 4242, "/run/a/qmp.sock", 200).unwrap();
+        let running = PhaseRow {
+            phase: "running",
+            backend: Some("qemu"),
+            accel: Some("tcg"),
+            pid: Some(4242),
+            control_socket: Some("/run/a/qmp.sock"),
+            started_at: Some(200),
+            ..Default::default()
+        };
+        db.set_phase("a", &running).unwrap();
         let v = db.vm("a").unwrap().unwrap();
-        assert!(v.running);
+        assert_eq!(v.phase, "running");
         assert_eq!((v.pid, v.backend.as_deref(), v.started_at), (Some(4242), Some("qemu"), Some(200)));
         db.set_vm_host_keys("a", "ssh-ed25519 AAAA").unwrap();
-        db.vm_stopped("a", Some("guest never answered")).unwrap();
+        db.set_phase("a", &PhaseRow { phase: "failed", error: Some("guest never answered"), ..Default::default() })
+            .unwrap();
         let v = db.vm("a").unwrap().unwrap();
-        assert!(!v.running && v.pid.is_none());
+        assert_eq!(v.phase, "failed");
+        assert!(v.pid.is_none() && v.control_socket.is_none());
         assert_eq!(v.last_error.as_deref(), Some("guest never answered"));
         assert_eq!(v.host_keys.as_deref(), Some("ssh-ed25519 AAAA"), "host keys survive a stop");
+        // Starting keeps the error; running clears it when asked.
+        db.set_phase("a", &PhaseRow { phase: "starting", ..Default::default() }).unwrap();
+        assert_eq!(db.vm("a").unwrap().unwrap().last_error.as_deref(), Some("guest never answered"));
+        db.set_phase("a", &PhaseRow { clear_error: true, ..running }).unwrap();
+        assert_eq!(db.vm("a").unwrap().unwrap().last_error, None);
         assert!(db.vm("zz").unwrap().is_none());
+    }
+
+    #[test]
+    fn migration_3_turns_the_running_flag_into_a_phase() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("s.db");
+        let db = Db::open_with(&path, &crate::MIGRATIONS[..2]).unwrap();
+        for (slot, name, running) in [(0, "up", 1), (1, "down", 0)] {
+            db.conn
+                .execute(
+                    "INSERT INTO vms (name, image, base_path, base_id, kernel, memory_mib, vcpus, disk_size, slot, tap, \
+                     host_ip, guest_ip, mac, running, pid, created_at) \
+                     VALUES (?1, 'base', '/b', '1', '/k', 512, 1, 1, ?2, ?1, 'h', 'g', 'm', ?3, 7, 1)",
+                    params![name, slot, running],
+                )
+                .unwrap();
+        }
+        drop(db);
+        let db = Db::open(&path).unwrap();
+        assert_eq!(db.vm("up").unwrap().unwrap().phase, "running");
+        assert_eq!(db.vm("up").unwrap().unwrap().pid, Some(7));
+        assert_eq!(db.vm("down").unwrap().unwrap().phase, "stopped");
     }
 }

@@ -28,17 +28,6 @@ pub enum StorageError {
     Shrink { path: PathBuf, current: u64, requested: u64 },
 }
 
-impl StorageError {
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            StorageError::Host(e) => e.exit_code(),
-            StorageError::Exists { .. } => 4,
-            StorageError::Shrink { .. } => 2,
-            StorageError::Io { .. } => 1,
-        }
-    }
-}
-
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StorageError + 'a {
     move |source| StorageError::Io { what, path: path.into(), source }
 }

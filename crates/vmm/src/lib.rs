@@ -32,6 +32,17 @@ impl Backend {
     }
 }
 
+impl std::str::FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Backend, String> {
+        match s {
+            "firecracker" => Ok(Backend::Firecracker),
+            "qemu" => Ok(Backend::Qemu),
+            other => Err(format!("unknown VMM backend {other:?} (expected firecracker or qemu)")),
+        }
+    }
+}
+
 /// How guest code runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -47,6 +58,17 @@ impl Accel {
         match self {
             Accel::Kvm => "kvm",
             Accel::Tcg => "tcg",
+        }
+    }
+}
+
+impl std::str::FromStr for Accel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Accel, String> {
+        match s {
+            "kvm" => Ok(Accel::Kvm),
+            "tcg" => Ok(Accel::Tcg),
+            other => Err(format!("unknown accelerator {other:?} (expected kvm or tcg)")),
         }
     }
 }
@@ -131,4 +153,21 @@ pub trait Vmm: Send + Sync {
     fn start(&self, config: &VmConfig) -> Result<Instance, VmmError>;
     /// Ask the guest to shut down cleanly (Ctrl-Alt-Del / ACPI power button); returns at once.
     fn request_shutdown(&self, instance: &Instance) -> Result<(), VmmError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_and_accel_names_round_trip_and_unknown_ones_are_errors() {
+        for b in [Backend::Firecracker, Backend::Qemu] {
+            assert_eq!(b.as_str().parse::<Backend>().unwrap(), b);
+        }
+        for a in [Accel::Kvm, Accel::Tcg] {
+            assert_eq!(a.as_str().parse::<Accel>().unwrap(), a);
+        }
+        assert!("cloud-hypervisor".parse::<Backend>().unwrap_err().contains("unknown VMM backend"));
+        assert!("hvf".parse::<Accel>().is_err(), "an unknown accelerator must not read as TCG");
+    }
 }

@@ -45,24 +45,57 @@ pub struct ShutdownAccepted {
     pub pid: u32,
 }
 
-/// A VM's lifecycle state.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+/// A VM's lifecycle phase (the `state` field of a [`Vm`]).
+///
+/// `stopped` → `starting` → `running` → `stopping` → `stopped`; `failed` when a boot fails or the
+/// VMM dies on its own (`last_error` says why). The daemon allows only the changes in
+/// [`Phase::can_become`], through one function that also records and publishes them.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
-pub enum VmState {
+pub enum Phase {
     Stopped,
     Starting,
     Running,
     Stopping,
+    Failed,
 }
 
-impl VmState {
+impl Phase {
+    pub const ALL: [Phase; 5] = [Phase::Stopped, Phase::Starting, Phase::Running, Phase::Stopping, Phase::Failed];
+
     pub fn as_str(self) -> &'static str {
         match self {
-            VmState::Stopped => "stopped",
-            VmState::Starting => "starting",
-            VmState::Running => "running",
-            VmState::Stopping => "stopping",
+            Phase::Stopped => "stopped",
+            Phase::Starting => "starting",
+            Phase::Running => "running",
+            Phase::Stopping => "stopping",
+            Phase::Failed => "failed",
         }
+    }
+
+    /// Whether a VMM process belongs to this phase (it may still be starting or stopping).
+    pub fn has_process(self) -> bool {
+        matches!(self, Phase::Starting | Phase::Running | Phase::Stopping)
+    }
+
+    /// The allowed changes. `starting → starting` records the VMM process once it is spawned;
+    /// `stopping → running` and `starting → running` also happen when a restarted daemon finds
+    /// the process of an operation it was in the middle of.
+    pub fn can_become(self, to: Phase) -> bool {
+        use Phase::*;
+        matches!(
+            (self, to),
+            (Stopped | Failed, Starting)
+                | (Starting, Starting | Running | Failed)
+                | (Running, Stopping | Stopped | Failed)
+                | (Stopping, Stopped | Running | Failed)
+        )
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -124,7 +157,8 @@ impl SshInfo {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Vm {
     pub name: String,
-    pub state: VmState,
+    /// The lifecycle phase.
+    pub state: Phase,
     pub image: String,
     pub memory_mib: u32,
     pub vcpus: u32,

@@ -1,13 +1,13 @@
 //! `POST /v1/daemon/shutdown`: stop serving after this response. VMs are not touched.
 
-use crate::server::ApiResult;
-use crate::state::AppState;
+use super::ApiResult;
+use crate::app::App;
 use axum::Json;
 use axum::extract::State;
 use banger_api::response::ShutdownAccepted;
 use std::sync::Arc;
 
-pub async fn handle(State(s): State<Arc<AppState>>) -> ApiResult<ShutdownAccepted> {
+pub async fn handle(State(s): State<Arc<App>>) -> ApiResult<ShutdownAccepted> {
     s.request_shutdown();
     Ok(Json(ShutdownAccepted { pid: std::process::id() }))
 }

@@ -1,13 +1,13 @@
 //! `GET /v1/daemon/status`.
 
-use crate::server::ApiResult;
-use crate::state::AppState;
+use super::ApiResult;
+use crate::app::App;
 use axum::Json;
 use axum::extract::State;
 use banger_api::response::{DaemonStatus, RuntimeInfo};
 use std::sync::Arc;
 
-pub async fn handle(State(s): State<Arc<AppState>>) -> ApiResult<DaemonStatus> {
+pub async fn handle(State(s): State<Arc<App>>) -> ApiResult<DaemonStatus> {
     Ok(Json(DaemonStatus {
         pid: std::process::id(),
         version: banger_api::VERSION.into(),
@@ -22,13 +22,13 @@ pub async fn handle(State(s): State<Arc<AppState>>) -> ApiResult<DaemonStatus> {
         database: s.dirs.database(),
         schema_version: s.schema_version,
         runtime: RuntimeInfo {
-            dir: s.runtime.path.clone(),
-            source: s.runtime.source.describe().into(),
-            present: s.runtime.exists(),
+            dir: s.vms.runtime.path.clone(),
+            source: s.vms.runtime.source.describe().into(),
+            present: s.vms.runtime.exists(),
         },
-        vmm: s.config.vmm.as_str().into(),
-        firecracker_bin: s.manager.backends.firecracker_bin().map(Into::into),
-        qemu_bin: s.manager.backends.qemu_bin().into(),
-        kvm_usable: s.manager.backends.kvm_known(),
+        vmm: s.vms.config.vmm.as_str().into(),
+        firecracker_bin: s.vms.hypervisor.firecracker_bin().map(Into::into),
+        qemu_bin: s.vms.hypervisor.qemu_bin().into(),
+        kvm_usable: s.vms.hypervisor.kvm_known(),
     }))
 }

@@ -1,7 +1,7 @@
 //! `DELETE /v1/vms/{name}[?force=true]`: remove the VM, its disks, TAP and rules.
 
-use crate::server::{ApiResult, blocking};
-use crate::state::AppState;
+use super::{ApiResult, blocking};
+use crate::app::App;
 use axum::extract::{Path, Query, State};
 use banger_api::response::Deleted;
 use serde::Deserialize;
@@ -14,9 +14,9 @@ pub struct Params {
 }
 
 pub async fn handle(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<App>>,
     Path(name): Path<String>,
     Query(p): Query<Params>,
 ) -> ApiResult<Deleted> {
-    blocking(move || s.vm_delete(&name, p.force).map(|()| Deleted { name })).await
+    blocking(move || s.vms.delete(&name, p.force).map(|()| Deleted { name })).await
 }

@@ -1,11 +1,11 @@
 //! `GET /v1/vms`.
 
-use crate::server::{ApiResult, blocking};
-use crate::state::AppState;
+use super::{ApiResult, blocking};
+use crate::app::App;
 use axum::extract::State;
 use banger_api::response::VmList;
 use std::sync::Arc;
 
-pub async fn handle(State(s): State<Arc<AppState>>) -> ApiResult<VmList> {
-    blocking(move || Ok(VmList { vms: s.vm_list()? })).await
+pub async fn handle(State(s): State<Arc<App>>) -> ApiResult<VmList> {
+    blocking(move || Ok(VmList { vms: s.vms.list()? })).await
 }

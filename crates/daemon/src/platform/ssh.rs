@@ -10,6 +10,21 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
+/// The real guest channel: TCP probes, `ssh-keyscan` and `ssh`.
+pub struct Ssh;
+
+impl super::Guest for Ssh {
+    fn probe(&self, ip: Ipv4Addr) -> Probe {
+        probe(ip)
+    }
+    fn keyscan(&self, ip: Ipv4Addr) -> Option<Vec<String>> {
+        keyscan(ip)
+    }
+    fn poweroff(&self, ssh: &banger_api::response::SshInfo) {
+        poweroff(ssh)
+    }
+}
+
 /// What a TCP probe of the guest's port 22 found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Probe {

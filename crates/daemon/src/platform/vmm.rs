@@ -4,6 +4,7 @@
 //! otherwise. KVM is judged by a real boot ([`banger_vmm::qemu::probe_kvm`]), cached per host
 //! boot in the cache dir (`kvm-probe.json`), because `/dev/kvm` existing proves nothing.
 
+use crate::error::Result;
 use banger_api::ApiError;
 use banger_config::config::VmmChoice;
 use banger_vmm::{Accel, Backend, Vmm};
@@ -25,20 +26,6 @@ pub struct Backends {
 impl Backends {
     pub fn new(choice: VmmChoice, firecracker: Option<PathBuf>, qemu: PathBuf, cache_dir: &Path) -> Backends {
         Backends { choice, firecracker, qemu, cache_file: cache_dir.join("kvm-probe.json"), kvm: Mutex::new(None) }
-    }
-
-    pub fn firecracker_bin(&self) -> Option<&Path> {
-        self.firecracker.as_deref()
-    }
-
-    pub fn qemu_bin(&self) -> &Path {
-        &self.qemu
-    }
-
-    /// Whether KVM runs guests here, if already known (no probe).
-    pub fn kvm_known(&self) -> Option<bool> {
-        let known = *self.kvm.lock().unwrap_or_else(|e| e.into_inner());
-        known.or_else(|| self.cached().map(|(_, usable)| usable))
     }
 
     /// The probe result cached for this host boot: (boot id, usable).
@@ -74,9 +61,23 @@ impl Backends {
         *known = Some(usable);
         usable
     }
+}
 
-    /// The backend for a new boot of a VM with this kernel.
-    pub fn select(&self, kernel: &Path, initrd: Option<&Path>) -> Result<Box<dyn Vmm>, ApiError> {
+impl super::Hypervisor for Backends {
+    fn firecracker_bin(&self) -> Option<&Path> {
+        self.firecracker.as_deref()
+    }
+
+    fn qemu_bin(&self) -> &Path {
+        &self.qemu
+    }
+
+    fn kvm_known(&self) -> Option<bool> {
+        let known = *self.kvm.lock().unwrap_or_else(|e| e.into_inner());
+        known.or_else(|| self.cached().map(|(_, usable)| usable))
+    }
+
+    fn select(&self, kernel: &Path, initrd: Option<&Path>) -> Result<Box<dyn Vmm>> {
         match self.choice {
             VmmChoice::Qemu => Ok(self.qemu_vmm(kernel, initrd)),
             VmmChoice::Firecracker => {
@@ -88,7 +89,8 @@ impl Backends {
                 if !self.kvm_usable(kernel, initrd) {
                     return Err(ApiError::invalid_state(
                         "vmm = \"firecracker\" but KVM cannot run guests on this host; use vmm = \"qemu\" (or \"auto\")",
-                    ));
+                    )
+                    .into());
                 }
                 firecracker(bin)
             }
@@ -99,13 +101,7 @@ impl Backends {
         }
     }
 
-    fn qemu_vmm(&self, kernel: &Path, initrd: Option<&Path>) -> Box<dyn Vmm> {
-        let accel = if self.kvm_usable(kernel, initrd) { Accel::Kvm } else { Accel::Tcg };
-        Box::new(banger_vmm::qemu::Qemu::new(self.qemu.clone(), accel))
-    }
-
-    /// A driver for talking to an already running instance of `backend`.
-    pub fn for_instance(&self, backend: Backend, accel: Accel) -> Result<Box<dyn Vmm>, ApiError> {
+    fn for_instance(&self, backend: Backend, accel: Accel) -> Result<Box<dyn Vmm>> {
         match backend {
             Backend::Qemu => Ok(Box::new(banger_vmm::qemu::Qemu::new(self.qemu.clone(), accel))),
             Backend::Firecracker => {
@@ -115,7 +111,14 @@ impl Backends {
     }
 }
 
-fn firecracker(bin: PathBuf) -> Result<Box<dyn Vmm>, ApiError> {
+impl Backends {
+    fn qemu_vmm(&self, kernel: &Path, initrd: Option<&Path>) -> Box<dyn Vmm> {
+        let accel = if self.kvm_usable(kernel, initrd) { Accel::Kvm } else { Accel::Tcg };
+        Box::new(banger_vmm::qemu::Qemu::new(self.qemu.clone(), accel))
+    }
+}
+
+fn firecracker(bin: PathBuf) -> Result<Box<dyn Vmm>> {
     Ok(Box::new(banger_vmm::firecracker::Firecracker::new(bin)))
 }
 

@@ -1,0 +1,217 @@
+//! The event bus: every lifecycle change, progress step and error, numbered and kept in a
+//! bounded ring so a client can catch up (`?since=SEQ`) and broadcast to live subscribers.
+//!
+//! Numbers are assigned and broadcast under one lock, so every subscriber sees events in
+//! sequence order, and a subscription taken under that lock neither misses nor repeats one.
+//! A subscriber that falls behind the broadcast channel is refilled from the ring; only when the
+//! ring no longer has what it missed does it get a `resync` line.
+
+use banger_api::event::{Event, EventKind};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use tokio::sync::broadcast;
+
+/// How many events the ring keeps (and the broadcast channel buffers).
+pub const RING: usize = 1024;
+
+pub struct EventBus {
+    ring: Mutex<Ring>,
+    tx: broadcast::Sender<Event>,
+    /// The sequence number before this daemon run's first event.
+    base: u64,
+}
+
+struct Ring {
+    next: u64,
+    events: VecDeque<Event>,
+    capacity: usize,
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+impl EventBus {
+    /// A bus whose first event is `base + 1` (the daemon passes its run id << 32, so numbers
+    /// keep increasing across restarts).
+    pub fn new(base: u64, capacity: usize) -> Arc<EventBus> {
+        let (tx, _) = broadcast::channel(capacity.max(1));
+        Arc::new(EventBus { ring: Mutex::new(Ring { next: base + 1, events: VecDeque::new(), capacity }), tx, base })
+    }
+
+    fn ring(&self) -> std::sync::MutexGuard<'_, Ring> {
+        self.ring.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Number, keep and broadcast one event; returns its sequence number.
+    pub fn publish(&self, vm: Option<&str>, kind: EventKind) -> u64 {
+        let mut ring = self.ring();
+        let seq = ring.next;
+        ring.next += 1;
+        let event = Event { seq, time: now(), vm: vm.map(Into::into), kind };
+        tracing::debug!("event {seq}: {:?}", event.kind);
+        if ring.events.len() == ring.capacity {
+            ring.events.pop_front();
+        }
+        ring.events.push_back(event.clone());
+        // No subscriber is not an error.
+        let _ = self.tx.send(event);
+        seq
+    }
+
+    /// The newest sequence number published (`base` when none yet).
+    pub fn last_seq(&self) -> u64 {
+        self.ring().next - 1
+    }
+
+    /// Events after `since` still in the ring, behind a `resync` line if some are gone.
+    fn replay(&self, ring: &Ring, since: u64) -> VecDeque<Event> {
+        let oldest = ring.events.front().map(|e| e.seq).unwrap_or(ring.next);
+        let mut out = VecDeque::new();
+        if since.saturating_add(1) < oldest {
+            let reason = if since < self.base {
+                "bangerd restarted since that event; re-read the VMs".to_string()
+            } else {
+                format!("more than {} events happened since {since}; re-read the VMs", ring.capacity)
+            };
+            out.push_back(Event { seq: oldest - 1, time: now(), vm: None, kind: EventKind::Resync { reason } });
+        }
+        out.extend(ring.events.iter().filter(|e| e.seq > since).cloned());
+        out
+    }
+
+    /// The events after `since` the ring still holds (a `resync` first if some are gone).
+    pub fn since(&self, since: u64) -> Vec<Event> {
+        let ring = self.ring();
+        self.replay(&ring, since).into()
+    }
+
+    /// Follow events from now on, or replay those after `since` first.
+    pub fn subscribe(self: &Arc<Self>, since: Option<u64>) -> Subscription {
+        let ring = self.ring();
+        let rx = self.tx.subscribe();
+        let last = ring.next - 1;
+        let backlog = match since {
+            Some(s) if s < last || s < self.base => self.replay(&ring, s),
+            _ => VecDeque::new(),
+        };
+        let last = since.filter(|&s| s <= last).unwrap_or(last).min(last);
+        drop(ring);
+        Subscription { bus: self.clone(), rx, backlog, last }
+    }
+}
+
+/// One subscriber's view of the stream.
+pub struct Subscription {
+    bus: Arc<EventBus>,
+    rx: broadcast::Receiver<Event>,
+    backlog: VecDeque<Event>,
+    /// The last sequence number handed out (later ones only from now on).
+    last: u64,
+}
+
+impl Subscription {
+    /// The next event, in order; `None` once the bus is gone.
+    pub async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(e) = self.backlog.pop_front() {
+                self.last = self.last.max(e.seq);
+                return Some(e);
+            }
+            match self.rx.recv().await {
+                Ok(e) if e.seq <= self.last => continue,
+                Ok(e) => {
+                    self.last = e.seq;
+                    return Some(e);
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let ring = self.bus.ring();
+                    self.backlog = self.bus.replay(&ring, self.last);
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn created(bus: &EventBus, vm: &str) -> u64 {
+        bus.publish(Some(vm), EventKind::Created)
+    }
+
+    fn block<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+    }
+
+    #[test]
+    fn live_subscribers_get_every_event_in_order_and_late_ones_only_new_ones() {
+        let bus = EventBus::new(0, 8);
+        let mut early = bus.subscribe(None);
+        assert_eq!(created(&bus, "a"), 1);
+        let mut late = bus.subscribe(None);
+        assert_eq!(created(&bus, "b"), 2);
+        block(async {
+            assert_eq!(early.next().await.unwrap().vm.as_deref(), Some("a"));
+            assert_eq!(early.next().await.unwrap().seq, 2);
+            assert_eq!(late.next().await.unwrap().seq, 2, "a late subscriber starts at the next event");
+        });
+    }
+
+    #[test]
+    fn since_replays_what_was_missed_and_says_when_the_ring_lost_some() {
+        let bus = EventBus::new(0, 4);
+        for i in 0..6 {
+            created(&bus, &format!("vm{i}"));
+        }
+        // The ring holds 3..=6.
+        let seqs = |mut s: Subscription, n: usize| {
+            block(async move {
+                let mut v = Vec::new();
+                for _ in 0..n {
+                    let e = s.next().await.unwrap();
+                    v.push((e.seq, e.kind_name()));
+                }
+                v
+            })
+        };
+        assert_eq!(seqs(bus.subscribe(Some(4)), 2), [(5, "created"), (6, "created")]);
+        assert_eq!(seqs(bus.subscribe(Some(2)), 4), [(3, "created"), (4, "created"), (5, "created"), (6, "created")]);
+        assert_eq!(seqs(bus.subscribe(Some(0)), 3), [(2, "resync"), (3, "created"), (4, "created")]);
+        // Nothing newer than since: only live events follow.
+        let mut s = bus.subscribe(Some(6));
+        created(&bus, "x");
+        assert_eq!(block(s.next()).unwrap().seq, 7);
+    }
+
+    #[test]
+    fn a_client_of_an_earlier_daemon_run_is_told_to_resync() {
+        let bus = EventBus::new(3 << 32, 16);
+        let first = created(&bus, "a");
+        assert_eq!(first, (3 << 32) + 1);
+        let mut s = bus.subscribe(Some((2 << 32) + 40));
+        let e = block(s.next()).unwrap();
+        assert!(matches!(&e.kind, EventKind::Resync { reason } if reason.contains("restarted")), "{e:?}");
+        assert_eq!(block(s.next()).unwrap().seq, first);
+    }
+
+    #[test]
+    fn a_subscriber_that_lags_is_refilled_from_the_ring_without_gaps_or_repeats() {
+        let bus = EventBus::new(0, 4);
+        let mut s = bus.subscribe(None);
+        for i in 0..7 {
+            created(&bus, &format!("vm{i}"));
+        }
+        // The channel (4) overflowed; the ring has 4..=7, so 1..=3 are lost: resync, then 4..=7.
+        let got: Vec<u64> = block(async {
+            let mut v = Vec::new();
+            for _ in 0..5 {
+                v.push(s.next().await.unwrap().seq);
+            }
+            v
+        });
+        assert_eq!(got, [3, 4, 5, 6, 7]);
+    }
+}

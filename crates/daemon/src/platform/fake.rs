@@ -1,0 +1,196 @@
+//! Fakes of the three host seams, for the lifecycle's unit tests and the event benchmark: no
+//! root, no KVM, no guest.
+//!
+//! The fake VMM runs a real process per VM (`sleep`, with the control socket's path in its
+//! argv, so `banger_vmm::process` finds and checks it exactly as it does a real VMM), writes a
+//! console log with host keys like banger's guest, and creates a control socket file. Taps and
+//! NAT rules live in memory. Knobs make a step fail so error paths can be tested. Every process
+//! it started is ended (by pid) when the last handle is dropped.
+
+use super::{Guest, HostNet, Hypervisor, Probe};
+use crate::error::Result;
+use banger_host::HostError;
+use banger_vmm::{Accel, Backend, Instance, VmConfig, Vmm, VmmError, process};
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// What the fake host knows, shared by all its handles.
+#[derive(Default)]
+pub struct FakeHost {
+    pub taps: BTreeSet<String>,
+    pub nat: BTreeSet<String>,
+    /// Every VMM pid started, in order.
+    pub pids: Vec<u32>,
+    /// The next TAP creation fails as if sudo wanted a password.
+    pub fail_tap: bool,
+    /// The next VMM start fails.
+    pub fail_start: bool,
+    /// The guest never answers SSH.
+    pub never_ready: bool,
+    /// The guest ignores shutdown requests (the VMM must be killed).
+    pub ignore_shutdown: bool,
+    /// SSH probes made.
+    pub probes: usize,
+    /// Poweroff requests made over SSH.
+    pub poweroffs: usize,
+}
+
+#[derive(Clone, Default)]
+pub struct Fake(Arc<Mutex<FakeHost>>, Arc<Reaper>);
+
+/// Ends the fake's processes when the last handle goes.
+#[derive(Default)]
+struct Reaper(Mutex<Vec<(u32, PathBuf)>>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for (pid, marker) in self.0.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = process::signal(*pid, marker, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+impl Fake {
+    pub fn new() -> Fake {
+        Fake::default()
+    }
+
+    /// The fake host's state (to look at or to set a knob).
+    pub fn host(&self) -> MutexGuard<'_, FakeHost> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn hypervisor(&self) -> Box<dyn Hypervisor> {
+        Box::new(self.clone())
+    }
+    pub fn net(&self) -> Box<dyn HostNet> {
+        Box::new(self.clone())
+    }
+    pub fn guest(&self) -> Box<dyn Guest> {
+        Box::new(self.clone())
+    }
+}
+
+impl Hypervisor for Fake {
+    fn select(&self, _kernel: &Path, _initrd: Option<&Path>) -> Result<Box<dyn Vmm>> {
+        Ok(Box::new(self.clone()))
+    }
+    fn for_instance(&self, _backend: Backend, _accel: Accel) -> Result<Box<dyn Vmm>> {
+        Ok(Box::new(self.clone()))
+    }
+    fn kvm_known(&self) -> Option<bool> {
+        Some(false)
+    }
+    fn firecracker_bin(&self) -> Option<&Path> {
+        None
+    }
+    fn qemu_bin(&self) -> &Path {
+        Path::new("fake-vmm")
+    }
+}
+
+impl Vmm for Fake {
+    fn backend(&self) -> Backend {
+        Backend::Qemu
+    }
+    fn accel(&self) -> Accel {
+        Accel::Tcg
+    }
+    fn start(&self, config: &VmConfig) -> Result<Instance, VmmError> {
+        let bin = PathBuf::from("fake-vmm");
+        if std::mem::take(&mut self.host().fail_start) {
+            return Err(VmmError::Exited { bin, status: "exit status: 1".into(), detail: Some("fake failure".into()) });
+        }
+        let spawn = |source| VmmError::Spawn { bin: bin.clone(), source };
+        std::fs::create_dir_all(&config.run_dir).map_err(spawn)?;
+        let socket = config.run_dir.join("fake.sock");
+        std::fs::write(&socket, b"").map_err(spawn)?;
+        let mut console =
+            std::fs::OpenOptions::new().create(true).append(true).open(&config.console_log).map_err(spawn)?;
+        std::io::Write::write_all(
+            &mut console,
+            format!(
+                "banger-init: fake boot of {}\nBANGER-HOSTKEYS-BEGIN\nssh-ed25519 AAAAfake{} root@{}\nBANGER-HOSTKEYS-END\n",
+                config.name, config.name, config.name
+            )
+            .as_bytes(),
+        )
+        .map_err(spawn)?;
+        let mut cmd = std::process::Command::new("sleep");
+        cmd.arg0(format!("fake-vmm {}", socket.display())).arg("600");
+        cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
+        let child = process::spawn_detached(&mut cmd).map_err(spawn)?;
+        let pid = child.id();
+        process::reap_in_background(child);
+        self.host().pids.push(pid);
+        self.1.0.lock().unwrap_or_else(|e| e.into_inner()).push((pid, socket.clone()));
+        Ok(Instance { backend: Backend::Qemu, accel: Accel::Tcg, pid, control_socket: socket })
+    }
+    fn request_shutdown(&self, instance: &Instance) -> Result<(), VmmError> {
+        if !instance.control_socket.exists() {
+            return Err(VmmError::Control {
+                socket: instance.control_socket.clone(),
+                source: std::io::ErrorKind::NotFound.into(),
+            });
+        }
+        if self.host().ignore_shutdown {
+            return Ok(());
+        }
+        process::signal(instance.pid, &instance.control_socket, nix::sys::signal::Signal::SIGTERM)
+    }
+}
+
+impl HostNet for Fake {
+    fn create_tap(&self, name: &str, _host: Ipv4Addr) -> Result<(), HostError> {
+        let mut h = self.host();
+        if std::mem::take(&mut h.fail_tap) {
+            return Err(HostError::SudoPassword { cmd: format!("ip tuntap add dev {name} mode tap") });
+        }
+        if !h.taps.insert(name.into()) {
+            return Err(HostError::Failed {
+                cmd: format!("ip tuntap add dev {name}"),
+                status: "exit status: 1".into(),
+                stderr: "File exists".into(),
+            });
+        }
+        Ok(())
+    }
+    fn delete_tap(&self, name: &str) -> Result<(), HostError> {
+        self.host().taps.remove(name);
+        Ok(())
+    }
+    fn taps(&self, prefix: &str) -> Vec<String> {
+        self.host().taps.iter().filter(|t| t.starts_with(prefix)).cloned().collect()
+    }
+    fn enable_nat(&self, tag: &str, _tap: &str, _guest: Ipv4Addr) -> Result<(), HostError> {
+        self.host().nat.insert(tag.into());
+        Ok(())
+    }
+    fn disable_nat(&self, tag: &str, _tap: &str, _guest: Ipv4Addr) -> Result<(), HostError> {
+        self.host().nat.remove(tag);
+        Ok(())
+    }
+    fn remove_stale_nat(&self, prefix: &str, keep: &[String]) -> Result<usize, HostError> {
+        let mut h = self.host();
+        let before = h.nat.len();
+        h.nat.retain(|t| !t.starts_with(prefix) || keep.contains(t));
+        Ok(before - h.nat.len())
+    }
+}
+
+impl Guest for Fake {
+    fn probe(&self, _ip: Ipv4Addr) -> Probe {
+        let mut h = self.host();
+        h.probes += 1;
+        if h.never_ready { Probe::Silent } else { Probe::Ready("SSH-2.0-fake".into()) }
+    }
+    fn keyscan(&self, _ip: Ipv4Addr) -> Option<Vec<String>> {
+        None
+    }
+    fn poweroff(&self, _ssh: &banger_api::response::SshInfo) {
+        self.host().poweroffs += 1;
+    }
+}

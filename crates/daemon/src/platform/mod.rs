@@ -1,0 +1,56 @@
+//! What the lifecycle needs from the host, behind three small traits so it can run against
+//! fakes in unit tests (no root, no KVM, no guest):
+//!
+//! - [`Hypervisor`]: picks and drives the VMM backend ([`vmm::Backends`] for real).
+//! - [`HostNet`]: TAP devices and NAT rules ([`net::HostNetwork`]: `banger-net`).
+//! - [`Guest`]: reaching the guest over the network ([`ssh::Ssh`]).
+//!
+//! VMM processes themselves are watched and signalled by pid through `banger_vmm::process`
+//! in both cases: the fake VMM runs real (sleeping) processes.
+
+pub mod fake;
+pub mod net;
+pub mod ssh;
+pub mod vmm;
+
+use crate::error::Result;
+use banger_api::response::SshInfo;
+use banger_host::HostError;
+use banger_vmm::{Accel, Backend, Vmm};
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+pub use ssh::Probe;
+
+pub trait Hypervisor: Send + Sync {
+    /// The backend for a new boot of a VM with this kernel (may probe KVM the first time).
+    fn select(&self, kernel: &Path, initrd: Option<&Path>) -> Result<Box<dyn Vmm>>;
+    /// A driver for an already running instance.
+    fn for_instance(&self, backend: Backend, accel: Accel) -> Result<Box<dyn Vmm>>;
+    /// Whether KVM runs guests here, if known without probing.
+    fn kvm_known(&self) -> Option<bool>;
+    fn firecracker_bin(&self) -> Option<&Path>;
+    fn qemu_bin(&self) -> &Path;
+}
+
+pub trait HostNet: Send + Sync {
+    /// Create TAP `name` for the daemon's user with `host/30` on the host side, up.
+    fn create_tap(&self, name: &str, host: Ipv4Addr) -> Result<(), HostError>;
+    /// Delete TAP `name`; a missing one is fine.
+    fn delete_tap(&self, name: &str) -> Result<(), HostError>;
+    /// Every TAP whose name starts with `prefix`.
+    fn taps(&self, prefix: &str) -> Vec<String>;
+    fn enable_nat(&self, tag: &str, tap: &str, guest: Ipv4Addr) -> Result<(), HostError>;
+    fn disable_nat(&self, tag: &str, tap: &str, guest: Ipv4Addr) -> Result<(), HostError>;
+    /// Remove NAT rules tagged `prefix…` whose tag is not in `keep`; how many went.
+    fn remove_stale_nat(&self, prefix: &str, keep: &[String]) -> Result<usize, HostError>;
+}
+
+pub trait Guest: Send + Sync {
+    /// What answers on the guest's port 22.
+    fn probe(&self, ip: Ipv4Addr) -> Probe;
+    /// Host keys by asking sshd (for images that do not print them on the console).
+    fn keyscan(&self, ip: Ipv4Addr) -> Option<Vec<String>>;
+    /// Ask the guest to power off; returns once asked (errors are fine).
+    fn poweroff(&self, ssh: &SshInfo);
+}

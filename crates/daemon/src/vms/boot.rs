@@ -1,0 +1,260 @@
+//! `vm start`: check the VM's files, go `starting`, make its TAP (and NAT), spawn the VMM,
+//! wait for kernel → network → SSH, pin the host keys on the first boot, go `running`. Any
+//! failure after `starting` releases what was made and leaves the VM `failed`, saying why.
+
+use super::phase::{Live, VmPhase};
+use super::{Manager, Progress, now};
+use crate::error::{Error, Result};
+use crate::platform::{Probe, ssh};
+use banger_api::ApiError;
+use banger_api::response::Vm;
+use banger_net::addr;
+use banger_state::VmRecord;
+use banger_vmm::{Disk, Instance, Nic, VmConfig, process};
+use nix::sys::signal::Signal;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+impl Manager {
+    /// `vm start`.
+    pub fn start(&self, name: &str, progress: &dyn Progress) -> Result<Vm> {
+        let _op = self.claim(name, "start")?;
+        let result = self.observe(name).and_then(|(rec, phase)| self.start_claimed(&rec, &phase, progress));
+        self.published(name, result)
+    }
+
+    /// The private copy of the bundle's SSH key (ssh insists on 0600 and on owning it).
+    pub(super) fn ssh_key(&self) -> Result<PathBuf> {
+        let src = self.runtime.require("ssh_key_path", &self.config.ssh_key_path)?;
+        let dst = self.layout.ssh_key();
+        let dir = dst.parent().unwrap_or(Path::new("."));
+        let key = std::fs::read(&src)
+            .map_err(|e| ApiError::internal(format!("cannot read SSH key {}: {e}", src.display())))?;
+        if std::fs::read(&dst).ok().as_deref() != Some(&key[..]) {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::create_dir_all(dir)?;
+            let tmp = dir.join("id_ed25519.tmp");
+            let _ = std::fs::remove_file(&tmp);
+            let written = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, &key))
+                .and_then(|()| std::fs::rename(&tmp, &dst));
+            if let Err(e) = written {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(ApiError::internal(format!("cannot copy the SSH key to {}: {e}", dst.display())).into());
+            }
+        }
+        Ok(dst)
+    }
+
+    /// Boot a VM this operation holds; `phase` is its current (settled) phase.
+    pub(super) fn start_claimed(&self, rec: &VmRecord, phase: &VmPhase, progress: &dyn Progress) -> Result<Vm> {
+        let name = rec.name.as_str();
+        if !phase.kind().can_become(banger_api::response::Phase::Starting) {
+            return Err(super::refusal(name, phase.kind(), banger_api::response::Phase::Starting));
+        }
+        for (what, path) in [("kernel", &rec.kernel), ("base image", &rec.base_path)]
+            .into_iter()
+            .chain(rec.initrd.as_ref().map(|p| ("initrd", p)))
+        {
+            if !Path::new(path).exists() {
+                return Err(ApiError::runtime_missing(format!(
+                    "the {what} of VM {name}, {path}, is missing; restore the runtime bundle (`make runtime-bundle` or `make runtime-build`)"
+                ))
+                .into());
+            }
+        }
+        if banger_storage::base_id(Path::new(&rec.base_path)).ok().as_deref() != Some(rec.base_id.as_str()) {
+            return Err(ApiError::invalid_state(format!(
+                "the base image {} changed since VM {name} was created (rebuilt or replaced), so the VM's overlay no \
+                 longer matches it; delete the VM and create it again",
+                rec.base_path
+            ))
+            .into());
+        }
+        self.ssh_key()?;
+        let kernel = PathBuf::from(&rec.kernel);
+        let initrd = rec.initrd.as_ref().map(PathBuf::from);
+        if self.hypervisor.kvm_known().is_none() {
+            self.step(progress, name, "probe", "checking whether KVM can run guests here (once per host boot)".into());
+        }
+        let vmm = self.hypervisor.select(&kernel, initrd.as_deref())?;
+        let guest: Ipv4Addr = rec.guest_ip.parse().map_err(|e| ApiError::internal(format!("{name}: guest IP: {e}")))?;
+        let host: Ipv4Addr = rec.host_ip.parse().map_err(|e| ApiError::internal(format!("{name}: host IP: {e}")))?;
+
+        let mut current = self.transition(name, phase, VmPhase::Starting(None), None)?;
+        let paths = self.layout.vm(name);
+        let console_from = std::fs::metadata(&paths.console_log).map(|m| m.len()).unwrap_or(0);
+        let booted = (|| -> Result<Live> {
+            self.step(progress, name, "network", format!("creating TAP {} ({host} ↔ {guest})", rec.tap));
+            let _ = self.net.delete_tap(&rec.tap);
+            self.net.create_tap(&rec.tap, host)?;
+            if rec.nat {
+                self.net.enable_nat(&self.nat_tag(name), &rec.tap, guest)?;
+            }
+            let lease = addr::Lease { slot: rec.slot, host, guest };
+            let config = VmConfig {
+                name: name.into(),
+                kernel: kernel.clone(),
+                initrd: initrd.clone(),
+                // `quiet`: the console carries the guest's own messages (host keys) rather than boot noise.
+                cmdline: format!(
+                    "{} systemd.hostname={name} quiet systemd.show_status=0",
+                    lease.kernel_arg(name, upstream_dns())
+                ),
+                disks: vec![
+                    Disk { id: "base".into(), path: PathBuf::from(&rec.base_path), read_only: true },
+                    Disk { id: "overlay".into(), path: paths.overlay.clone(), read_only: false },
+                    Disk { id: "work".into(), path: paths.work.clone(), read_only: false },
+                ],
+                memory_mib: rec.memory_mib,
+                vcpus: rec.vcpus,
+                nic: Some(Nic { tap: rec.tap.clone(), mac: rec.mac.clone() }),
+                run_dir: paths.run_dir.clone(),
+                console_log: paths.console_log.clone(),
+            };
+            let instance = vmm.start(&config)?;
+            let live = Live { instance, started_at: now() };
+            // Record the process before waiting on it: a VMM the database does not know about
+            // must not keep running, and a daemon restarted mid-boot must find it.
+            match self.transition(name, &current, VmPhase::Starting(Some(live.clone())), None) {
+                Ok(p) => current = p,
+                Err(e) => {
+                    self.force_stop(name, &live.instance);
+                    return Err(e);
+                }
+            }
+            let i = &live.instance;
+            self.step(
+                progress,
+                name,
+                "vmm",
+                format!("{} started ({}, pid {})", i.backend.as_str(), i.accel.as_str(), i.pid),
+            );
+            self.wait_boot(name, i, guest, &paths.console_log, console_from, progress)?;
+            let keys = match rec.host_keys.clone() {
+                Some(k) => Some(k),
+                None => {
+                    let text = read_from(&paths.console_log, console_from);
+                    let keys =
+                        ssh::host_keys_from_console(&text).or_else(|| self.guest.keyscan(guest)).map(|k| k.join("\n"));
+                    if let Some(k) = &keys {
+                        self.db().set_vm_host_keys(name, k)?;
+                        self.step(progress, name, "ssh", "pinned the VM's SSH host keys".into());
+                    }
+                    keys
+                }
+            };
+            if let Some(k) = keys {
+                ssh::write_known_hosts(&paths.known_hosts, &paths.host_key_alias, &k)?;
+            }
+            Ok(live)
+        })();
+        let live = match booted {
+            Ok(live) => live,
+            Err(e) => {
+                if let Some(live) = current.live() {
+                    self.force_stop(name, &live.instance);
+                }
+                self.release(rec);
+                let e = e.context(format!("VM {name} failed to start"));
+                self.transition(name, &current, VmPhase::Failed(e.to_string()), Some(e.to_string()))?;
+                return Err(e);
+            }
+        };
+        self.step(progress, name, "ready", format!("SSH ready on {guest}"));
+        self.transition(name, &current, VmPhase::Running(live), None)?;
+        Ok(self.view(&self.record(name)?))
+    }
+
+    /// Wait for kernel → network → SSH, reporting each stage once.
+    fn wait_boot(
+        &self,
+        name: &str,
+        instance: &Instance,
+        guest: Ipv4Addr,
+        console: &Path,
+        console_from: u64,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let start = Instant::now();
+        let (mut kernel, mut network) = (false, false);
+        loop {
+            if !process::is_alive(instance.pid, &instance.control_socket) {
+                let tail = read_from(console, console_from);
+                let last = tail.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("(no console output)").trim();
+                return Err(ApiError::internal(format!(
+                    "its VMM exited during boot (last console line: {last}); console log: {}",
+                    console.display()
+                ))
+                .into());
+            }
+            // The kernel banner (not printed with `quiet`) or the first line of banger's initrd.
+            if !kernel {
+                let text = read_from(console, console_from);
+                if text.contains("Linux version") || text.contains("banger-init") {
+                    kernel = true;
+                    self.step(progress, name, "kernel", "kernel booting".into());
+                }
+            }
+            match self.guest.probe(guest) {
+                Probe::Ready(banner) => {
+                    if !network {
+                        self.step(progress, name, "network", "network up".into());
+                    }
+                    tracing::info!("{name}: {banner} after {:.1}s", start.elapsed().as_secs_f64());
+                    return Ok(());
+                }
+                Probe::NetworkUp if !network => {
+                    network = true;
+                    self.step(progress, name, "network", "network up, waiting for sshd".into());
+                }
+                _ => {}
+            }
+            if start.elapsed() > self.boot_timeout {
+                return Err(Error::from(ApiError::internal(format!(
+                    "it did not answer SSH within {}s, so it was stopped (its disks are kept: `banger vm start {name}` \
+                     retries, `banger vm delete {name}` removes it); console log: {}",
+                    self.boot_timeout.as_secs(),
+                    console.display()
+                ))));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Kill a VMM process (by pid, only if it is still the VM's) and wait for it to go.
+    pub(super) fn force_stop(&self, name: &str, instance: &Instance) {
+        if process::signal(instance.pid, &instance.control_socket, Signal::SIGKILL).is_ok()
+            && !process::wait_exit(instance.pid, &instance.control_socket, Duration::from_secs(10))
+        {
+            tracing::warn!("{name}: VMM pid {} did not exit after SIGKILL", instance.pid);
+        }
+        let _ = std::fs::remove_dir_all(self.layout.vm(name).run_dir);
+    }
+}
+
+/// The host's first non-loopback nameserver, for guests that use NAT.
+fn upstream_dns() -> Option<Ipv4Addr> {
+    let text = std::fs::read_to_string("/etc/resolv.conf").ok()?;
+    text.lines()
+        .filter_map(|l| l.strip_prefix("nameserver"))
+        .filter_map(|v| v.trim().parse::<Ipv4Addr>().ok())
+        .find(|ip| !ip.is_loopback())
+}
+
+/// The text of `path` from byte `from` on (the console log keeps every boot; read only this one).
+fn read_from(path: &Path, from: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut bytes = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(path)
+        && f.seek(SeekFrom::Start(from)).is_ok()
+    {
+        let _ = f.read_to_end(&mut bytes);
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}

@@ -1,0 +1,174 @@
+//! `vm create`: validate, register (name + address slot in one transaction), make the disks,
+//! then boot unless asked not to.
+
+use super::{Manager, Progress, names, now};
+use crate::error::Result;
+use banger_api::ApiError;
+use banger_api::event::EventKind;
+use banger_api::request::CreateVm;
+use banger_api::response::Vm;
+use banger_net::{addr, tap};
+use banger_state::{Address, Insert, NewVm};
+use std::path::{Path, PathBuf};
+
+/// Memory, vCPUs and work disk size a VM may have (shared by create and later changes).
+pub fn validate_resources(memory_mib: u32, vcpus: u32, disk_size: u64) -> Result<()> {
+    if !(128..=1 << 20).contains(&memory_mib) {
+        return Err(
+            ApiError::bad_input(format!("--memory {memory_mib} is out of range: use 128 to 1048576 MiB")).into()
+        );
+    }
+    if !(1..=64).contains(&vcpus) {
+        return Err(ApiError::bad_input(format!("--vcpu {vcpus} is out of range: use 1 to 64")).into());
+    }
+    if disk_size < 64 << 20 {
+        return Err(ApiError::bad_input("--disk-size must be at least 64M").into());
+    }
+    Ok(())
+}
+
+impl Manager {
+    /// Resolve `--image`: `default`, `base`, or a path to an ext4 image.
+    fn resolve_image(&self, image: Option<&str>) -> Result<(String, PathBuf)> {
+        let (rt, cfg) = (&self.runtime, &self.config);
+        match image.unwrap_or("default") {
+            "default" => Ok(("default".into(), rt.require("default_rootfs", &cfg.default_rootfs)?)),
+            "base" => Ok(("base".into(), rt.require("default_base_rootfs", &cfg.default_base_rootfs)?)),
+            path if path.contains('/') => {
+                let p = PathBuf::from(path);
+                if !p.is_file() {
+                    return Err(ApiError::not_found(format!("image file {path} does not exist")).into());
+                }
+                Ok((path.into(), std::fs::canonicalize(&p).unwrap_or(p)))
+            }
+            other => Err(ApiError::not_found(format!(
+                "no image named {other:?}: use `default`, `base`, or a path to an ext4 image"
+            ))
+            .into()),
+        }
+    }
+
+    /// Remove a pinned base image no VM uses any more.
+    pub(super) fn unpin_base(&self, base_path: &str) {
+        let path = Path::new(base_path);
+        if path.parent() != Some(self.layout.images().as_path()) {
+            return;
+        }
+        let used = self.db().vms().map(|v| v.iter().any(|r| r.base_path == base_path)).unwrap_or(true);
+        if !used {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// `vm create`.
+    pub fn create(&self, req: CreateVm, progress: &dyn Progress) -> Result<Vm> {
+        let cfg = &self.config;
+        let memory_mib = req.memory_mib.unwrap_or(cfg.default_memory);
+        let vcpus = req.vcpus.unwrap_or(cfg.default_vcpu);
+        let disk_size = req.disk_size.unwrap_or(cfg.default_disk_size);
+        validate_resources(memory_mib, vcpus, disk_size)?;
+        if let Some(name) = &req.name {
+            names::validate(name)?;
+        }
+        let (image, base) = self.resolve_image(req.image.as_deref())?;
+        let kernel = self.runtime.require("default_kernel", &cfg.default_kernel)?;
+        let initrd = self.runtime.require("default_initrd", &cfg.default_initrd)?;
+        self.runtime.require("ssh_key_path", &cfg.ssh_key_path)?;
+
+        let creating = self.creating.lock().unwrap_or_else(|e| e.into_inner());
+        let name = match req.name {
+            Some(n) => n,
+            None => match &cfg.namegen_path {
+                Some(program) => names::from_program(program)?,
+                None => {
+                    let taken: Vec<String> = self.db().vms()?.into_iter().map(|v| v.name).collect();
+                    names::generate(&taken).ok_or_else(|| ApiError::conflict("no free generated name; pass --name"))?
+                }
+            },
+        };
+        let _op = self.claim(&name, "create")?;
+        let result = self.create_claimed(
+            &name,
+            image,
+            &base,
+            &kernel,
+            &initrd,
+            (memory_mib, vcpus, disk_size),
+            req.nat,
+            progress,
+        );
+        drop(creating);
+        let rec = self.published(&name, result)?;
+        self.events.publish(Some(&name), EventKind::Created);
+        if req.no_start {
+            return Ok(self.view(&rec));
+        }
+        let phase = Self::phase_of(&rec)?;
+        let started = self.start_claimed(&rec, &phase, progress);
+        self.published(&name, started)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create_claimed(
+        &self,
+        name: &str,
+        image: String,
+        base: &Path,
+        kernel: &Path,
+        initrd: &Path,
+        (memory_mib, vcpus, disk_size): (u32, u32, u64),
+        nat: bool,
+        progress: &dyn Progress,
+    ) -> Result<banger_state::VmRecord> {
+        let subnet = self.config.subnet;
+        let base = banger_storage::pin_base(&self.layout.images(), base)?;
+        let new = NewVm {
+            name: name.into(),
+            image,
+            base_path: base.display().to_string(),
+            base_id: banger_storage::base_id(&base)?,
+            kernel: kernel.display().to_string(),
+            initrd: Some(initrd.display().to_string()),
+            memory_mib,
+            vcpus,
+            disk_size,
+            nat,
+            created_at: now(),
+        };
+        let prefix = &self.tap_prefix;
+        let inserted = self.db().insert_vm(&new, addr::capacity(subnet.prefix), |slot| {
+            let lease = addr::lease(subnet.network, subnet.prefix, slot).expect("slot below capacity");
+            Address {
+                tap: tap::name(prefix, slot),
+                host_ip: lease.host.to_string(),
+                guest_ip: lease.guest.to_string(),
+                mac: lease.mac(),
+            }
+        });
+        let rec = match inserted {
+            Ok(Insert::Inserted(rec)) => *rec,
+            other => {
+                self.unpin_base(&new.base_path);
+                return Err(match other {
+                    Ok(Insert::NameTaken) => ApiError::conflict(format!("a VM named {name} already exists")).into(),
+                    Ok(_) => {
+                        ApiError::conflict(format!("subnet {subnet} has no room for another VM (one /30 each)")).into()
+                    }
+                    Err(e) => e.into(),
+                });
+            }
+        };
+        self.step(
+            progress,
+            name,
+            "disks",
+            format!("creating disks for {name} (work disk {})", banger_config::size::format_size(disk_size)),
+        );
+        if let Err(e) = banger_storage::create(&self.layout.vm(name).dir, &base, disk_size) {
+            let _ = self.db().delete_vm(name);
+            self.unpin_base(&rec.base_path);
+            return Err(e.into());
+        }
+        Ok(rec)
+    }
+}

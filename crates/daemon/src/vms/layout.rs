@@ -1,0 +1,53 @@
+//! Where everything of a VM lives on the host: one type, so no path is joined twice.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct Layout {
+    state: PathBuf,
+    run: PathBuf,
+}
+
+/// The files of one VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmPaths {
+    /// `STATE/vms/NAME`: disks, console log, known_hosts (kept while stopped).
+    pub dir: PathBuf,
+    /// `RUN/vms/NAME`: control socket and VMM log (only while running).
+    pub run_dir: PathBuf,
+    pub overlay: PathBuf,
+    pub work: PathBuf,
+    pub console_log: PathBuf,
+    pub known_hosts: PathBuf,
+    /// The name the VM's pinned host keys are filed under in `known_hosts`.
+    pub host_key_alias: String,
+}
+
+impl Layout {
+    pub fn new(state_dir: &Path, run_dir: &Path) -> Layout {
+        Layout { state: state_dir.into(), run: run_dir.into() }
+    }
+
+    /// Pinned base images (`STATE/images`).
+    pub fn images(&self) -> PathBuf {
+        self.state.join("images")
+    }
+
+    /// The daemon's private copy of the bundle's SSH key.
+    pub fn ssh_key(&self) -> PathBuf {
+        self.state.join("ssh").join("id_ed25519")
+    }
+
+    pub fn vm(&self, name: &str) -> VmPaths {
+        let dir = self.state.join("vms").join(name);
+        VmPaths {
+            run_dir: self.run.join("vms").join(name),
+            overlay: dir.join(banger_storage::OVERLAY),
+            work: dir.join(banger_storage::WORK),
+            console_log: dir.join("console.log"),
+            known_hosts: dir.join("known_hosts"),
+            host_key_alias: format!("banger-{name}"),
+            dir,
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Making the recorded phases true again: a VMM that died, or an operation a restarted daemon
+//! was in the middle of. Every operation settles its VM first ([`Manager::observe`]); the
+//! daemon's monitor settles every VM each second, and at start also removes TAPs and NAT rules
+//! of this installation that no running VM owns.
+
+use super::Manager;
+use super::phase::VmPhase;
+use crate::error::Result;
+use banger_api::event::EventKind;
+use banger_state::VmRecord;
+use banger_vmm::process;
+
+/// Is the recorded VMM process still there (and still the VM's, not a reused pid)?
+fn alive(phase: &VmPhase) -> Option<bool> {
+    phase.live().map(|l| process::is_alive(l.instance.pid, &l.instance.control_socket))
+}
+
+impl Manager {
+    /// The VM's record and its phase, settled. Call only while holding the VM (no operation of
+    /// its own is in flight, so `starting`/`stopping` mean one was interrupted).
+    pub(super) fn observe(&self, name: &str) -> Result<(VmRecord, VmPhase)> {
+        let rec = self.record(name)?;
+        let phase = Self::phase_of(&rec)?;
+        let phase = self.settle(&rec, phase)?;
+        Ok((rec, phase))
+    }
+
+    /// Whether `settle` would change anything (checked without holding the VM).
+    fn unsettled(phase: &VmPhase) -> bool {
+        match phase {
+            VmPhase::Running(_) => alive(phase) == Some(false),
+            VmPhase::Starting(_) | VmPhase::Stopping(_) => true,
+            VmPhase::Stopped | VmPhase::Failed(_) => false,
+        }
+    }
+
+    fn settle(&self, rec: &VmRecord, phase: VmPhase) -> Result<VmPhase> {
+        let name = rec.name.as_str();
+        let pid = phase.live().map(|l| l.instance.pid).unwrap_or_default();
+        let (to, reason) = match (&phase, alive(&phase)) {
+            (VmPhase::Running(_), Some(false)) => {
+                let why = format!("VM {name}'s VMM (pid {pid}) exited without being asked to");
+                (VmPhase::Failed(why.clone()), why)
+            }
+            (VmPhase::Stopping(_), Some(false)) => {
+                (VmPhase::Stopped, "the VMM exited while bangerd was away during the stop".into())
+            }
+            (VmPhase::Stopping(live), Some(true)) => {
+                (VmPhase::Running(live.clone()), "bangerd restarted during the stop; the VM still runs".into())
+            }
+            (VmPhase::Starting(Some(live)), Some(true)) => (
+                VmPhase::Running(live.clone()),
+                "bangerd restarted during the boot; the VMM still runs (the guest may still be booting)".into(),
+            ),
+            (VmPhase::Starting(_), _) => {
+                let why = format!("the boot of VM {name} was interrupted (bangerd restarted) and its VMM is gone");
+                (VmPhase::Failed(why.clone()), why)
+            }
+            _ => return Ok(phase),
+        };
+        tracing::info!("{name}: {reason}");
+        if to.live().is_none() {
+            self.release(rec);
+        }
+        self.transition(name, &phase, to, Some(reason))
+    }
+
+    /// Settle every VM (those busy with an operation are left to it). At daemon start, also
+    /// remove leftover TAPs and NAT rules of this installation.
+    pub fn reconcile(&self, at_start: bool) {
+        let Ok(records) = self.db().vms() else { return };
+        for rec in &records {
+            let phase = match Self::phase_of(rec) {
+                Ok(p) => p,
+                Err(e) => {
+                    if at_start {
+                        tracing::warn!("{e}");
+                        self.events.publish(Some(&rec.name), EventKind::Error { message: e.to_string() });
+                    }
+                    continue;
+                }
+            };
+            if at_start
+                && let Some(live) = phase.live()
+                && !live.instance.control_socket.exists()
+                && alive(&phase) == Some(true)
+            {
+                tracing::warn!(
+                    "VM {}: its control socket {} is missing; stopping it will signal the VMM (pid {})",
+                    rec.name,
+                    live.instance.control_socket.display(),
+                    live.instance.pid
+                );
+            }
+            if !Self::unsettled(&phase) {
+                continue;
+            }
+            let Ok(_op) = self.claim(&rec.name, "reconcile") else { continue };
+            if let Err(e) = self.observe(&rec.name) {
+                tracing::warn!("{e}");
+            }
+        }
+        if at_start {
+            self.remove_leftovers();
+        }
+    }
+
+    fn remove_leftovers(&self) {
+        let Ok(records) = self.db().vms() else { return };
+        let live: Vec<&VmRecord> =
+            records.iter().filter(|r| Self::phase_of(r).map(|p| alive(&p) == Some(true)).unwrap_or(false)).collect();
+        for name in self.net.taps(&self.tap_prefix) {
+            if !live.iter().any(|r| r.tap == name) {
+                tracing::info!("removing leftover TAP {name}");
+                if let Err(e) = self.net.delete_tap(&name) {
+                    tracing::warn!("{e}");
+                }
+            }
+        }
+        // NAT rules outlive only a crash while a `--nat` VM ran, and that VM is still registered:
+        // without one, there is nothing to look for (and no root command to run at every start).
+        if !records.iter().any(|r| r.nat) {
+            return;
+        }
+        let keep: Vec<String> = live.iter().filter(|r| r.nat).map(|r| self.nat_tag(&r.name)).collect();
+        match self.net.remove_stale_nat(&self.tap_prefix, &keep) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("removed {n} leftover NAT rules"),
+            Err(banger_host::HostError::Missing { .. }) => {}
+            Err(e) => tracing::warn!("checking NAT rules: {e}"),
+        }
+    }
+}

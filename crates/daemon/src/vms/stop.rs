@@ -1,0 +1,141 @@
+//! `vm stop`, `vm restart`, `vm kill`, `vm delete`.
+
+use super::phase::VmPhase;
+use super::{Manager, Progress};
+use crate::error::Result;
+use banger_api::ApiError;
+use banger_api::event::EventKind;
+use banger_api::response::{Phase, Vm};
+use banger_vmm::process;
+use nix::sys::signal::Signal;
+use std::time::Duration;
+
+impl Manager {
+    /// `vm stop`: power off cleanly, force after `timeout`.
+    pub fn stop(&self, name: &str, timeout: Duration, progress: &dyn Progress) -> Result<Vm> {
+        let _op = self.claim(name, "stop")?;
+        let result = self.observe(name).and_then(|(_, phase)| self.stop_claimed(name, &phase, timeout, progress));
+        let result = result.and_then(|_| self.get(name));
+        self.published(name, result)
+    }
+
+    fn stop_claimed(&self, name: &str, phase: &VmPhase, timeout: Duration, progress: &dyn Progress) -> Result<VmPhase> {
+        let VmPhase::Running(live) = phase else {
+            return Err(super::refusal(name, phase.kind(), Phase::Stopping));
+        };
+        let stopping = self.transition(name, phase, VmPhase::Stopping(live.clone()), None)?;
+        let rec = self.record(name)?;
+        let instance = &live.instance;
+        self.step(progress, name, "stopping", format!("asking {name} to power off"));
+        if rec.host_keys.is_some() && self.ssh_key().is_ok() {
+            self.guest.poweroff(&self.view(&rec).ssh);
+        }
+        match self.hypervisor.for_instance(instance.backend, instance.accel) {
+            Ok(vmm) => {
+                if let Err(e) = vmm.request_shutdown(instance) {
+                    tracing::warn!("{name}: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("{name}: {e}"),
+        }
+        if !process::wait_exit(instance.pid, &instance.control_socket, timeout) {
+            self.step(
+                progress,
+                name,
+                "stopping",
+                format!("{name} did not power off within {}s; killing its VMM", timeout.as_secs()),
+            );
+            self.force_stop(name, instance);
+        }
+        self.release(&rec);
+        let stopped = self.transition(name, &stopping, VmPhase::Stopped, None)?;
+        self.step(progress, name, "stopped", format!("{name} stopped"));
+        Ok(stopped)
+    }
+
+    /// `vm restart`: stop if running, then start.
+    pub fn restart(&self, name: &str, timeout: Duration, progress: &dyn Progress) -> Result<Vm> {
+        let _op = self.claim(name, "restart")?;
+        let result = (|| {
+            let (_, mut phase) = self.observe(name)?;
+            if phase.kind() == Phase::Running {
+                phase = self.stop_claimed(name, &phase, timeout, progress)?;
+            }
+            self.start_claimed(&self.record(name)?, &phase, progress)
+        })();
+        self.published(name, result)
+    }
+
+    /// `vm kill --signal SIG`: signal the VMM process; if it exits, the VM is stopped.
+    pub fn kill(&self, name: &str, signal: &str) -> Result<Vm> {
+        let sig = parse_signal(signal)?;
+        let _op = self.claim(name, "kill")?;
+        let result = (|| {
+            let (rec, phase) = self.observe(name)?;
+            let VmPhase::Running(live) = &phase else {
+                return Err(ApiError::invalid_state(format!("VM {name} is not running")).into());
+            };
+            let instance = &live.instance;
+            process::signal(instance.pid, &instance.control_socket, sig)?;
+            if process::wait_exit(instance.pid, &instance.control_socket, Duration::from_secs(5)) {
+                self.release(&rec);
+                self.transition(name, &phase, VmPhase::Stopped, Some(format!("killed with {}", sig.as_str())))?;
+            }
+            self.get(name)
+        })();
+        self.published(name, result)
+    }
+
+    /// `vm delete [--force]`: the VM, its disks, TAP, rules and pinned base (if unused) go.
+    pub fn delete(&self, name: &str, force: bool) -> Result<()> {
+        let _op = self.claim(name, "delete")?;
+        let result = (|| {
+            let (rec, phase) = self.observe(name)?;
+            if let VmPhase::Running(live) = &phase {
+                if !force {
+                    return Err(ApiError::invalid_state(format!(
+                        "VM {name} is running; stop it first or delete it with --force"
+                    ))
+                    .into());
+                }
+                let stopping = self.transition(name, &phase, VmPhase::Stopping(live.clone()), None)?;
+                self.force_stop(name, &live.instance);
+                self.transition(name, &stopping, VmPhase::Stopped, Some("deleted with --force".into()))?;
+            }
+            self.release(&rec);
+            banger_storage::remove(&self.layout.vm(name).dir)?;
+            self.db().delete_vm(name)?;
+            self.unpin_base(&rec.base_path);
+            self.events.publish(Some(name), EventKind::Deleted);
+            Ok(())
+        })();
+        self.published(name, result)
+    }
+}
+
+/// `KILL`, `SIGKILL`, `kill`, `9` → SIGKILL.
+pub fn parse_signal(s: &str) -> Result<Signal> {
+    let bad = || ApiError::bad_input(format!("{s:?} is not a signal: use a name such as TERM, KILL, INT or a number"));
+    if let Ok(n) = s.parse::<i32>() {
+        return Ok(Signal::try_from(n).map_err(|_| bad())?);
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    Ok(name.parse::<Signal>().map_err(|_| bad())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_by_name_or_number() {
+        assert_eq!(parse_signal("KILL").unwrap(), Signal::SIGKILL);
+        assert_eq!(parse_signal("sigterm").unwrap(), Signal::SIGTERM);
+        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
+        assert_eq!(parse_signal("INT").unwrap(), Signal::SIGINT);
+        for bad in ["", "NOPE", "999", "-1"] {
+            assert_eq!(parse_signal(bad).unwrap_err().code(), banger_api::ErrorCode::BadInput, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! The lifecycle against fakes (`platform::fake`): no root, no KVM, no guest. The fake VMM runs
+//! a real process per VM, so liveness, signals and pid checks are the real ones.
+
+use super::phase::{Live, VmPhase};
+use super::*;
+use crate::platform::fake::Fake;
+use banger_api::ErrorCode;
+use banger_api::event::{Event, EventKind};
+use banger_api::request::CreateVm;
+use banger_api::response::Phase;
+use banger_config::runtime::RuntimeSource;
+use banger_vmm::{Accel, Backend, Instance};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+struct T {
+    _tmp: tempfile::TempDir,
+    fake: Fake,
+    m: Manager,
+}
+
+fn setup() -> T {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = tmp.path().join("rt");
+    std::fs::create_dir_all(&rt).unwrap();
+    let cfg_file = tmp.path().join("config.toml");
+    let config = Config::parse(&cfg_file, "subnet = \"10.250.0.0/24\"\ndefault_memory = 256\n").unwrap();
+    for f in [&config.default_kernel, &config.default_initrd, &config.ssh_key_path] {
+        std::fs::write(rt.join(f), b"fake").unwrap();
+    }
+    for f in [&config.default_rootfs, &config.default_base_rootfs] {
+        std::fs::File::create(rt.join(f)).unwrap().set_len(4 << 20).unwrap();
+    }
+    let fake = Fake::new();
+    let state = tmp.path().join("state");
+    let mut m = Manager::new(Parts {
+        db: Db::open(&tmp.path().join("state.db")).unwrap(),
+        layout: Layout::new(&state, &tmp.path().join("run")),
+        config,
+        runtime: RuntimeDir { path: rt, source: RuntimeSource::Config },
+        hypervisor: fake.hypervisor(),
+        net: fake.net(),
+        guest: fake.guest(),
+        events: EventBus::new(0, 4096),
+        tap_prefix: banger_net::tap::prefix_for(&state),
+    });
+    m.boot_timeout = Duration::from_secs(1);
+    T { _tmp: tmp, fake, m }
+}
+
+fn req(name: &str) -> CreateVm {
+    CreateVm { name: Some(name.into()), disk_size: Some(64 << 20), ..Default::default() }
+}
+
+impl T {
+    fn create(&self, name: &str) -> banger_api::response::Vm {
+        self.m.create(req(name), &()).unwrap()
+    }
+    fn phase(&self, name: &str) -> VmPhase {
+        VmPhase::from_record(&self.m.record(name).unwrap()).unwrap()
+    }
+    fn events(&self) -> Vec<Event> {
+        self.m.events.since(0)
+    }
+    /// The phase changes of `vm` so far, as (from, to).
+    fn changes(&self, vm: &str) -> Vec<(Phase, Phase)> {
+        self.events()
+            .into_iter()
+            .filter(|e| e.vm.as_deref() == Some(vm))
+            .filter_map(|e| match e.kind {
+                EventKind::Phase { from, to, .. } => Some((from, to)),
+                _ => None,
+            })
+            .collect()
+    }
+    fn kinds(&self, vm: &str) -> Vec<&'static str> {
+        self.events()
+            .iter()
+            .filter(|e| e.vm.as_deref() == Some(vm) && e.kind_name() != "progress")
+            .map(|e| e.kind_name())
+            .collect()
+    }
+    fn pid(&self, name: &str) -> u32 {
+        self.phase(name).live().expect("a VMM process").instance.pid
+    }
+    fn set_row(&self, name: &str, phase: &VmPhase) {
+        self.m.db().set_phase(name, &phase.row()).unwrap();
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        .unwrap_or(false)
+}
+
+fn wait_dead(pid: u32) -> bool {
+    for _ in 0..250 {
+        if !alive(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+use Phase::{Failed as F, Running as R, Starting as S, Stopped as D, Stopping as P};
+
+#[test]
+fn create_start_stop_restart_kill_delete_and_their_events() {
+    let t = setup();
+    let vm = t.create("calm-otter");
+    assert_eq!(vm.state, R);
+    let pid = vm.pid.unwrap();
+    assert!(alive(pid));
+    assert!(t.fake.host().taps.contains(&vm.tap));
+    assert!(vm.ssh.pinned, "host keys come from the console");
+    let kh = std::fs::read_to_string(&vm.ssh.known_hosts).unwrap();
+    assert_eq!(kh, "banger-calm-otter ssh-ed25519 AAAAfakecalm-otter\n");
+    assert_eq!(t.kinds("calm-otter"), ["created", "phase", "phase"]);
+    assert_eq!(t.changes("calm-otter"), [(D, S), (S, R)]);
+    let stages: Vec<String> = t
+        .events()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Progress { stage, .. } => Some(stage),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stages, ["disks", "network", "vmm", "kernel", "network", "ssh", "ready"]);
+
+    let stopped = t.m.stop("calm-otter", Duration::from_secs(5), &()).unwrap();
+    assert_eq!(stopped.state, D);
+    assert!(wait_dead(pid));
+    assert!(t.fake.host().taps.is_empty(), "TAP kept while stopped");
+    assert_eq!(stopped.pid, None);
+
+    let started = t.m.start("calm-otter", &()).unwrap();
+    let pid2 = started.pid.unwrap();
+    let restarted = t.m.restart("calm-otter", Duration::from_secs(5), &()).unwrap();
+    assert!(wait_dead(pid2));
+    let pid3 = restarted.pid.unwrap();
+    assert_ne!(pid2, pid3);
+
+    let killed = t.m.kill("calm-otter", "TERM").unwrap();
+    assert_eq!(killed.state, D);
+    assert!(!alive(pid3));
+    t.m.delete("calm-otter", false).unwrap();
+    assert!(!killed.dir.exists());
+    assert!(t.m.list().unwrap().is_empty());
+    assert_eq!(
+        t.changes("calm-otter"),
+        [(D, S), (S, R), (R, P), (P, D), (D, S), (S, R), (R, P), (P, D), (D, S), (S, R), (R, D)]
+    );
+    assert_eq!(t.kinds("calm-otter").last(), Some(&"deleted"));
+    let seqs: Vec<u64> = t.events().iter().map(|e| e.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "sequence numbers increase by one: {seqs:?}");
+}
+
+#[test]
+fn every_phase_change_is_checked_allowed_ones_are_recorded_refused_ones_change_nothing() {
+    let t = setup();
+    t.m.create(CreateVm { no_start: true, ..req("x") }, &()).unwrap();
+    let live = Live {
+        instance: Instance { backend: Backend::Qemu, accel: Accel::Tcg, pid: 1, control_socket: "/nonexistent".into() },
+        started_at: 5,
+    };
+    let of = |p: Phase| match p {
+        D => VmPhase::Stopped,
+        S => VmPhase::Starting(Some(live.clone())),
+        R => VmPhase::Running(live.clone()),
+        P => VmPhase::Stopping(live.clone()),
+        F => VmPhase::Failed("boom".into()),
+    };
+    let allowed = [(D, S), (F, S), (S, S), (S, R), (S, F), (R, P), (R, D), (R, F), (P, D), (P, R), (P, F)];
+    for from in Phase::ALL {
+        for to in Phase::ALL {
+            t.set_row("x", &of(from));
+            let before = t.m.events.last_seq();
+            let result = t.m.transition("x", &of(from), of(to), None);
+            let expected = allowed.contains(&(from, to));
+            assert_eq!(result.is_ok(), expected, "{from} → {to}");
+            assert_eq!(from.can_become(to), expected, "{from} → {to}");
+            let now = t.phase("x");
+            if expected {
+                assert_eq!(now, of(to), "{from} → {to} recorded");
+                let published = t.m.events.since(before);
+                assert_eq!(published.len(), usize::from(from != to), "{from} → {to}: one event for a change");
+            } else {
+                assert_eq!(result.unwrap_err().code(), ErrorCode::InvalidState, "{from} → {to}");
+                assert_eq!(now, of(from), "refused {from} → {to} changed the record");
+                assert_eq!(t.m.events.last_seq(), before, "refused {from} → {to} published an event");
+            }
+        }
+    }
+}
+
+#[test]
+fn operations_refused_in_the_wrong_phase_say_why_and_change_nothing() {
+    let t = setup();
+    t.create("up");
+    t.m.create(CreateVm { no_start: true, ..req("down") }, &()).unwrap();
+    let before = t.m.events.last_seq();
+    let code = |r: Result<banger_api::response::Vm>| r.map(|_| ()).unwrap_err();
+    let e = code(t.m.start("up", &()));
+    assert_eq!((e.code(), e.to_string()), (ErrorCode::InvalidState, "VM up is already running".into()));
+    let e = t.m.delete("up", false).unwrap_err();
+    assert!(e.to_string().contains("stop it first or delete it with --force"), "{e}");
+    let e = code(t.m.stop("down", Duration::from_secs(1), &()));
+    assert_eq!((e.code(), e.to_string()), (ErrorCode::InvalidState, "VM down is not running".into()));
+    assert_eq!(code(t.m.kill("down", "KILL")).code(), ErrorCode::InvalidState);
+    assert_eq!(code(t.m.kill("up", "NOPE")).code(), ErrorCode::BadInput);
+    assert_eq!(code(t.m.start("ghost", &())).code(), ErrorCode::NotFound);
+    assert_eq!(t.m.create(req("up"), &()).unwrap_err().code(), ErrorCode::Conflict);
+    let bad = CreateVm { memory_mib: Some(1), ..req("small") };
+    assert_eq!(t.m.create(bad, &()).unwrap_err().code(), ErrorCode::BadInput);
+    assert_eq!(t.m.events.last_seq(), before, "refusals publish nothing");
+    assert_eq!(t.phase("up").kind(), R);
+    assert_eq!(t.phase("down"), VmPhase::Stopped);
+    assert_eq!(t.m.list().unwrap().len(), 2);
+}
+
+#[test]
+fn a_second_operation_on_a_busy_vm_is_a_conflict_and_reconcile_leaves_it_alone() {
+    let t = setup();
+    t.create("busy");
+    let pid = t.pid("busy");
+    let held = t.m.claim("busy", "stop").unwrap();
+    for e in [
+        t.m.start("busy", &()).map(|_| ()).unwrap_err(),
+        t.m.stop("busy", Duration::from_secs(1), &()).map(|_| ()).unwrap_err(),
+        t.m.kill("busy", "KILL").map(|_| ()).unwrap_err(),
+        t.m.delete("busy", true).unwrap_err(),
+    ] {
+        assert_eq!(e.code(), ErrorCode::Conflict);
+        assert_eq!(e.to_string(), "another operation on VM busy is in progress");
+    }
+    // The holder is mid-stop: its VMM is gone but the phase is not settled yet. Reconcile must
+    // not touch a VM another operation holds.
+    t.set_row("busy", &VmPhase::Stopping(t.phase("busy").live().unwrap().clone()));
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+    assert!(wait_dead(pid));
+    t.m.reconcile(false);
+    assert_eq!(t.phase("busy").kind(), P);
+    drop(held);
+    t.m.reconcile(false);
+    assert_eq!(t.phase("busy"), VmPhase::Stopped, "a stop whose VMM is gone is finished");
+    assert!(t.fake.host().taps.is_empty());
+}
+
+#[test]
+fn reconcile_marks_a_vm_whose_vmm_died_failed_and_it_starts_again() {
+    let t = setup();
+    let vm = t.create("crashy");
+    let pid = vm.pid.unwrap();
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+    assert!(wait_dead(pid));
+    t.m.reconcile(false);
+    let shown = t.m.get("crashy").unwrap();
+    assert_eq!(shown.state, F);
+    assert!(shown.last_error.as_deref().unwrap().contains(&format!("pid {pid}")), "{:?}", shown.last_error);
+    assert!(t.fake.host().taps.is_empty(), "a dead VM's TAP is released");
+    assert!(!t.m.layout.vm("crashy").run_dir.exists(), "a dead VM's run dir is removed");
+    let last = t.events().into_iter().rev().find(|e| e.kind_name() == "phase").unwrap();
+    assert!(matches!(last.kind, EventKind::Phase { from: R, to: F, reason: Some(ref r) } if r.contains("exited")));
+    // Reconcile again: nothing more happens.
+    let seq = t.m.events.last_seq();
+    t.m.reconcile(false);
+    assert_eq!(t.m.events.last_seq(), seq);
+    let again = t.m.start("crashy", &()).unwrap();
+    assert_eq!(again.state, R);
+    assert_eq!(again.last_error, None, "a good boot clears the last error");
+}
+
+#[test]
+fn a_pid_reused_by_an_unrelated_process_is_never_signalled() {
+    let t = setup();
+    t.create("reused");
+    let live = t.phase("reused").live().unwrap().clone();
+    kill(Pid::from_raw(live.instance.pid as i32), Signal::SIGKILL).unwrap();
+    assert!(wait_dead(live.instance.pid));
+    // An unrelated process now holds the pid the database has for the VM.
+    let mut other = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    let stranger = other.id();
+    let mut instance = live.instance.clone();
+    instance.pid = stranger;
+    t.set_row("reused", &VmPhase::Running(Live { instance, ..live }));
+    // Both a forced delete and reconcile see the VM as dead and leave the stranger alone.
+    let e = t.m.kill("reused", "KILL").map(|_| ()).unwrap_err();
+    assert_eq!(e.to_string(), "VM reused is not running");
+    assert_eq!(t.phase("reused").kind(), F);
+    t.m.reconcile(false);
+    t.m.delete("reused", true).unwrap();
+    assert!(alive(stranger), "an unrelated process was signalled");
+    other.kill().unwrap();
+    other.wait().unwrap();
+}
+
+#[test]
+fn a_vm_whose_control_socket_is_missing_still_runs_and_still_stops() {
+    let t = setup();
+    t.create("nosock");
+    let live = t.phase("nosock").live().unwrap().clone();
+    std::fs::remove_file(&live.instance.control_socket).unwrap();
+    t.m.reconcile(true);
+    assert_eq!(t.phase("nosock").kind(), R, "the VMM still runs: the VM is running");
+    // The clean request cannot be sent; the VMM is killed by pid after the timeout.
+    let vm = t.m.stop("nosock", Duration::from_millis(300), &()).unwrap();
+    assert_eq!(vm.state, D);
+    assert!(wait_dead(live.instance.pid), "the VMM was left running");
+    assert!(t.fake.host().taps.is_empty());
+}
+
+#[test]
+fn a_restarted_daemon_settles_operations_it_was_in_the_middle_of() {
+    let t = setup();
+    // A stop that never finished, VMM still up → running again.
+    t.create("a");
+    let live = t.phase("a").live().unwrap().clone();
+    t.set_row("a", &VmPhase::Stopping(live.clone()));
+    // A boot whose VMM was spawned and still runs → running.
+    t.create("b");
+    let live_b = t.phase("b").live().unwrap().clone();
+    t.set_row("b", &VmPhase::Starting(Some(live_b)));
+    // A boot that never got to spawn a VMM → failed.
+    t.m.create(CreateVm { no_start: true, ..req("c") }, &()).unwrap();
+    t.set_row("c", &VmPhase::Starting(None));
+    t.m.reconcile(true);
+    assert_eq!(t.phase("a"), VmPhase::Running(live));
+    assert_eq!(t.phase("b").kind(), R);
+    assert!(matches!(t.phase("c"), VmPhase::Failed(ref why) if why.contains("interrupted")));
+    assert_eq!(t.changes("a").last(), Some(&(P, R)));
+    assert_eq!(t.changes("c"), [(S, F)]);
+}
+
+#[test]
+fn failed_boots_release_everything_and_say_why() {
+    let t = setup();
+    t.m.create(CreateVm { no_start: true, ..req("f") }, &()).unwrap();
+    // sudo would ask for a password: a permission error, nothing left, the VM failed.
+    t.fake.host().fail_tap = true;
+    let e = t.m.start("f", &()).map(|_| ()).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::PermissionDenied);
+    assert!(e.to_string().starts_with("VM f failed to start: "), "{e}");
+    assert!(matches!(t.phase("f"), VmPhase::Failed(ref why) if why.contains("sudo")));
+    assert!(t.fake.host().taps.is_empty());
+    // The VMM does not start: the TAP goes again.
+    t.fake.host().fail_start = true;
+    assert!(t.m.start("f", &()).is_err());
+    assert!(t.fake.host().taps.is_empty());
+    assert!(t.fake.host().pids.is_empty());
+    // The guest never answers: the VMM is killed and everything released.
+    t.fake.host().never_ready = true;
+    let e = t.m.start("f", &()).map(|_| ()).unwrap_err();
+    assert!(e.to_string().contains("did not answer SSH within 1s"), "{e}");
+    let pid = *t.fake.host().pids.last().unwrap();
+    assert!(!alive(pid), "the VMM of a failed boot was left running");
+    assert!(t.fake.host().taps.is_empty());
+    assert!(!t.m.layout.vm("f").run_dir.exists());
+    assert_eq!(t.changes("f"), [(D, S), (S, F), (F, S), (S, F), (F, S), (S, F)]);
+    assert_eq!(t.events().iter().filter(|e| e.kind_name() == "error").count(), 3, "each failure is an error event");
+}
+
+#[test]
+fn a_row_the_daemon_cannot_read_is_an_error_never_a_guess() {
+    let t = setup();
+    t.m.create(CreateVm { no_start: true, ..req("odd") }, &()).unwrap();
+    let row = banger_state::PhaseRow {
+        phase: "running",
+        backend: Some("cloud-hypervisor"),
+        accel: Some("tcg"),
+        pid: Some(1),
+        control_socket: Some("/x"),
+        started_at: Some(1),
+        ..Default::default()
+    };
+    t.m.db().set_phase("odd", &row).unwrap();
+    let shown = t.m.get("odd").unwrap();
+    assert_eq!(shown.state, F);
+    assert!(shown.last_error.unwrap().contains("unknown VMM backend \"cloud-hypervisor\""));
+    let e = t.m.start("odd", &()).map(|_| ()).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Internal);
+    t.m.reconcile(true);
+    assert!(t.events().iter().any(|e| matches!(&e.kind, EventKind::Error { message } if message.contains("damaged"))));
+    // An accelerator the daemon does not know is not read as TCG either.
+    t.m.db().set_phase("odd", &banger_state::PhaseRow { backend: Some("qemu"), accel: Some("hvf"), ..row }).unwrap();
+    assert!(VmPhase::from_record(&t.m.record("odd").unwrap()).unwrap_err().contains("unknown accelerator"));
+}
