@@ -15,6 +15,16 @@ pub enum Command {
     /// Create, inspect, start, stop and reach VMs.
     #[command(subcommand)]
     Vm(VmCommand),
+    /// Follow what happens to VMs: lifecycle changes, progress, errors (until Ctrl-C; survives
+    /// daemon restarts).
+    Events {
+        /// One JSON object per line, exactly as bangerd sends them.
+        #[arg(long)]
+        json: bool,
+        /// First replay the events after this sequence number that bangerd still keeps.
+        #[arg(long)]
+        since: Option<u64>,
+    },
     /// Inspect or stop the banger daemon (bangerd).
     #[command(subcommand)]
     Daemon(DaemonCommand),
@@ -176,6 +186,10 @@ pub enum VmCommand {
     List {
         #[arg(long)]
         json: bool,
+        /// Keep the list on screen and redraw it whenever a VM changes (with --json: print
+        /// the list again, one document per line).
+        #[arg(long, short)]
+        watch: bool,
     },
     /// Show one VM: state, backend, addresses, disks and their allocated sizes, pid, uptime.
     Show {

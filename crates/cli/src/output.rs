@@ -57,6 +57,25 @@ pub fn pairs(rows: &[(&str, String)]) {
     }
 }
 
+/// A Unix time as local wall-clock `HH:MM:SS.mmm` (UTC when the zone is unknown).
+pub fn clock(unix: f64) -> String {
+    let secs = unix.floor() as i64;
+    let millis = ((unix - unix.floor()) * 1000.0) as u32;
+    let offset = nix_localtime_offset(secs);
+    let day = (secs + offset).rem_euclid(86400);
+    format!("{:02}:{:02}:{:02}.{millis:03}", day / 3600, day / 60 % 60, day % 60)
+}
+
+/// Seconds east of UTC at `unix` (0 when unknown).
+fn nix_localtime_offset(unix: i64) -> i64 {
+    // SAFETY: localtime_r writes into the struct we own; time_t is i64 on our targets.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        let t: libc::time_t = unix as libc::time_t;
+        if libc::localtime_r(&t, &mut tm).is_null() { 0 } else { tm.tm_gmtoff as i64 }
+    }
+}
+
 /// `3725.4` seconds → `1h 2m 5s`.
 pub fn duration(secs: f64) -> String {
     let s = secs as u64;
@@ -79,6 +98,13 @@ mod tests {
             &[vec!["calm-otter".into(), "running".into()], vec!["x".into(), "stopped".into()]],
         );
         assert_eq!(t, "NAME        STATE\ncalm-otter  running\nx           stopped\n");
+    }
+
+    #[test]
+    fn clock_shows_time_of_day_with_millis() {
+        let c = clock(86400.0 * 3.0 + 3725.25);
+        assert_eq!(c.len(), "01:02:05.250".len(), "{c}");
+        assert!(c.ends_with(":05.250"), "{c}");
     }
 
     #[test]

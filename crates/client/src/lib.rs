@@ -3,6 +3,7 @@
 
 pub mod autostart;
 
+use banger_api::event::Event;
 use banger_api::response::StreamLine;
 use banger_api::{ApiError, ErrorCode};
 use http_body_util::{BodyExt, Full};
@@ -93,28 +94,41 @@ impl Client {
     ) -> Result<T, ClientError> {
         let body = serde_json::to_vec(body).map_err(|e| ClientError::Protocol(e.to_string()))?;
         let resp = self.request(Method::POST, path, Some(body)).await?;
-        let status = resp.status();
-        let mut body = resp.into_body();
-        if !status.is_success() {
-            let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-            return Err(error_from(status, &bytes));
-        }
-        let mut buf: Vec<u8> = Vec::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| ClientError::Protocol(format!("reading the progress stream failed: {e}")))?;
-            let Ok(data) = frame.into_data() else { continue };
-            buf.extend_from_slice(&data);
-            while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=nl).collect();
-                match serde_json::from_slice::<StreamLine<T>>(&line) {
-                    Ok(StreamLine::Progress { stage, message }) => on_progress(&stage, &message),
-                    Ok(StreamLine::Done(value)) => return Ok(value),
-                    Ok(StreamLine::Error(e)) => return Err(ClientError::Api(e)),
-                    Err(e) => return Err(ClientError::Protocol(format!("bad progress line: {e}"))),
-                }
+        let mut result = None;
+        read_lines(resp, |line| match serde_json::from_slice::<StreamLine<T>>(line) {
+            Ok(StreamLine::Progress { stage, message }) => {
+                on_progress(&stage, &message);
+                Ok(true)
             }
-        }
-        Err(ClientError::Protocol("the progress stream ended without a result (did bangerd stop?)".into()))
+            Ok(StreamLine::Done(value)) => {
+                result = Some(Ok(value));
+                Ok(false)
+            }
+            Ok(StreamLine::Error(e)) => {
+                result = Some(Err(ClientError::Api(e)));
+                Ok(false)
+            }
+            Err(e) => Err(ClientError::Protocol(format!("bad progress line: {e}"))),
+        })
+        .await?;
+        result.unwrap_or_else(|| {
+            Err(ClientError::Protocol("the progress stream ended without a result (did bangerd stop?)".into()))
+        })
+    }
+
+    /// Follow the event stream (`GET /v1/events[?since=SEQ]`): `on_event` runs for each event
+    /// until it returns `false`. Returns `Ok(())` when the stream ends (the daemon stopped).
+    pub async fn events(&self, since: Option<u64>, mut on_event: impl FnMut(Event) -> bool) -> Result<(), ClientError> {
+        let path = match since {
+            Some(s) => format!("{}?since={s}", banger_api::routes::EVENTS),
+            None => banger_api::routes::EVENTS.to_string(),
+        };
+        let resp = self.request(Method::GET, &path, None).await?;
+        read_lines(resp, |line| match serde_json::from_slice::<Event>(line) {
+            Ok(e) => Ok(on_event(e)),
+            Err(e) => Err(ClientError::Protocol(format!("bad event line: {e}"))),
+        })
+        .await
     }
 
     async fn request(
@@ -162,6 +176,36 @@ impl Client {
             .to_bytes();
         if status.is_success() { Ok(bytes) } else { Err(error_from(status, &bytes)) }
     }
+}
+
+/// Feed each line of a successful NDJSON response to `on_line` until it returns `Ok(false)`, the
+/// stream ends, or an error; an error response becomes its [`ApiError`].
+async fn read_lines(
+    resp: hyper::Response<hyper::body::Incoming>,
+    mut on_line: impl FnMut(&[u8]) -> Result<bool, ClientError>,
+) -> Result<(), ClientError> {
+    let status = resp.status();
+    let mut body = resp.into_body();
+    if !status.is_success() {
+        let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        return Err(error_from(status, &bytes));
+    }
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            // The connection went away mid-stream (the daemon stopped).
+            return Ok(());
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        buf.extend_from_slice(&data);
+        while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=nl).collect();
+            if !on_line(&line)? {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
 }
 
 fn error_from(status: hyper::StatusCode, bytes: &[u8]) -> ClientError {

@@ -4,9 +4,10 @@ use crate::cli::VmCommand;
 use crate::context::{Ctx, block_on};
 use crate::error::{CliError, CliResult};
 use crate::output;
+use banger_api::event::EventKind;
 use banger_api::exit;
 use banger_api::request::{CreateVm, KillVm, StopVm};
-use banger_api::response::{Deleted, Vm, VmList, VmState};
+use banger_api::response::{Deleted, Phase, Vm, VmList};
 use banger_api::routes::{self, vm_path};
 use banger_client::Client;
 use banger_config::size::format_size;
@@ -20,7 +21,8 @@ pub fn run(ctx: &Ctx, cmd: VmCommand) -> CliResult {
             let vm: Vm = streamed(&ctx.client()?, routes::VMS, &req)?;
             done(&vm, json, &format!("created {}", vm.name))
         }
-        VmCommand::List { json } => list(ctx, json),
+        VmCommand::List { json, watch: false } => list(ctx, json),
+        VmCommand::List { json, watch: true } => watch(ctx, json),
         VmCommand::Show { name, json } => {
             let vm: Vm = block_on(ctx.client()?.get(&vm_path(routes::VM, &name)))?;
             if json {
@@ -96,9 +98,13 @@ fn list(ctx: &Ctx, json: bool) -> CliResult {
         return Ok(());
     }
     let list: VmList = block_on(ctx.client()?.get(routes::VMS))?;
+    print!("{}", render_list(&list, crate::context::now()));
+    Ok(())
+}
+
+fn render_list(list: &VmList, now: u64) -> String {
     if list.vms.is_empty() {
-        println!("no VMs (create one with `banger vm create`)");
-        return Ok(());
+        return "no VMs (create one with `banger vm create`)\n".into();
     }
     let rows: Vec<Vec<String>> = list
         .vms
@@ -113,12 +119,68 @@ fn list(ctx: &Ctx, json: bool) -> CliResult {
                 format!("{}M", v.memory_mib),
                 format_size(v.disk_size),
                 v.backend.clone().unwrap_or_else(|| "-".into()),
-                v.uptime_secs.map(|s| output::duration(s as f64)).unwrap_or_else(|| "-".into()),
+                // From the start time, so a watched list ages without asking the daemon.
+                v.started_at.map(|t| output::duration(now.saturating_sub(t) as f64)).unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
-    output::table(&["NAME", "STATE", "IP", "IMAGE", "VCPU", "MEMORY", "DISK", "BACKEND", "UPTIME"], &rows);
-    Ok(())
+    output::render_table(&["NAME", "STATE", "IP", "IMAGE", "VCPU", "MEMORY", "DISK", "BACKEND", "UPTIME"], &rows)
+}
+
+/// `vm list --watch`: the list is fetched again on each event that changes a VM (never by
+/// polling); between events a terminal redraws once a second so uptimes move.
+fn watch(ctx: &Ctx, json: bool) -> CliResult {
+    use std::io::{IsTerminal, Write};
+    use std::sync::mpsc;
+    let client = ctx.client()?;
+    let (tx, rx) = mpsc::channel::<()>();
+    // Events arrive on their own thread; this one fetches and draws.
+    let follower = {
+        let ctx = Ctx { dirs: ctx.dirs.clone() };
+        std::thread::spawn(move || {
+            crate::commands::events::follow(&ctx, None, |e| {
+                // Progress changes nothing in the list; anything else may.
+                matches!(e.kind, EventKind::Progress { .. }) || tx.send(()).is_ok()
+            })
+        })
+    };
+    let tty = std::io::stdout().is_terminal();
+    let mut list: VmList = block_on(client.get(routes::VMS))?;
+    let mut fetched = true;
+    loop {
+        let mut out = std::io::stdout().lock();
+        let drawn = if json {
+            if fetched {
+                serde_json::to_string(&list).map_err(std::io::Error::other).and_then(|s| writeln!(out, "{s}"))
+            } else {
+                Ok(())
+            }
+        } else if tty {
+            write!(out, "\x1b[H\x1b[2J{}", render_list(&list, crate::context::now()))
+        } else if fetched {
+            writeln!(out, "{}", render_list(&list, crate::context::now()))
+        } else {
+            Ok(())
+        };
+        if drawn.and_then(|()| out.flush()).is_err() {
+            return Ok(());
+        }
+        drop(out);
+        match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(()) => {
+                while rx.try_recv().is_ok() {}
+                list = block_on(client.get(routes::VMS))?;
+                fetched = true;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => fetched = false,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return match follower.join() {
+                    Ok(r) => r,
+                    Err(_) => Err(CliError::failure("the event follower stopped unexpectedly")),
+                };
+            }
+        }
+    }
 }
 
 fn show(v: &Vm) {
@@ -167,7 +229,7 @@ fn show(v: &Vm) {
 fn ssh(ctx: &Ctx, name: &str, command: &[String]) -> CliResult {
     use std::os::unix::process::CommandExt;
     let vm: Vm = block_on(ctx.client()?.get(&vm_path(routes::VM, name)))?;
-    if vm.state != VmState::Running {
+    if vm.state != Phase::Running {
         return Err(CliError::new(
             exit::CONFLICT,
             format!("VM {name} is {}; start it with `banger vm start {name}`", vm.state.as_str()),

@@ -1,0 +1,65 @@
+//! `banger events`: follow the daemon's event stream. Also [`follow`], which `vm list --watch`
+//! uses: it reconnects when the daemon restarts, asking for what it missed.
+
+use crate::context::{Ctx, block_on};
+use crate::error::CliResult;
+use crate::output;
+use banger_api::event::{Event, EventKind};
+use banger_client::autostart;
+use std::time::Duration;
+
+pub fn run(ctx: &Ctx, json: bool, since: Option<u64>) -> CliResult {
+    use std::io::Write;
+    follow(ctx, since, |event| {
+        let mut out = std::io::stdout().lock();
+        let written = if json {
+            serde_json::to_string(&event).map_err(std::io::Error::other).and_then(|s| writeln!(out, "{s}"))
+        } else {
+            writeln!(out, "{}", describe(&event))
+        };
+        // Stop quietly when whatever reads our output goes away (`| head`).
+        written.and_then(|()| out.flush()).is_ok()
+    })
+}
+
+/// Call `on_event` for every event from now on (or after `since`) until it returns `false`.
+/// When the daemon goes away, wait for it to come back and carry on from the last event seen.
+pub fn follow(ctx: &Ctx, since: Option<u64>, mut on_event: impl FnMut(Event) -> bool) -> CliResult {
+    let mut client = ctx.client()?;
+    let mut last = since;
+    loop {
+        let mut stop = false;
+        block_on(client.events(last, |event| {
+            last = Some(event.seq);
+            stop = !on_event(event);
+            !stop
+        }))?;
+        if stop {
+            return Ok(());
+        }
+        eprintln!("banger: bangerd stopped; waiting for it to come back (Ctrl-C to quit)");
+        while !autostart::is_listening(client.socket()) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        client = ctx.client()?;
+    }
+}
+
+/// One line for people: time, VM, what happened.
+pub fn describe(e: &Event) -> String {
+    let what = match &e.kind {
+        EventKind::Created => "created".to_string(),
+        EventKind::Phase { from, to, reason } => {
+            format!("{from} → {to}{}", reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default())
+        }
+        EventKind::Progress { stage, message } => format!("{stage}: {message}"),
+        EventKind::Error { message } => format!("error: {message}"),
+        EventKind::Changed { fields } => {
+            let f: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("changed {}", f.join(" "))
+        }
+        EventKind::Deleted => "deleted".to_string(),
+        EventKind::Resync { reason } => format!("-- missed events: {reason}"),
+    };
+    format!("{}  {:<20}  {what}", output::clock(e.time), e.vm.as_deref().unwrap_or("-"))
+}
