@@ -68,8 +68,10 @@ impl EventBus {
     fn replay(&self, ring: &Ring, since: u64) -> VecDeque<Event> {
         let oldest = ring.events.front().map(|e| e.seq).unwrap_or(ring.next);
         let mut out = VecDeque::new();
-        if since.saturating_add(1) < oldest {
-            let reason = if since < self.base {
+        // `since = 0` asks for everything kept: only events of this run that are gone count.
+        let first_wanted = if since == 0 { self.base + 1 } else { since.saturating_add(1) };
+        if first_wanted < oldest {
+            let reason = if since != 0 && since < self.base {
                 "bangerd restarted since that event; re-read the VMs".to_string()
             } else {
                 format!("more than {} events happened since {since}; re-read the VMs", ring.capacity)
@@ -179,7 +181,8 @@ mod tests {
         };
         assert_eq!(seqs(bus.subscribe(Some(4)), 2), [(5, "created"), (6, "created")]);
         assert_eq!(seqs(bus.subscribe(Some(2)), 4), [(3, "created"), (4, "created"), (5, "created"), (6, "created")]);
-        assert_eq!(seqs(bus.subscribe(Some(0)), 3), [(2, "resync"), (3, "created"), (4, "created")]);
+        assert_eq!(seqs(bus.subscribe(Some(1)), 3), [(2, "resync"), (3, "created"), (4, "created")]);
+        assert_eq!(seqs(bus.subscribe(Some(0)), 2), [(2, "resync"), (3, "created")], "0: all kept, and the loss");
         // Nothing newer than since: only live events follow.
         let mut s = bus.subscribe(Some(6));
         created(&bus, "x");
@@ -195,6 +198,8 @@ mod tests {
         let e = block(s.next()).unwrap();
         assert!(matches!(&e.kind, EventKind::Resync { reason } if reason.contains("restarted")), "{e:?}");
         assert_eq!(block(s.next()).unwrap().seq, first);
+        // 0 means "all you keep": nothing of this run is lost, so no resync.
+        assert_eq!(block(bus.subscribe(Some(0)).next()).unwrap().seq, first);
     }
 
     #[test]
