@@ -28,7 +28,7 @@ fn sha256(path: &Path) -> String {
 }
 
 #[test]
-fn create_ssh_persist_across_stop_start_survive_daemon_restart_kill_delete() {
+fn create_ssh_persist_across_stop_start_survive_daemon_restart_vmm_death_delete_with_events() {
     let Some(rt) = runtime() else { return };
     if !is_root() {
         skip("vm_lifecycle", "needs root (or passwordless sudo) for TAP devices");
@@ -50,6 +50,10 @@ fn create_ssh_persist_across_stop_start_survive_daemon_restart_kill_delete() {
     assert!(bad.stderr().contains("is not a valid VM name"), "{}", bad.stderr());
     assert_eq!(run(&["vm", "create", "--disk-size", "12Q"]).code(), 2);
     assert_eq!(run(&["vm", "show", "nope"]).code(), 3);
+
+    // Everything that happens from here on, as `banger events --json` sees it (it follows the
+    // daemon across the restart below).
+    let events = Events::follow(&env, &rt);
 
     // Create: boots and waits for SSH, reporting the stages.
     let created = run(&["vm", "create", "--name", "e2e", "--image", "base", "--disk-size", "2G", "--json"]);
@@ -127,14 +131,26 @@ fn create_ssh_persist_across_stop_start_survive_daemon_restart_kill_delete() {
     let logs = run(&["vm", "logs", "e2e"]);
     assert!(logs.stdout().contains("banger-init"), "console log lacks the initrd's output");
 
-    // Running VMs are not deleted without --force; kill stops one.
+    // Running VMs are not deleted without --force; `vm kill` signals the VMM (CONT: it runs on).
     let del = run(&["vm", "delete", "e2e"]);
     assert_eq!(del.code(), 4, "{}", del.stderr());
     assert_eq!(run(&["vm", "kill", "e2e", "--signal", "BOGUS"]).code(), 2);
-    let kill = run(&["vm", "kill", "e2e", "--signal", "TERM", "--json"]);
+    let kill = run(&["vm", "kill", "e2e", "--signal", "CONT", "--json"]);
     assert_eq!(kill.code(), 0, "{}", kill.stderr());
-    assert!(wait_gone(pid, Duration::from_secs(10)), "SIGTERM did not end the VMM");
-    assert_eq!(run(&["vm", "show", "e2e", "--json"]).json()["state"], "stopped");
+    assert_eq!(kill.json()["state"], "running");
+
+    // The VMM dies behind banger's back: the daemon notices, releases the TAP and says so.
+    let killed_at = std::time::Instant::now();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let (seen_at, event) = events.wait_for(|e| e["event"] == "phase" && e["to"] == "failed", Duration::from_secs(10));
+    let noticed = seen_at.duration_since(killed_at);
+    eprintln!("the VMM's death became an event after {noticed:?}");
+    assert!(noticed <= Duration::from_secs(3), "the VMM's death took {noticed:?} to become an event: {event}");
+    assert!(event["reason"].as_str().unwrap().contains("exited without being asked"), "{event}");
+    let shown = run(&["vm", "show", "e2e", "--json"]).json();
+    assert_eq!(shown["state"], "failed");
+    assert!(shown["last_error"].as_str().unwrap().contains(&format!("pid {pid}")), "{shown}");
+    assert!(!Path::new("/sys/class/net").join(&tap).exists(), "a dead VM's TAP was kept");
 
     assert_eq!(sha256(&base), base_sum, "the shared base image changed");
 
@@ -148,4 +164,85 @@ fn create_ssh_persist_across_stop_start_survive_daemon_restart_kill_delete() {
         std::fs::read_dir(&run_vms).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     assert!(leftovers.is_empty(), "sockets left behind: {leftovers:?}");
     assert_eq!(run(&["vm", "list", "--json"]).json()["vms"].as_array().unwrap().len(), 0);
+
+    // The whole life, in order, as one subscriber saw it.
+    events.wait_for(|e| e["event"] == "deleted", Duration::from_secs(5));
+    let seen: Vec<String> = events
+        .lines()
+        .iter()
+        .filter(|e| e["event"] != "progress")
+        .map(|e| match e["event"].as_str().unwrap() {
+            "phase" => e["to"].as_str().unwrap().to_string(),
+            other => other.to_string(),
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            "created", "starting", "running", // create
+            "resync",  // the daemon restarted: the subscriber is told it may have missed events
+            "stopping", "stopped", "starting", "running", "failed", "deleted"
+        ],
+        "events seen"
+    );
+    let seqs: Vec<u64> = events.lines().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "sequence numbers must increase: {seqs:?}");
+}
+
+/// `banger events --json` running in the background; its lines with their arrival times.
+struct Events {
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<(std::time::Instant, serde_json::Value)>>>,
+}
+
+impl Events {
+    fn follow(env: &Env, rt: &Path) -> Events {
+        use std::io::BufRead;
+        let mut child = env
+            .banger(&["events", "--json"])
+            .env("BANGER_RUNTIME_DIR", rt)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+                sink.lock().unwrap().push((std::time::Instant::now(), v));
+            }
+        });
+        // Subscribed once the daemon answers it: give it a moment before the first event.
+        std::thread::sleep(Duration::from_millis(300));
+        Events { child, lines }
+    }
+
+    fn lines(&self) -> Vec<serde_json::Value> {
+        self.lines.lock().unwrap().iter().map(|(_, v)| v.clone()).collect()
+    }
+
+    /// The first line matching `pred` and when it arrived (waiting up to `timeout`).
+    fn wait_for(
+        &self,
+        pred: impl Fn(&serde_json::Value) -> bool,
+        timeout: Duration,
+    ) -> (std::time::Instant, serde_json::Value) {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some((t, v)) = self.lines.lock().unwrap().iter().find(|(_, v)| pred(v)) {
+                return (*t, v.clone());
+            }
+            assert!(std::time::Instant::now() < deadline, "no such event within {timeout:?}: {:?}", self.lines());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
