@@ -17,11 +17,12 @@ TEST_DEBS := $(RUN_DEBS) $(IMAGE_DEBS) curl sudo conntrack iputils-ping
 INIT_BIN := target/guest-init/x86_64-unknown-linux-gnu/release/banger-init
 BENCH_DEBS := hyperfine python3 bc qemu-system-x86 iproute2
 
-.PHONY: guest-init runtime-build rootfs runtime-bundle runtime-package help deps test-deps build test install uninstall quickstart bench bench-status bench-bundle bench-vm bench-boot fmt clippy clean check-cargo
+.PHONY: guest-init runtime-build rootfs runtime-bundle runtime-package help deps test-deps build test check install uninstall quickstart bench bench-status bench-bundle bench-daemon bench-events bench-vm bench-boot fmt clippy clean check-cargo
 
 help:
 	@echo "make quickstart   install packages, build, build the runtime bundle, create a VM, run a command in it over SSH"
 	@echo "make build        build target/release/{banger,bangerd}"
+	@echo "make check        fmt, clippy -D warnings and unit tests: no root, no network, no runtime bundle"
 	@echo "make test         install test packages, run every test"
 	@echo "make runtime-build    build the runtime bundle from Debian packages into ./runtime (NO_DOCKER=1: skip the docker image)"
 	@echo "make rootfs           rebuild rootfs-docker.ext4 if packages.apt changed (FORCE=1, BASE_ROOTFS=…)"
@@ -51,6 +52,13 @@ test: check-cargo test-deps guest-init
 	@if [ -f $(RUNTIME_DIR)/bundle.toml ]; then echo "using the runtime bundle in $(RUNTIME_DIR)"; \
 	else target/debug/banger runtime build --dir $(RUNTIME_DIR) --init $(INIT_BIN); fi
 	BANGER_TEST_RUNTIME=$(abspath $(RUNTIME_DIR)) BANGER_E2E_REQUIRED=1 $(CARGO) test $(CARGO_FLAGS) --workspace
+
+# The edit–compile loop: formatting, lints and unit tests (the lifecycle runs against fakes).
+# Needs no root, no network (once crates are fetched) and no runtime bundle.
+check: check-cargo
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
+	$(CARGO) test $(CARGO_FLAGS) --workspace --lib --bins
 
 # Never fetches anything: copies what `build` made and whatever ./runtime holds.
 # (It installs no system packages either: run `make build` first on a fresh machine.)
@@ -91,7 +99,7 @@ uninstall:
 quickstart:
 	scripts/quickstart.sh
 
-bench: bench-status bench-bundle bench-vm bench-boot
+bench: bench-status bench-bundle bench-daemon bench-events bench-vm bench-boot
 
 bench-status: build
 	scripts/apt-deps.sh $(BENCH_DEBS)
@@ -100,6 +108,15 @@ bench-status: build
 bench-bundle: check-cargo deps
 	scripts/apt-deps.sh $(BENCH_DEBS)
 	$(CARGO) run --release $(CARGO_FLAGS) -p banger-bundle --example bench_fetch -- 512
+
+# bangerd's memory idle and with 100 VMs, `vm list --json` with 100 VMs (a runtime bundle; no root).
+bench-daemon: build
+	scripts/apt-deps.sh $(BENCH_DEBS)
+	RUNTIME=$(RUNTIME_DIR) scripts/bench-daemon.sh
+
+# Event delivery latency: phase change → 10 subscribers, 100 VMs registered (in-process, fake host).
+bench-events: check-cargo deps
+	$(CARGO) run --release $(CARGO_FLAGS) -p banger-daemon --example bench_events -- 100
 
 # Needs root (TAPs) and a runtime bundle (make runtime-build).
 bench-vm: build

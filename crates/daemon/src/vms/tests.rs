@@ -8,7 +8,6 @@ use banger_api::ErrorCode;
 use banger_api::event::{Event, EventKind};
 use banger_api::request::CreateVm;
 use banger_api::response::Phase;
-use banger_config::runtime::RuntimeSource;
 use banger_vmm::{Accel, Backend, Instance};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -21,29 +20,7 @@ struct T {
 
 fn setup() -> T {
     let tmp = tempfile::tempdir().unwrap();
-    let rt = tmp.path().join("rt");
-    std::fs::create_dir_all(&rt).unwrap();
-    let cfg_file = tmp.path().join("config.toml");
-    let config = Config::parse(&cfg_file, "subnet = \"10.250.0.0/24\"\ndefault_memory = 256\n").unwrap();
-    for f in [&config.default_kernel, &config.default_initrd, &config.ssh_key_path] {
-        std::fs::write(rt.join(f), b"fake").unwrap();
-    }
-    for f in [&config.default_rootfs, &config.default_base_rootfs] {
-        std::fs::File::create(rt.join(f)).unwrap().set_len(4 << 20).unwrap();
-    }
-    let fake = Fake::new();
-    let state = tmp.path().join("state");
-    let mut m = Manager::new(Parts {
-        db: Db::open(&tmp.path().join("state.db")).unwrap(),
-        layout: Layout::new(&state, &tmp.path().join("run")),
-        config,
-        runtime: RuntimeDir { path: rt, source: RuntimeSource::Config },
-        hypervisor: fake.hypervisor(),
-        net: fake.net(),
-        guest: fake.guest(),
-        events: EventBus::new(0, 4096),
-        tap_prefix: banger_net::tap::prefix_for(&state),
-    });
+    let (mut m, fake) = crate::platform::fake::manager(tmp.path(), EventBus::new(0, 4096));
     m.boot_timeout = Duration::from_secs(1);
     T { _tmp: tmp, fake, m }
 }
