@@ -7,24 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNTIME=$(realpath "${RUNTIME:-runtime}")
-bin=$PWD/target/release/banger
-[ -x "$bin" ] || { echo "build first: make build" >&2; exit 1; }
-[ -f "$RUNTIME/vmlinux" ] || { echo "no runtime bundle in $RUNTIME (make runtime-build)" >&2; exit 7; }
-tmp=$(mktemp -d /tmp/banger-bench-daemon.XXXXXX)
-export XDG_RUNTIME_DIR=$tmp/run XDG_STATE_HOME=$tmp/state XDG_CONFIG_HOME=$tmp/config XDG_CACHE_HOME=$tmp/cache
-export BANGER_RUNTIME_DIR=$RUNTIME
-mkdir -p "$XDG_CONFIG_HOME/banger"
-printf 'subnet = "10.215.0.0/16"\nvmm = "qemu"\n' > "$XDG_CONFIG_HOME/banger/config.toml"
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
-daemon_pid=$("$bin" daemon status --json | json 'd["pid"]')
-cleanup() {
-  for vm in $("$bin" vm list --json 2>/dev/null | json '" ".join(v["name"] for v in d["vms"])'); do
-    "$bin" vm delete "$vm" >/dev/null 2>&1 || true
-  done
-  kill "$daemon_pid" 2>/dev/null || true
-  while kill -0 "$daemon_pid" 2>/dev/null; do sleep 0.05; done
-  rm -rf "$tmp"
-}
+SUBNET=10.215.0.0/16
+. scripts/bench-lib.sh
+cleanup() { bench_cleanup; }
 trap cleanup EXIT
 rss() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$daemon_pid/status"; }
 

@@ -12,7 +12,7 @@ use banger_api::event::EventKind;
 use banger_api::request::CreateVm;
 use banger_client::Client;
 use banger_config::Dirs;
-use banger_daemon::{app::App, events::EventBus, platform::fake, server};
+use banger_daemon::{app::App, events::EventBus, server, vms::fake_host};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -34,7 +34,7 @@ fn main() {
     )
     .expect("dirs");
     dirs.ensure_for_daemon().expect("create the daemon's dirs");
-    let (manager, fake) = fake::manager(&root, EventBus::new(0, banger_daemon::events::RING));
+    let (manager, fake) = fake_host::manager(&root, EventBus::new(0, banger_daemon::events::RING));
     let t0 = Instant::now();
     for i in 0..VMS {
         let req =

@@ -15,12 +15,19 @@ use serde::Serialize;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// A progress stream's sender: what a long operation reports its steps to.
-pub struct Sender(mpsc::UnboundedSender<Vec<u8>>);
+/// A progress stream's sender: what a long operation reports its steps to. Operations run on
+/// the blocking pool, so they may wait for room; a client that went away fails the send at once.
+pub struct Sender(mpsc::Sender<Vec<u8>>);
+
+impl Sender {
+    fn send(&self, line: Vec<u8>) {
+        let _ = self.0.blocking_send(line);
+    }
+}
 
 impl crate::vms::Progress for Sender {
     fn step(&self, stage: &str, message: &str) {
-        let _ = self.0.send(line(&StreamLine::<()>::Progress { stage: stage.into(), message: message.into() }));
+        self.send(line(&StreamLine::<()>::Progress { stage: stage.into(), message: message.into() }));
     }
 }
 
@@ -36,8 +43,8 @@ where
     T: Serialize + Send + 'static,
     F: FnOnce(&Sender) -> Result<T, Error> + Send + 'static,
 {
-    let (tx, rx) = mpsc::unbounded_channel::<Vec<u8>>();
-    let progress = Sender(tx.clone());
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(64);
+    let progress = Sender(tx);
     tokio::task::spawn_blocking(move || {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&progress))).unwrap_or_else(|_| {
             Err(ApiError::internal("bangerd hit a bug during this operation (see its log)").into())
@@ -49,9 +56,9 @@ where
                 line(&StreamLine::<T>::Error(e.into()))
             }
         };
-        let _ = tx.send(last);
+        progress.send(last);
     });
-    ndjson(Body::from_stream(Unbounded(rx)))
+    ndjson(Body::from_stream(Lines(rx)))
 }
 
 /// Stream events after `since` (or from now on) until the client goes or the daemon stops.
@@ -73,28 +80,17 @@ pub fn events(app: Arc<App>, since: Option<u64>) -> Response {
             }
         }
     });
-    ndjson(Body::from_stream(Bounded(rx)))
+    ndjson(Body::from_stream(Lines(rx)))
 }
 
 fn ndjson(body: Body) -> Response {
     ([("content-type", "application/x-ndjson"), ("cache-control", "no-store")], body).into_response()
 }
 
-/// The channels as body streams.
-struct Unbounded(mpsc::UnboundedReceiver<Vec<u8>>);
-struct Bounded(mpsc::Receiver<Vec<u8>>);
+/// A channel of lines as a body stream.
+struct Lines(mpsc::Receiver<Vec<u8>>);
 
-impl futures_core::Stream for Unbounded {
-    type Item = Result<Vec<u8>, std::convert::Infallible>;
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx).map(|o| o.map(Ok))
-    }
-}
-
-impl futures_core::Stream for Bounded {
+impl futures_core::Stream for Lines {
     type Item = Result<Vec<u8>, std::convert::Infallible>;
     fn poll_next(
         mut self: std::pin::Pin<&mut Self>,

@@ -12,6 +12,7 @@
 
 pub mod boot;
 pub mod create;
+pub mod fake_host;
 pub mod layout;
 pub mod names;
 pub mod phase;

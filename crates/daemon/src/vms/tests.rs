@@ -20,7 +20,7 @@ struct T {
 
 fn setup() -> T {
     let tmp = tempfile::tempdir().unwrap();
-    let (mut m, fake) = crate::platform::fake::manager(tmp.path(), EventBus::new(0, 4096));
+    let (mut m, fake) = super::fake_host::manager(tmp.path(), EventBus::new(0, 4096));
     m.boot_timeout = Duration::from_secs(1);
     T { _tmp: tmp, fake, m }
 }
@@ -362,4 +362,28 @@ fn a_row_the_daemon_cannot_read_is_an_error_never_a_guess() {
     // An accelerator the daemon does not know is not read as TCG either.
     t.m.db().set_phase("odd", &banger_state::PhaseRow { backend: Some("qemu"), accel: Some("hvf"), ..row }).unwrap();
     assert!(VmPhase::from_record(&t.m.record("odd").unwrap()).unwrap_err().contains("unknown accelerator"));
+}
+
+#[test]
+fn two_operations_racing_on_one_vm_one_runs_the_other_is_refused() {
+    let t = setup();
+    t.m.create(CreateVm { no_start: true, ..req("race") }, &()).unwrap();
+    // A boot that takes a while (the guest never answers; the timeout is 1 s).
+    t.fake.host().never_ready = true;
+    std::thread::scope(|s| {
+        let boot = s.spawn(|| t.m.start("race", &()));
+        // Wait until the boot holds the VM.
+        while t.phase("race").kind() != S {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let e = t.m.delete("race", true).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::Conflict);
+        let e = t.m.start("race", &()).map(|_| ()).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::Conflict);
+        assert!(boot.join().unwrap().is_err(), "the boot itself times out");
+    });
+    // The VM survived the racing delete, and the failed boot left it failed.
+    assert_eq!(t.phase("race").kind(), F);
+    t.fake.host().never_ready = false;
+    assert_eq!(t.m.start("race", &()).unwrap().state, R);
 }
