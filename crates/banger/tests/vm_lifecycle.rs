@@ -179,7 +179,7 @@ fn create_ssh_persist_across_stop_start_survive_daemon_restart_vmm_death_delete_
     assert_eq!(
         seen,
         [
-            "created", "starting", "running", // create
+            "created", "starting", "changed", "running", // create (the host keys are pinned: a change)
             "resync",  // the daemon restarted: the subscriber is told it may have missed events
             "stopping", "stopped", "starting", "running", "failed", "deleted"
         ],

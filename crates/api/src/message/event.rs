@@ -34,7 +34,8 @@ pub enum EventKind {
     /// Something went wrong that is not a phase change (an operation that failed before it
     /// changed anything, a database row the daemon cannot read).
     Error { message: String },
-    /// A setting of the VM changed (`vm set`): each changed field with its new value.
+    /// Something recorded about the VM changed (its SSH host keys were pinned; `vm set`): each
+    /// changed field with its new value.
     Changed { fields: serde_json::Map<String, serde_json::Value> },
     /// The VM and its disks are gone.
     Deleted,

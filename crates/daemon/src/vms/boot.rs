@@ -7,6 +7,7 @@ use super::{Manager, Progress, now};
 use crate::error::{Error, Result};
 use crate::platform::{Probe, ssh};
 use banger_api::ApiError;
+use banger_api::event::EventKind;
 use banger_api::response::Vm;
 use banger_net::addr;
 use banger_state::VmRecord;
@@ -145,6 +146,9 @@ impl Manager {
                     if let Some(k) = &keys {
                         self.db().set_vm_host_keys(name, k)?;
                         self.step(progress, name, "ssh", "pinned the VM's SSH host keys".into());
+                        let mut fields = serde_json::Map::new();
+                        fields.insert("ssh_pinned".into(), true.into());
+                        self.events.publish(Some(name), EventKind::Changed { fields });
                     }
                     keys
                 }

@@ -94,7 +94,7 @@ fn create_start_stop_restart_kill_delete_and_their_events() {
     assert!(vm.ssh.pinned, "host keys come from the console");
     let kh = std::fs::read_to_string(&vm.ssh.known_hosts).unwrap();
     assert_eq!(kh, "banger-calm-otter ssh-ed25519 AAAAfakecalm-otter\n");
-    assert_eq!(t.kinds("calm-otter"), ["created", "phase", "phase"]);
+    assert_eq!(t.kinds("calm-otter"), ["created", "phase", "changed", "phase"], "pinning the host keys is a change");
     assert_eq!(t.changes("calm-otter"), [(D, S), (S, R)]);
     let stages: Vec<String> = t
         .events()
