@@ -57,7 +57,7 @@ test: check-cargo test-deps guest-init
 # Needs no root, no network (once crates are fetched) and no runtime bundle.
 check: check-cargo
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
+	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets --all-features -- -D warnings
 	$(CARGO) test $(CARGO_FLAGS) --workspace --lib --bins
 
 # Never fetches anything: copies what `build` made and whatever ./runtime holds.
@@ -116,7 +116,7 @@ bench-daemon: build
 
 # Event delivery latency: phase change → 10 subscribers, 100 VMs registered (in-process, fake host).
 bench-events: check-cargo deps
-	$(CARGO) run --release $(CARGO_FLAGS) -p banger-daemon --example bench_events -- 100
+	$(CARGO) run --release $(CARGO_FLAGS) -p banger-daemon --features fake-host --example bench_events -- 100
 
 # Needs root (TAPs) and a runtime bundle (make runtime-build).
 bench-vm: build
@@ -132,7 +132,7 @@ fmt:
 	$(CARGO) fmt --all
 
 clippy:
-	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
+	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets --all-features -- -D warnings
 
 clean:
 	$(CARGO) clean

@@ -199,7 +199,7 @@ impl Events {
     fn follow(env: &Env, rt: &Path) -> Events {
         use std::io::BufRead;
         let mut child = env
-            .banger(&["events", "--json"])
+            .banger(&["events", "--json", "--since", "0"])
             .env("BANGER_RUNTIME_DIR", rt)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
@@ -214,8 +214,7 @@ impl Events {
                 sink.lock().unwrap().push((std::time::Instant::now(), v));
             }
         });
-        // Subscribed once the daemon answers it: give it a moment before the first event.
-        std::thread::sleep(Duration::from_millis(300));
+        // `--since 0`: whatever happened before it subscribed is replayed, so no race.
         Events { child, lines }
     }
 

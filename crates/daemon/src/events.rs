@@ -3,15 +3,16 @@
 //!
 //! Numbers are assigned and broadcast under one lock, so every subscriber sees events in
 //! sequence order, and a subscription taken under that lock neither misses nor repeats one.
-//! A subscriber that falls behind the broadcast channel is refilled from the ring; only when the
-//! ring no longer has what it missed does it get a `resync` line.
+//! The broadcast channel holds a quarter of the ring: a subscriber that falls behind it is
+//! refilled from the ring, and only when the ring no longer has what it missed does it get a
+//! `resync` line.
 
 use banger_api::event::{Event, EventKind};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
-/// How many events the ring keeps (and the broadcast channel buffers).
+/// How many events the ring keeps.
 pub const RING: usize = 1024;
 
 pub struct EventBus {
@@ -35,7 +36,7 @@ impl EventBus {
     /// A bus whose first event is `base + 1` (the daemon passes its run id << 32, so numbers
     /// keep increasing across restarts).
     pub fn new(base: u64, capacity: usize) -> Arc<EventBus> {
-        let (tx, _) = broadcast::channel(capacity.max(1));
+        let (tx, _) = broadcast::channel((capacity / 4).max(1));
         Arc::new(EventBus { ring: Mutex::new(Ring { next: base + 1, events: VecDeque::new(), capacity }), tx, base })
     }
 
@@ -60,32 +61,39 @@ impl EventBus {
     }
 
     /// The newest sequence number published (`base` when none yet).
+    #[cfg(test)]
     pub fn last_seq(&self) -> u64 {
         self.ring().next - 1
     }
 
-    /// Events after `since` still in the ring, behind a `resync` line if some are gone.
-    fn replay(&self, ring: &Ring, since: u64) -> VecDeque<Event> {
+    /// The events after `since` the ring still holds (a `resync` first if some are gone).
+    #[cfg(test)]
+    pub fn since(&self, since: u64) -> Vec<Event> {
+        let ring = self.ring();
+        self.replay(&ring, since, None).into()
+    }
+
+    /// Events after `since` still in the ring, behind a `resync` line if some are gone (or for
+    /// `force`, a reason the client's position means nothing here).
+    fn replay(&self, ring: &Ring, since: u64, force: Option<String>) -> VecDeque<Event> {
         let oldest = ring.events.front().map(|e| e.seq).unwrap_or(ring.next);
-        let mut out = VecDeque::new();
         // `since = 0` asks for everything kept: only events of this run that are gone count.
         let first_wanted = if since == 0 { self.base + 1 } else { since.saturating_add(1) };
-        if first_wanted < oldest {
-            let reason = if since != 0 && since < self.base {
-                "bangerd restarted since that event; re-read the VMs".to_string()
-            } else {
-                format!("more than {} events happened since {since}; re-read the VMs", ring.capacity)
-            };
+        let reason = force.or_else(|| {
+            (first_wanted < oldest).then(|| {
+                if since != 0 && since < self.base {
+                    "bangerd restarted since that event; re-read the VMs".to_string()
+                } else {
+                    format!("more than {} events happened since {since}; re-read the VMs", ring.capacity)
+                }
+            })
+        });
+        let mut out = VecDeque::new();
+        if let Some(reason) = reason {
             out.push_back(Event { seq: oldest - 1, time: now(), vm: None, kind: EventKind::Resync { reason } });
         }
         out.extend(ring.events.iter().filter(|e| e.seq > since).cloned());
         out
-    }
-
-    /// The events after `since` the ring still holds (a `resync` first if some are gone).
-    pub fn since(&self, since: u64) -> Vec<Event> {
-        let ring = self.ring();
-        self.replay(&ring, since).into()
     }
 
     /// Follow events from now on, or replay those after `since` first.
@@ -94,12 +102,18 @@ impl EventBus {
         let rx = self.tx.subscribe();
         let last = ring.next - 1;
         let backlog = match since {
-            Some(s) if s < last || s < self.base => self.replay(&ring, s),
-            _ => VecDeque::new(),
+            None => VecDeque::new(),
+            // A number this daemon never issued (another installation's, or a database that
+            // was reset): everything kept, behind a resync.
+            Some(s) if s > last => self.replay(
+                &ring,
+                0,
+                Some(format!("{s} is not an event of this bangerd (its latest is {last}); re-read the VMs")),
+            ),
+            Some(s) => self.replay(&ring, s, None),
         };
-        let last = since.filter(|&s| s <= last).unwrap_or(last).min(last);
         drop(ring);
-        Subscription { bus: self.clone(), rx, backlog, last }
+        Subscription { bus: self.clone(), rx, backlog, last: since.filter(|&s| s <= last).unwrap_or(last) }
     }
 }
 
@@ -128,7 +142,7 @@ impl Subscription {
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     let ring = self.bus.ring();
-                    self.backlog = self.bus.replay(&ring, self.last);
+                    self.backlog = self.bus.replay(&ring, self.last, None);
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
@@ -203,20 +217,42 @@ mod tests {
     }
 
     #[test]
-    fn a_subscriber_that_lags_is_refilled_from_the_ring_without_gaps_or_repeats() {
-        let bus = EventBus::new(0, 4);
+    fn a_subscriber_that_lags_is_refilled_from_the_ring_and_told_only_when_the_ring_lost_some() {
+        // The channel holds 2, the ring 8.
+        let bus = EventBus::new(0, 8);
+        let next_n = |s: &mut Subscription, n: usize| -> Vec<u64> {
+            block(async {
+                let mut v = Vec::new();
+                for _ in 0..n {
+                    v.push(s.next().await.unwrap().seq);
+                }
+                v
+            })
+        };
         let mut s = bus.subscribe(None);
-        for i in 0..7 {
+        for i in 0..6 {
             created(&bus, &format!("vm{i}"));
         }
-        // The channel (4) overflowed; the ring has 4..=7, so 1..=3 are lost: resync, then 4..=7.
-        let got: Vec<u64> = block(async {
-            let mut v = Vec::new();
-            for _ in 0..5 {
-                v.push(s.next().await.unwrap().seq);
-            }
-            v
-        });
-        assert_eq!(got, [3, 4, 5, 6, 7]);
+        assert_eq!(next_n(&mut s, 6), [1, 2, 3, 4, 5, 6], "refilled from the ring: no gap, no repeat");
+        // Now it falls behind by more than the ring keeps: told so, then what is kept.
+        for i in 0..12 {
+            created(&bus, &format!("vm{i}"));
+        }
+        assert_eq!(next_n(&mut s, 9), [10, 11, 12, 13, 14, 15, 16, 17, 18]);
+        let mut t = bus.subscribe(Some(6));
+        let first = block(t.next()).unwrap();
+        assert_eq!((first.seq, first.kind_name()), (10, "resync"));
+    }
+
+    #[test]
+    fn a_position_this_daemon_never_issued_gets_a_resync_then_everything_kept() {
+        let bus = EventBus::new(0, 8);
+        created(&bus, "a");
+        let mut s = bus.subscribe(Some(99));
+        let e = block(s.next()).unwrap();
+        assert!(matches!(&e.kind, EventKind::Resync { reason } if reason.contains("99 is not an event")), "{e:?}");
+        assert_eq!(block(s.next()).unwrap().seq, 1);
+        created(&bus, "b");
+        assert_eq!(block(s.next()).unwrap().seq, 2);
     }
 }

@@ -108,6 +108,10 @@ fn run() -> Result<(), Failure> {
     app.vms.reconcile(true);
     rt.spawn(monitor(app.clone()));
     let result = rt.block_on(server::serve(app.clone()));
+    // Operations still running (a boot whose client went away) finish before the lock is let
+    // go: a new daemon must not take over a VM this one is still changing.
+    tracing::info!("waiting for operations in progress to finish");
+    drop(rt);
     app.record_stop(run_id);
     drop(lock);
     result.map_err(|e| (banger_api::exit::FAILURE, e.to_string()))

@@ -16,6 +16,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::UnixListener;
 
+/// How long a requested shutdown waits for open connections.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Credentials of the process at the other end of a connection (SO_PEERCRED).
 #[derive(Clone, Copy, Debug)]
 pub struct Peer {
@@ -99,7 +102,18 @@ pub async fn serve(state: Arc<App>) -> Result<(), ServeError> {
     tracing::info!("bangerd {} (pid {}) listening on {}", banger_api::VERSION, std::process::id(), path.display());
     let app = router(state.clone()).into_make_service_with_connect_info::<Peer>();
     let stopper = state.clone();
-    let result = axum::serve(listener, app)
+    let stopper_deadline = state.clone();
+    // Graceful, but bounded: a client that stopped reading its event stream must not keep the
+    // daemon from exiting.
+    let deadline = async {
+        stopper_deadline.shutdown_requested().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+        tracing::warn!(
+            "connections still open {}s after shutdown was requested; closing them",
+            SHUTDOWN_GRACE.as_secs()
+        );
+    };
+    let serving = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             tokio::select! {
                 _ = stopper.shutdown_requested() => tracing::info!("shutdown requested over the API"),
@@ -109,7 +123,11 @@ pub async fn serve(state: Arc<App>) -> Result<(), ServeError> {
             // Event streams never end on their own: end them so the graceful shutdown can finish.
             stopper.request_shutdown();
         })
-        .await;
+        .into_future();
+    let result = tokio::select! {
+        r = serving => r,
+        () = deadline => Ok(()),
+    };
     let _ = std::fs::remove_file(&path);
     tracing::info!("bangerd stopped");
     result.map_err(|source| ServeError::Serve { path, source })

@@ -68,16 +68,16 @@ pub fn events(app: Arc<App>, since: Option<u64>) -> Response {
     // resyncs it, instead of this buffer growing.
     let (tx, rx) = mpsc::channel::<Vec<u8>>(64);
     tokio::spawn(async move {
-        loop {
-            let event = tokio::select! {
-                e = sub.next() => e,
-                _ = app.shutdown_requested() => None,
-                _ = tx.closed() => None,
-            };
-            let Some(event) = event else { break };
-            if tx.send(line(&event)).await.is_err() {
-                break;
+        let forward = async {
+            while let Some(event) = sub.next().await {
+                if tx.send(line(&event)).await.is_err() {
+                    break;
+                }
             }
+        };
+        tokio::select! {
+            _ = forward => {}
+            _ = app.shutdown_requested() => {}
         }
     });
     ndjson(Body::from_stream(Lines(rx)))

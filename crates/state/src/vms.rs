@@ -189,13 +189,16 @@ impl Db {
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.query_err(e))
     }
 
-    /// Write a VM's phase with its process columns in one statement (the daemon's lifecycle
-    /// checks the change first). `last_error` is kept when `None` is given unless `clear_error`.
-    pub fn set_phase(&self, name: &str, row: &PhaseRow<'_>) -> Result<(), StateError> {
-        self.conn
+    /// Write a VM's phase with its process columns in one statement, only if its phase is still
+    /// `from` (the daemon's lifecycle checks the change first); `false` when it was not.
+    /// `last_error` is kept when `row.error` is `None`, unless `row.clear_error`.
+    pub fn set_phase(&self, name: &str, from: &str, row: &PhaseRow<'_>) -> Result<bool, StateError> {
+        let n = self
+            .conn
             .execute(
                 "UPDATE vms SET phase = ?2, backend = ?3, accel = ?4, pid = ?5, control_socket = ?6, started_at = ?7, \
-                 last_error = CASE WHEN ?8 IS NOT NULL THEN ?8 WHEN ?9 THEN NULL ELSE last_error END WHERE name = ?1",
+                 last_error = CASE WHEN ?8 IS NOT NULL THEN ?8 WHEN ?9 THEN NULL ELSE last_error END \
+                 WHERE name = ?1 AND phase = ?10",
                 params![
                     name,
                     row.phase,
@@ -205,11 +208,12 @@ impl Db {
                     row.control_socket,
                     row.started_at.map(|t| t as i64),
                     row.error,
-                    row.clear_error
+                    row.clear_error,
+                    from
                 ],
             )
             .map_err(|e| self.query_err(e))?;
-        Ok(())
+        Ok(n == 1)
     }
 
     pub fn set_vm_host_keys(&self, name: &str, keys: &str) -> Result<(), StateError> {
@@ -284,22 +288,24 @@ mod tests {
             started_at: Some(200),
             ..Default::default()
         };
-        db.set_phase("a", &running).unwrap();
+        assert!(!db.set_phase("a", "running", &running).unwrap(), "only from the phase it is in");
+        assert!(!db.set_phase("zz", "stopped", &running).unwrap(), "no such VM");
+        assert!(db.set_phase("a", "stopped", &running).unwrap());
         let v = db.vm("a").unwrap().unwrap();
         assert_eq!(v.phase, "running");
         assert_eq!((v.pid, v.backend.as_deref(), v.started_at), (Some(4242), Some("qemu"), Some(200)));
         db.set_vm_host_keys("a", "ssh-ed25519 AAAA").unwrap();
-        db.set_phase("a", &PhaseRow { phase: "failed", error: Some("guest never answered"), ..Default::default() })
-            .unwrap();
+        let failed = PhaseRow { phase: "failed", error: Some("guest never answered"), ..Default::default() };
+        db.set_phase("a", "running", &failed).unwrap();
         let v = db.vm("a").unwrap().unwrap();
         assert_eq!(v.phase, "failed");
         assert!(v.pid.is_none() && v.control_socket.is_none());
         assert_eq!(v.last_error.as_deref(), Some("guest never answered"));
         assert_eq!(v.host_keys.as_deref(), Some("ssh-ed25519 AAAA"), "host keys survive a stop");
         // Starting keeps the error; running clears it when asked.
-        db.set_phase("a", &PhaseRow { phase: "starting", ..Default::default() }).unwrap();
+        db.set_phase("a", "failed", &PhaseRow { phase: "starting", ..Default::default() }).unwrap();
         assert_eq!(db.vm("a").unwrap().unwrap().last_error.as_deref(), Some("guest never answered"));
-        db.set_phase("a", &PhaseRow { clear_error: true, ..running }).unwrap();
+        db.set_phase("a", "starting", &PhaseRow { clear_error: true, ..running }).unwrap();
         assert_eq!(db.vm("a").unwrap().unwrap().last_error, None);
         assert!(db.vm("zz").unwrap().is_none());
     }

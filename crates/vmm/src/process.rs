@@ -39,6 +39,22 @@ pub fn is_alive(pid: u32, marker: &Path) -> bool {
     cmdline.split(|&b| b == 0).any(|arg| arg.windows(marker.len()).any(|w| w == marker))
 }
 
+/// The pids of this user's live processes whose command line mentions `marker` (a VM's run
+/// directory): finds a VMM whose pid was never recorded.
+pub fn find_with_marker(marker: &Path) -> Vec<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = nix::unistd::geteuid().as_raw();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut pids: Vec<u32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == uid))
+        .filter(|&pid| is_alive(pid, marker))
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
 /// Send `signal` to `pid` if it is still the VM's process.
 pub fn signal(pid: u32, marker: &Path, signal: Signal) -> Result<(), crate::VmmError> {
     if !is_alive(pid, marker) {
@@ -76,6 +92,8 @@ mod tests {
         assert!(!is_alive(pid, &tmp.path().join("other.sock")), "marker must be checked");
         // Its own session: the child is a session leader.
         assert_eq!(nix::unistd::getsid(Some(Pid::from_raw(pid as i32))).unwrap().as_raw(), pid as i32);
+        assert_eq!(find_with_marker(&marker), [pid]);
+        assert!(find_with_marker(&tmp.path().join("other.sock")).is_empty());
         signal(pid, &marker, Signal::SIGTERM).unwrap();
         assert!(wait_exit(pid, &marker, Duration::from_secs(5)));
         assert!(matches!(signal(pid, &marker, Signal::SIGTERM), Err(crate::VmmError::NotRunning { .. })));

@@ -31,8 +31,8 @@ pub enum EventKind {
     Phase { from: Phase, to: Phase, reason: Option<String> },
     /// A step of a long operation (create, start, stop, restart).
     Progress { stage: String, message: String },
-    /// Something went wrong that is not a phase change (an operation that failed before it
-    /// changed anything, a database row the daemon cannot read).
+    /// An operation on the VM failed (not a refusal: those change nothing), or the daemon
+    /// cannot read its database row. A failed boot is also a phase change to `failed`.
     Error { message: String },
     /// Something recorded about the VM changed (its SSH host keys were pinned; `vm set`): each
     /// changed field with its new value.

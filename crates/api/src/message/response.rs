@@ -73,11 +73,6 @@ impl Phase {
         }
     }
 
-    /// Whether a VMM process belongs to this phase (it may still be starting or stopping).
-    pub fn has_process(self) -> bool {
-        matches!(self, Phase::Starting | Phase::Running | Phase::Stopping)
-    }
-
     /// The allowed changes. `starting → starting` records the VMM process once it is spawned;
     /// `stopping → running` and `starting → running` also happen when a restarted daemon finds
     /// the process of an operation it was in the middle of.

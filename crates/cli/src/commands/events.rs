@@ -10,7 +10,14 @@ use std::time::Duration;
 
 pub fn run(ctx: &Ctx, json: bool, since: Option<u64>) -> CliResult {
     use std::io::Write;
-    follow(ctx, since, |event| {
+    follow(ctx, since, |update| {
+        let event = match update {
+            Update::Event(e) => e,
+            Update::DaemonGone => {
+                eprintln!("banger: bangerd stopped; waiting for it to come back (Ctrl-C to quit)");
+                return true;
+            }
+        };
         let mut out = std::io::stdout().lock();
         let written = if json {
             serde_json::to_string(&event).map_err(std::io::Error::other).and_then(|s| writeln!(out, "{s}"))
@@ -22,25 +29,34 @@ pub fn run(ctx: &Ctx, json: bool, since: Option<u64>) -> CliResult {
     })
 }
 
-/// Call `on_event` for every event from now on (or after `since`) until it returns `false`.
-/// When the daemon goes away, wait for it to come back and carry on from the last event seen.
-pub fn follow(ctx: &Ctx, since: Option<u64>, mut on_event: impl FnMut(Event) -> bool) -> CliResult {
+/// What [`follow`] reports.
+pub enum Update {
+    Event(Event),
+    /// The daemon went away; following resumes when it is back.
+    DaemonGone,
+}
+
+/// Call `on_update` for every event from now on (or after `since`) until it returns `false`.
+/// When the daemon goes away, say so, wait for it to come back and carry on after the last
+/// event seen (or with everything the new daemon kept, if none was), so nothing it published
+/// meanwhile is missed.
+pub fn follow(ctx: &Ctx, since: Option<u64>, mut on_update: impl FnMut(Update) -> bool) -> CliResult {
     let mut client = ctx.client()?;
     let mut last = since;
     loop {
         let mut stop = false;
         block_on(client.events(last, |event| {
             last = Some(event.seq);
-            stop = !on_event(event);
+            stop = !on_update(Update::Event(event));
             !stop
         }))?;
-        if stop {
+        if stop || !on_update(Update::DaemonGone) {
             return Ok(());
         }
-        eprintln!("banger: bangerd stopped; waiting for it to come back (Ctrl-C to quit)");
         while !autostart::is_listening(client.socket()) {
             std::thread::sleep(Duration::from_millis(200));
         }
+        last = last.or(Some(0));
         client = ctx.client()?;
     }
 }

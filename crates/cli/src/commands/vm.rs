@@ -128,27 +128,34 @@ fn render_list(list: &VmList, now: u64) -> String {
 }
 
 /// `vm list --watch`: the list is fetched again on each event that changes a VM (never by
-/// polling); between events a terminal redraws once a second so uptimes move.
+/// polling); between events a terminal redraws once a second so uptimes move. A daemon that
+/// went away is said on the screen until it is back.
 fn watch(ctx: &Ctx, json: bool) -> CliResult {
+    use crate::commands::events::{Update, follow};
     use std::io::{IsTerminal, Write};
     use std::sync::mpsc;
     let client = ctx.client()?;
-    let (tx, rx) = mpsc::channel::<()>();
-    // Events arrive on their own thread; this one fetches and draws.
+    let (tx, rx) = mpsc::channel::<bool>();
+    // Events arrive on their own thread; this one fetches and draws. It starts with whatever the
+    // daemon kept (`since 0`), so a change between its subscription and the first fetch is not
+    // missed: at worst the list is fetched once more.
     let follower = {
         let ctx = Ctx { dirs: ctx.dirs.clone() };
         std::thread::spawn(move || {
-            crate::commands::events::follow(&ctx, None, |e| {
+            follow(&ctx, Some(0), |update| match update {
                 // Progress changes nothing in the list; anything else may.
-                matches!(e.kind, EventKind::Progress { .. }) || tx.send(()).is_ok()
+                Update::Event(e) if matches!(e.kind, EventKind::Progress { .. }) => true,
+                Update::Event(_) => tx.send(true).is_ok(),
+                Update::DaemonGone => tx.send(false).is_ok(),
             })
         })
     };
     let tty = std::io::stdout().is_terminal();
     let mut list: VmList = block_on(client.get(routes::VMS))?;
-    let mut fetched = true;
+    let (mut fetched, mut daemon_gone) = (true, false);
     loop {
         let mut out = std::io::stdout().lock();
+        let gone = if daemon_gone { "\nbangerd is not running; waiting for it to come back\n" } else { "" };
         let drawn = if json {
             if fetched {
                 serde_json::to_string(&list).map_err(std::io::Error::other).and_then(|s| writeln!(out, "{s}"))
@@ -156,9 +163,9 @@ fn watch(ctx: &Ctx, json: bool) -> CliResult {
                 Ok(())
             }
         } else if tty {
-            write!(out, "\x1b[H\x1b[2J{}", render_list(&list, crate::context::now()))
+            write!(out, "\x1b[H\x1b[2J{}{gone}", render_list(&list, crate::context::now()))
         } else if fetched {
-            writeln!(out, "{}", render_list(&list, crate::context::now()))
+            writeln!(out, "{}{gone}", render_list(&list, crate::context::now()))
         } else {
             Ok(())
         };
@@ -166,13 +173,21 @@ fn watch(ctx: &Ctx, json: bool) -> CliResult {
             return Ok(());
         }
         drop(out);
+        fetched = false;
         match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(()) => {
-                while rx.try_recv().is_ok() {}
-                list = block_on(client.get(routes::VMS))?;
-                fetched = true;
+            Ok(changed) => {
+                let mut changed = changed;
+                while let Ok(c) = rx.try_recv() {
+                    changed = c;
+                }
+                daemon_gone = !changed;
+                if changed {
+                    list = block_on(client.get(routes::VMS))?;
+                }
+                // JSON lines carry lists only.
+                fetched = changed || !json;
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => fetched = false,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 return match follower.join() {
                     Ok(r) => r,

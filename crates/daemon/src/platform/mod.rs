@@ -8,6 +8,7 @@
 //! VMM processes themselves are watched and signalled by pid through `banger_vmm::process`
 //! in both cases: the fake VMM runs real (sleeping) processes.
 
+#[cfg(any(test, feature = "fake-host"))]
 pub mod fake;
 pub mod net;
 pub mod ssh;

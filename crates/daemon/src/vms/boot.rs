@@ -34,7 +34,8 @@ impl Manager {
             .map_err(|e| ApiError::internal(format!("cannot read SSH key {}: {e}", src.display())))?;
         if std::fs::read(&dst).ok().as_deref() != Some(&key[..]) {
             use std::os::unix::fs::OpenOptionsExt;
-            std::fs::create_dir_all(dir)?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| ApiError::internal(format!("cannot create {}: {e}", dir.display())))?;
             let tmp = dir.join("id_ed25519.tmp");
             let _ = std::fs::remove_file(&tmp);
             let written = std::fs::OpenOptions::new()
@@ -84,8 +85,12 @@ impl Manager {
             self.step(progress, name, "probe", "checking whether KVM can run guests here (once per host boot)".into());
         }
         let vmm = self.hypervisor.select(&kernel, initrd.as_deref())?;
-        let guest: Ipv4Addr = rec.guest_ip.parse().map_err(|e| ApiError::internal(format!("{name}: guest IP: {e}")))?;
-        let host: Ipv4Addr = rec.host_ip.parse().map_err(|e| ApiError::internal(format!("{name}: host IP: {e}")))?;
+        let address = |ip: &str| -> Result<Ipv4Addr> {
+            ip.parse().map_err(|_| {
+                ApiError::internal(format!("VM {name} has a malformed address {ip:?} in the database")).into()
+            })
+        };
+        let (guest, host) = (address(&rec.guest_ip)?, address(&rec.host_ip)?);
 
         let mut current = self.transition(name, phase, VmPhase::Starting(None), None)?;
         let paths = self.layout.vm(name);
@@ -125,7 +130,7 @@ impl Manager {
             match self.transition(name, &current, VmPhase::Starting(Some(live.clone())), None) {
                 Ok(p) => current = p,
                 Err(e) => {
-                    self.force_stop(name, &live.instance);
+                    let _ = self.force_stop(name, &live.instance);
                     return Err(e);
                 }
             }
@@ -154,7 +159,8 @@ impl Manager {
                 }
             };
             if let Some(k) = keys {
-                ssh::write_known_hosts(&paths.known_hosts, &paths.host_key_alias, &k)?;
+                ssh::write_known_hosts(&paths.known_hosts, &paths.host_key_alias, &k)
+                    .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", paths.known_hosts.display())))?;
             }
             Ok(live)
         })();
@@ -162,7 +168,7 @@ impl Manager {
             Ok(live) => live,
             Err(e) => {
                 if let Some(live) = current.live() {
-                    self.force_stop(name, &live.instance);
+                    let _ = self.force_stop(name, &live.instance);
                 }
                 self.release(rec);
                 let e = e.context(format!("VM {name} failed to start"));
@@ -231,14 +237,29 @@ impl Manager {
         }
     }
 
-    /// Kill a VMM process (by pid, only if it is still the VM's) and wait for it to go.
-    pub(super) fn force_stop(&self, name: &str, instance: &Instance) {
+    /// Kill a VMM process (by pid, only if it is still the VM's) and wait for it to go; `false`
+    /// if it is still there 10 s after SIGKILL (stuck in the kernel), which callers report.
+    pub(super) fn force_stop(&self, name: &str, instance: &Instance) -> bool {
         if process::signal(instance.pid, &instance.control_socket, Signal::SIGKILL).is_ok()
             && !process::wait_exit(instance.pid, &instance.control_socket, Duration::from_secs(10))
         {
             tracing::warn!("{name}: VMM pid {} did not exit after SIGKILL", instance.pid);
+            return false;
         }
         let _ = std::fs::remove_dir_all(self.layout.vm(name).run_dir);
+        true
+    }
+
+    /// The error for a VMM that survived SIGKILL; the VM goes back to running.
+    pub(super) fn unkillable(&self, name: &str, stopping: &VmPhase) -> Error {
+        let pid = stopping.live().map(|l| l.instance.pid).unwrap_or_default();
+        let why = format!("VM {name}'s VMM (pid {pid}) did not exit even after SIGKILL; it still runs");
+        if let VmPhase::Stopping(live) = stopping
+            && let Err(e) = self.transition(name, stopping, VmPhase::Running(live.clone()), Some(why.clone()))
+        {
+            tracing::warn!("{e}");
+        }
+        ApiError::internal(why).into()
     }
 }
 

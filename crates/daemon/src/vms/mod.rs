@@ -12,6 +12,7 @@
 
 pub mod boot;
 pub mod create;
+#[cfg(any(test, feature = "fake-host"))]
 pub mod fake_host;
 pub mod layout;
 pub mod names;
@@ -127,6 +128,7 @@ impl Manager {
     /// Hold VM `name` for operation `what`; a VM held by another operation is a conflict. A hold
     /// by the monitor's reconcile is brief, so that one is waited for (up to a second).
     pub fn claim(&self, name: &str, what: &'static str) -> Result<Op<'_>> {
+        let mut holder = "";
         for _ in 0..50 {
             let mut ops = self.ops();
             match ops.get(name) {
@@ -135,12 +137,15 @@ impl Manager {
                     return Ok(Op { manager: self, name: name.to_string() });
                 }
                 Some(&"reconcile") if what != "reconcile" => {}
-                Some(_) => break,
+                Some(other) => {
+                    holder = other;
+                    break;
+                }
             }
             drop(ops);
             std::thread::sleep(Duration::from_millis(20));
         }
-        Err(ApiError::conflict(format!("another operation on VM {name} is in progress")).into())
+        Err(ApiError::conflict(format!("another operation on VM {name} is in progress ({holder})")).into())
     }
 
     pub fn record(&self, name: &str) -> Result<VmRecord> {
@@ -160,7 +165,11 @@ impl Manager {
         if !f.can_become(t) {
             return Err(refusal(name, f, t));
         }
-        self.db().set_phase(name, &to.row())?;
+        if !self.db().set_phase(name, f.as_str(), &to.row())? {
+            return Err(
+                ApiError::internal(format!("VM {name} is no longer {f} in the database; nothing was changed")).into()
+            );
+        }
         if f != t {
             tracing::info!("VM {name}: {f} → {t}{}", reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default());
             self.events.publish(Some(name), EventKind::Phase { from: f, to: t, reason });

@@ -34,7 +34,7 @@ impl Manager {
         }
     }
 
-    fn settle(&self, rec: &VmRecord, phase: VmPhase) -> Result<VmPhase> {
+    pub(super) fn settle(&self, rec: &VmRecord, phase: VmPhase) -> Result<VmPhase> {
         let name = rec.name.as_str();
         let pid = phase.live().map(|l| l.instance.pid).unwrap_or_default();
         let (to, reason) = match (&phase, alive(&phase)) {
@@ -45,15 +45,25 @@ impl Manager {
             (VmPhase::Stopping(_), Some(false)) => {
                 (VmPhase::Stopped, "the VMM exited while bangerd was away during the stop".into())
             }
-            (VmPhase::Stopping(live), Some(true)) => {
-                (VmPhase::Running(live.clone()), "bangerd restarted during the stop; the VM still runs".into())
-            }
+            (VmPhase::Stopping(live), Some(true)) => (
+                VmPhase::Running(live.clone()),
+                "the stop did not finish (bangerd restarted); the VM still runs".into(),
+            ),
             (VmPhase::Starting(Some(live)), Some(true)) => (
                 VmPhase::Running(live.clone()),
-                "bangerd restarted during the boot; the VMM still runs (the guest may still be booting)".into(),
+                "the boot did not finish (bangerd restarted); the VMM still runs, the guest may still be booting"
+                    .into(),
             ),
             (VmPhase::Starting(_), _) => {
-                let why = format!("the boot of VM {name} was interrupted (bangerd restarted) and its VMM is gone");
+                // A VMM spawned just before bangerd went away has no recorded pid: find it by the
+                // VM's run directory in its command line, so it does not hold the disks.
+                if phase.live().is_none() {
+                    for pid in process::find_with_marker(&self.layout.vm(name).run_dir) {
+                        tracing::warn!("{name}: killing VMM pid {pid}, which the database never recorded");
+                        let _ = process::signal(pid, &self.layout.vm(name).run_dir, nix::sys::signal::Signal::SIGKILL);
+                    }
+                }
+                let why = format!("the boot of VM {name} did not finish (bangerd restarted) and its VMM is gone");
                 (VmPhase::Failed(why.clone()), why)
             }
             _ => return Ok(phase),

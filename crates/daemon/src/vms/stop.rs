@@ -6,6 +6,7 @@ use crate::error::Result;
 use banger_api::ApiError;
 use banger_api::event::EventKind;
 use banger_api::response::{Phase, Vm};
+use banger_state::VmRecord;
 use banger_vmm::process;
 use nix::sys::signal::Signal;
 use std::time::Duration;
@@ -14,21 +15,27 @@ impl Manager {
     /// `vm stop`: power off cleanly, force after `timeout`.
     pub fn stop(&self, name: &str, timeout: Duration, progress: &dyn Progress) -> Result<Vm> {
         let _op = self.claim(name, "stop")?;
-        let result = self.observe(name).and_then(|(_, phase)| self.stop_claimed(name, &phase, timeout, progress));
+        let result = self.observe(name).and_then(|(rec, phase)| self.stop_claimed(&rec, &phase, timeout, progress));
         let result = result.and_then(|_| self.get(name));
         self.published(name, result)
     }
 
-    fn stop_claimed(&self, name: &str, phase: &VmPhase, timeout: Duration, progress: &dyn Progress) -> Result<VmPhase> {
+    fn stop_claimed(
+        &self,
+        rec: &VmRecord,
+        phase: &VmPhase,
+        timeout: Duration,
+        progress: &dyn Progress,
+    ) -> Result<VmPhase> {
+        let name = rec.name.as_str();
         let VmPhase::Running(live) = phase else {
             return Err(super::refusal(name, phase.kind(), Phase::Stopping));
         };
         let stopping = self.transition(name, phase, VmPhase::Stopping(live.clone()), None)?;
-        let rec = self.record(name)?;
         let instance = &live.instance;
         self.step(progress, name, "stopping", format!("asking {name} to power off"));
         if rec.host_keys.is_some() && self.ssh_key().is_ok() {
-            self.guest.poweroff(&self.view(&rec).ssh);
+            self.guest.poweroff(&self.view(rec).ssh);
         }
         match self.hypervisor.for_instance(instance.backend, instance.accel) {
             Ok(vmm) => {
@@ -45,9 +52,11 @@ impl Manager {
                 "stopping",
                 format!("{name} did not power off within {}s; killing its VMM", timeout.as_secs()),
             );
-            self.force_stop(name, instance);
+            if !self.force_stop(name, instance) {
+                return Err(self.unkillable(name, &stopping));
+            }
         }
-        self.release(&rec);
+        self.release(rec);
         let stopped = self.transition(name, &stopping, VmPhase::Stopped, None)?;
         self.step(progress, name, "stopped", format!("{name} stopped"));
         Ok(stopped)
@@ -57,9 +66,9 @@ impl Manager {
     pub fn restart(&self, name: &str, timeout: Duration, progress: &dyn Progress) -> Result<Vm> {
         let _op = self.claim(name, "restart")?;
         let result = (|| {
-            let (_, mut phase) = self.observe(name)?;
+            let (rec, mut phase) = self.observe(name)?;
             if phase.kind() == Phase::Running {
-                phase = self.stop_claimed(name, &phase, timeout, progress)?;
+                phase = self.stop_claimed(&rec, &phase, timeout, progress)?;
             }
             self.start_claimed(&self.record(name)?, &phase, progress)
         })();
@@ -90,7 +99,31 @@ impl Manager {
     pub fn delete(&self, name: &str, force: bool) -> Result<()> {
         let _op = self.claim(name, "delete")?;
         let result = (|| {
-            let (rec, phase) = self.observe(name)?;
+            let rec = self.record(name)?;
+            // A row this daemon cannot read must still be removable: by the pid it names, if
+            // that is still the VM's process.
+            let phase = match Self::phase_of(&rec) {
+                Ok(phase) => self.settle(&rec, phase)?,
+                Err(e) if force => {
+                    tracing::warn!("{e}; deleting it anyway");
+                    if let (Some(pid), Some(socket)) = (rec.pid, rec.control_socket.as_deref()) {
+                        let instance = banger_vmm::Instance {
+                            backend: banger_vmm::Backend::Qemu,
+                            accel: banger_vmm::Accel::Tcg,
+                            pid,
+                            control_socket: socket.into(),
+                        };
+                        if !self.force_stop(name, &instance) {
+                            return Err(ApiError::internal(format!(
+                                "VM {name}'s VMM (pid {pid}) did not exit even after SIGKILL"
+                            ))
+                            .into());
+                        }
+                    }
+                    VmPhase::Stopped
+                }
+                Err(e) => return Err(e.context("delete it with --force to remove it anyway")),
+            };
             if let VmPhase::Running(live) = &phase {
                 if !force {
                     return Err(ApiError::invalid_state(format!(
@@ -99,7 +132,9 @@ impl Manager {
                     .into());
                 }
                 let stopping = self.transition(name, &phase, VmPhase::Stopping(live.clone()), None)?;
-                self.force_stop(name, &live.instance);
+                if !self.force_stop(name, &live.instance) {
+                    return Err(self.unkillable(name, &stopping));
+                }
                 self.transition(name, &stopping, VmPhase::Stopped, Some("deleted with --force".into()))?;
             }
             self.release(&rec);

@@ -60,8 +60,10 @@ impl T {
     fn pid(&self, name: &str) -> u32 {
         self.phase(name).live().expect("a VMM process").instance.pid
     }
+    /// Write a phase into the database behind the lifecycle's back (what a crash leaves).
     fn set_row(&self, name: &str, phase: &VmPhase) {
-        self.m.db().set_phase(name, &phase.row()).unwrap();
+        let from = self.m.record(name).unwrap().phase;
+        assert!(self.m.db().set_phase(name, &from, &phase.row()).unwrap());
     }
 }
 
@@ -210,7 +212,7 @@ fn a_second_operation_on_a_busy_vm_is_a_conflict_and_reconcile_leaves_it_alone()
         t.m.delete("busy", true).unwrap_err(),
     ] {
         assert_eq!(e.code(), ErrorCode::Conflict);
-        assert_eq!(e.to_string(), "another operation on VM busy is in progress");
+        assert_eq!(e.to_string(), "another operation on VM busy is in progress (stop)");
     }
     // The holder is mid-stop: its VMM is gone but the phase is not settled yet. Reconcile must
     // not touch a VM another operation holds.
@@ -299,13 +301,29 @@ fn a_restarted_daemon_settles_operations_it_was_in_the_middle_of() {
     t.create("b");
     let live_b = t.phase("b").live().unwrap().clone();
     t.set_row("b", &VmPhase::Starting(Some(live_b)));
-    // A boot that never got to spawn a VMM → failed.
+    // A boot whose VMM was spawned but never recorded → that VMM is found and killed; failed.
     t.m.create(CreateVm { no_start: true, ..req("c") }, &()).unwrap();
     t.set_row("c", &VmPhase::Starting(None));
+    let paths = t.m.layout.vm("c");
+    let config = banger_vmm::VmConfig {
+        name: "c".into(),
+        kernel: "/k".into(),
+        initrd: None,
+        cmdline: String::new(),
+        disks: vec![],
+        memory_mib: 128,
+        vcpus: 1,
+        nic: None,
+        run_dir: paths.run_dir.clone(),
+        console_log: paths.console_log.clone(),
+    };
+    let orphan = t.m.hypervisor.select("/k".as_ref(), None).unwrap().start(&config).unwrap().pid;
+    assert!(alive(orphan));
     t.m.reconcile(true);
+    assert!(wait_dead(orphan), "a VMM the database never recorded was left running");
     assert_eq!(t.phase("a"), VmPhase::Running(live));
     assert_eq!(t.phase("b").kind(), R);
-    assert!(matches!(t.phase("c"), VmPhase::Failed(ref why) if why.contains("interrupted")));
+    assert!(matches!(t.phase("c"), VmPhase::Failed(ref why) if why.contains("did not finish")));
     assert_eq!(t.changes("a").last(), Some(&(P, R)));
     assert_eq!(t.changes("c"), [(S, F)]);
 }
@@ -325,7 +343,6 @@ fn failed_boots_release_everything_and_say_why() {
     t.fake.host().fail_start = true;
     assert!(t.m.start("f", &()).is_err());
     assert!(t.fake.host().taps.is_empty());
-    assert!(t.fake.host().pids.is_empty());
     // The guest never answers: the VMM is killed and everything released.
     t.fake.host().never_ready = true;
     let e = t.m.start("f", &()).map(|_| ()).unwrap_err();
@@ -339,19 +356,21 @@ fn failed_boots_release_everything_and_say_why() {
 }
 
 #[test]
-fn a_row_the_daemon_cannot_read_is_an_error_never_a_guess() {
+fn a_row_the_daemon_cannot_read_is_an_error_never_a_guess_and_can_still_be_deleted() {
     let t = setup();
-    t.m.create(CreateVm { no_start: true, ..req("odd") }, &()).unwrap();
+    t.create("odd");
+    let live = t.phase("odd").live().unwrap().clone();
+    let socket = live.instance.control_socket.display().to_string();
     let row = banger_state::PhaseRow {
         phase: "running",
         backend: Some("cloud-hypervisor"),
         accel: Some("tcg"),
-        pid: Some(1),
-        control_socket: Some("/x"),
+        pid: Some(live.instance.pid),
+        control_socket: Some(&socket),
         started_at: Some(1),
         ..Default::default()
     };
-    t.m.db().set_phase("odd", &row).unwrap();
+    assert!(t.m.db().set_phase("odd", "running", &row).unwrap());
     let shown = t.m.get("odd").unwrap();
     assert_eq!(shown.state, F);
     assert!(shown.last_error.unwrap().contains("unknown VMM backend \"cloud-hypervisor\""));
@@ -360,8 +379,17 @@ fn a_row_the_daemon_cannot_read_is_an_error_never_a_guess() {
     t.m.reconcile(true);
     assert!(t.events().iter().any(|e| matches!(&e.kind, EventKind::Error { message } if message.contains("damaged"))));
     // An accelerator the daemon does not know is not read as TCG either.
-    t.m.db().set_phase("odd", &banger_state::PhaseRow { backend: Some("qemu"), accel: Some("hvf"), ..row }).unwrap();
+    let hvf = banger_state::PhaseRow { backend: Some("qemu"), accel: Some("hvf"), ..row };
+    assert!(t.m.db().set_phase("odd", "running", &hvf).unwrap());
     assert!(VmPhase::from_record(&t.m.record("odd").unwrap()).unwrap_err().contains("unknown accelerator"));
+    // Such a VM can still be removed: --force kills the process the row names.
+    let e = t.m.delete("odd", false).unwrap_err();
+    assert!(e.to_string().contains("delete it with --force"), "{e}");
+    assert!(alive(live.instance.pid));
+    t.m.delete("odd", true).unwrap();
+    assert!(wait_dead(live.instance.pid), "the VMM of a deleted VM was left running");
+    assert!(t.m.list().unwrap().is_empty());
+    assert!(t.fake.host().taps.is_empty());
 }
 
 #[test]
@@ -373,7 +401,9 @@ fn two_operations_racing_on_one_vm_one_runs_the_other_is_refused() {
     std::thread::scope(|s| {
         let boot = s.spawn(|| t.m.start("race", &()));
         // Wait until the boot holds the VM.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while t.phase("race").kind() != S {
+            assert!(std::time::Instant::now() < deadline, "the boot never got to starting");
             std::thread::sleep(Duration::from_millis(5));
         }
         let e = t.m.delete("race", true).unwrap_err();
