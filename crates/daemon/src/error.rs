@@ -33,7 +33,7 @@ fn host_code(e: &HostError) -> ErrorCode {
     match e {
         HostError::SudoPassword { .. } | HostError::NoSudo { .. } => ErrorCode::PermissionDenied,
         HostError::Missing { .. } => ErrorCode::NotFound,
-        HostError::Spawn { .. } | HostError::Failed { .. } => ErrorCode::Internal,
+        HostError::Spawn { .. } | HostError::Failed { .. } | HostError::TimedOut { .. } => ErrorCode::Internal,
     }
 }
 

@@ -22,6 +22,8 @@ pub enum HostError {
     SudoPassword { cmd: String },
     #[error("`{cmd}` needs root, and neither are we root nor is sudo installed")]
     NoSudo { cmd: String },
+    #[error("`{cmd}` did not finish within {secs}s, so it was killed")]
+    TimedOut { cmd: String, secs: u64 },
 }
 
 /// The Debian package that provides `program`, for "not installed" messages.
@@ -124,6 +126,41 @@ where
     exec(&argv, program)
 }
 
+/// Run `program args…` as the invoking user with no input and its output discarded, killing it
+/// after `timeout` (for commands that may hang on a peer that vanished, such as `ssh`).
+pub fn run_with_timeout<I, S>(program: &str, args: I, timeout: std::time::Duration) -> Result<(), HostError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut argv = vec![OsString::from(program)];
+    argv.extend(os_args(args));
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|source| spawn_error(&argv, source))?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let status = child.try_wait().map_err(|source| HostError::Spawn { cmd: display(&argv), source })?;
+        if let Some(status) = status {
+            return if status.success() {
+                Ok(())
+            } else {
+                Err(HostError::Failed { cmd: display(&argv), status: status.to_string(), stderr: String::new() })
+            };
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(HostError::TimedOut { cmd: display(&argv), secs: timeout.as_secs() });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Run `program args…` as root (directly, or `sudo -n` when we are not root).
 pub fn run_root<I, S>(program: &str, args: I) -> Result<Output, HostError>
 where
@@ -223,6 +260,19 @@ mod tests {
         assert!(msg.contains("No such file or directory"), "{msg}");
         let err = run("banger-no-such-program", Vec::<String>::new()).unwrap_err();
         assert!(matches!(err, HostError::Missing { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_command_that_hangs_is_killed_at_its_timeout() {
+        let t0 = std::time::Instant::now();
+        let err = run_with_timeout("sleep", ["30"], std::time::Duration::from_millis(300)).unwrap_err();
+        assert!(matches!(err, HostError::TimedOut { .. }), "{err}");
+        assert!(t0.elapsed() < std::time::Duration::from_secs(5));
+        run_with_timeout("true", [""; 0], std::time::Duration::from_secs(5)).unwrap();
+        assert!(matches!(
+            run_with_timeout("false", [""; 0], std::time::Duration::from_secs(5)),
+            Err(HostError::Failed { .. })
+        ));
     }
 
     #[test]

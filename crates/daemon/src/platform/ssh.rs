@@ -97,13 +97,22 @@ pub fn write_known_hosts(path: &Path, alias: &str, keys: &str) -> std::io::Resul
     std::fs::rename(&tmp, path)
 }
 
+/// How long asking the guest to power off may take.
+pub const POWEROFF_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Ask the guest to power off over SSH; errors are fine (the connection dies with the guest).
+/// The guest may vanish before it closes the connection, so ssh gives up on a silent peer
+/// (keepalives) and is killed at [`POWEROFF_TIMEOUT`] in any case.
 pub fn poweroff(ssh: &banger_api::response::SshInfo) {
     let mut args = ssh.options();
-    args.extend(["-o".into(), "BatchMode=yes".into(), "-o".into(), "ConnectTimeout=5".into()]);
+    for opt in ["BatchMode=yes", "ConnectTimeout=5", "ServerAliveInterval=1", "ServerAliveCountMax=3"] {
+        args.extend(["-o".into(), opt.into()]);
+    }
     args.push(ssh.destination());
     args.push("systemctl poweroff --no-block || poweroff".into());
-    let _ = banger_host::run("ssh", args);
+    if let Err(e) = banger_host::run_with_timeout("ssh", args, POWEROFF_TIMEOUT) {
+        tracing::debug!("poweroff over SSH: {e}");
+    }
 }
 
 #[cfg(test)]
