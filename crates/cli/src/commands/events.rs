@@ -5,7 +5,7 @@ use crate::context::{Ctx, block_on};
 use crate::error::CliResult;
 use crate::output;
 use banger_api::event::{Event, EventKind};
-use banger_client::autostart;
+use banger_client::{ClientError, autostart};
 use std::time::Duration;
 
 pub fn run(ctx: &Ctx, json: bool, since: Option<u64>) -> CliResult {
@@ -43,16 +43,31 @@ pub enum Update {
 pub fn follow(ctx: &Ctx, since: Option<u64>, mut on_update: impl FnMut(Update) -> bool) -> CliResult {
     let mut client = ctx.client()?;
     let mut last = since;
+    let mut said_gone = false;
     loop {
         let mut stop = false;
-        block_on(client.events(last, |event| {
+        let followed = block_on(client.events(last, |event| {
             last = Some(event.seq);
+            said_gone = false;
             stop = !on_update(Update::Event(event));
             !stop
-        }))?;
-        if stop || !on_update(Update::DaemonGone) {
+        }));
+        match followed {
+            Ok(()) => {}
+            // A daemon that is shutting down may still accept a connection it will not serve.
+            Err(ClientError::Unreachable { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if stop {
             return Ok(());
         }
+        if !said_gone {
+            said_gone = true;
+            if !on_update(Update::DaemonGone) {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
         while !autostart::is_listening(client.socket()) {
             std::thread::sleep(Duration::from_millis(200));
         }
