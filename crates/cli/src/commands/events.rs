@@ -17,6 +17,10 @@ pub fn run(ctx: &Ctx, json: bool, since: Option<u64>) -> CliResult {
                 eprintln!("banger: bangerd stopped; waiting for it to come back (Ctrl-C to quit)");
                 return true;
             }
+            Update::DaemonBack => {
+                eprintln!("banger: bangerd is back");
+                return true;
+            }
         };
         let mut out = std::io::stdout().lock();
         let written = if json {
@@ -34,6 +38,8 @@ pub enum Update {
     Event(Event),
     /// The daemon went away; following resumes when it is back.
     DaemonGone,
+    /// A daemon answers again (what changed meanwhile follows as events, or a `resync`).
+    DaemonBack,
 }
 
 /// Call `on_update` for every event from now on (or after `since`) until it returns `false`.
@@ -48,7 +54,6 @@ pub fn follow(ctx: &Ctx, since: Option<u64>, mut on_update: impl FnMut(Update) -
         let mut stop = false;
         let followed = block_on(client.events(last, |event| {
             last = Some(event.seq);
-            said_gone = false;
             stop = !on_update(Update::Event(event));
             !stop
         }));
@@ -73,6 +78,12 @@ pub fn follow(ctx: &Ctx, since: Option<u64>, mut on_update: impl FnMut(Update) -
         }
         last = last.or(Some(0));
         client = ctx.client()?;
+        if said_gone {
+            said_gone = false;
+            if !on_update(Update::DaemonBack) {
+                return Ok(());
+            }
+        }
     }
 }
 

@@ -145,7 +145,7 @@ fn watch(ctx: &Ctx, json: bool) -> CliResult {
             follow(&ctx, Some(0), |update| match update {
                 // Progress changes nothing in the list; anything else may.
                 Update::Event(e) if matches!(e.kind, EventKind::Progress { .. }) => true,
-                Update::Event(_) => tx.send(true).is_ok(),
+                Update::Event(_) | Update::DaemonBack => tx.send(true).is_ok(),
                 Update::DaemonGone => tx.send(false).is_ok(),
             })
         })
