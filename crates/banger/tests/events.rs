@@ -5,53 +5,9 @@
 mod common;
 
 use common::*;
-use std::io::BufRead;
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A background `banger …` whose stdout lines are collected; ended (by pid) when dropped.
-struct Follower {
-    child: Child,
-    lines: Arc<Mutex<Vec<serde_json::Value>>>,
-}
-
-impl Follower {
-    fn start(env: &Env, rt: &std::path::Path, args: &[&str]) -> Follower {
-        let mut child = env
-            .banger(args)
-            .env("BANGER_RUNTIME_DIR", rt)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}")));
-            }
-        });
-        Follower { child, lines }
-    }
-
-    /// Wait until some line satisfies `pred`.
-    fn wait_for(&self, what: &str, pred: impl Fn(&serde_json::Value) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !self.lines.lock().unwrap().iter().any(&pred) {
-            assert!(Instant::now() < deadline, "never saw {what}: {:?}", self.lines.lock().unwrap());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Follower {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+const T: Duration = Duration::from_secs(15);
 
 fn names(list: &serde_json::Value) -> Vec<String> {
     list["vms"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap().to_string()).collect()
@@ -76,21 +32,21 @@ fn events_and_watch_follow_changes_across_a_daemon_restart() {
     assert_eq!(run(&["daemon", "status"]).code(), 0);
     let events = Follower::start(&env, &rt, &["events", "--json", "--since", "0"]);
     let watch = Follower::start(&env, &rt, &["vm", "list", "--watch", "--json"]);
-    watch.wait_for("the first list", |l| l["vms"].is_array());
+    watch.wait_for(|l| l["vms"].is_array(), T);
 
     let create = |name: &str| {
         let out = run(&["vm", "create", "--name", name, "--image", "base", "--no-start", "--disk-size", "64M"]);
         assert_eq!(out.code(), 0, "{}", out.stderr());
     };
     create("one");
-    events.wait_for("one created", |e| e["event"] == "created" && e["vm"] == "one");
-    watch.wait_for("a list with one", |l| names(l) == ["one"]);
+    events.wait_for(|e| e["event"] == "created" && e["vm"] == "one", T);
+    watch.wait_for(|l| names(l) == ["one"], T);
     assert_eq!(run(&["vm", "delete", "one"]).code(), 0);
-    events.wait_for("one deleted", |e| e["event"] == "deleted" && e["vm"] == "one");
+    events.wait_for(|e| e["event"] == "deleted" && e["vm"] == "one", T);
     // Lists print in order: an empty one after the one with `one`.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let lists: Vec<Vec<String>> = watch.lines.lock().unwrap().iter().map(names).collect();
+        let lists: Vec<Vec<String>> = watch.lines().iter().map(names).collect();
         let after = lists.iter().position(|n| n == &["one"]).map(|i| lists[i + 1..].iter().any(Vec::is_empty));
         if after == Some(true) {
             break;
@@ -104,11 +60,11 @@ fn events_and_watch_follow_changes_across_a_daemon_restart() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(run(&["daemon", "status"]).code(), 0);
     create("two");
-    events.wait_for("a resync after the restart", |e| e["event"] == "resync");
-    events.wait_for("two created", |e| e["event"] == "created" && e["vm"] == "two");
-    watch.wait_for("a list with two", |l| names(l) == ["two"]);
+    events.wait_for(|e| e["event"] == "resync", T);
+    events.wait_for(|e| e["event"] == "created" && e["vm"] == "two", T);
+    watch.wait_for(|l| names(l) == ["two"], T);
 
-    let seqs: Vec<u64> = events.lines.lock().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = events.lines().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "sequence numbers must increase across the restart: {seqs:?}");
     assert_eq!(run(&["vm", "delete", "two"]).code(), 0);
 }

@@ -53,7 +53,7 @@ fn create_ssh_persist_across_stop_start_survive_daemon_restart_vmm_death_delete_
 
     // Everything that happens from here on, as `banger events --json` sees it (it follows the
     // daemon across the restart below).
-    let events = Events::follow(&env, &rt);
+    let events = Follower::start(&env, &rt, &["events", "--json", "--since", "0"]);
 
     // Create: boots and waits for SSH, reporting the stages.
     let created = run(&["vm", "create", "--name", "e2e", "--image", "base", "--disk-size", "2G", "--json"]);
@@ -187,61 +187,4 @@ fn create_ssh_persist_across_stop_start_survive_daemon_restart_vmm_death_delete_
     );
     let seqs: Vec<u64> = events.lines().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "sequence numbers must increase: {seqs:?}");
-}
-
-/// `banger events --json` running in the background; its lines with their arrival times.
-struct Events {
-    child: std::process::Child,
-    lines: std::sync::Arc<std::sync::Mutex<Vec<(std::time::Instant, serde_json::Value)>>>,
-}
-
-impl Events {
-    fn follow(env: &Env, rt: &Path) -> Events {
-        use std::io::BufRead;
-        let mut child = env
-            .banger(&["events", "--json", "--since", "0"])
-            .env("BANGER_RUNTIME_DIR", rt)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-                sink.lock().unwrap().push((std::time::Instant::now(), v));
-            }
-        });
-        // `--since 0`: whatever happened before it subscribed is replayed, so no race.
-        Events { child, lines }
-    }
-
-    fn lines(&self) -> Vec<serde_json::Value> {
-        self.lines.lock().unwrap().iter().map(|(_, v)| v.clone()).collect()
-    }
-
-    /// The first line matching `pred` and when it arrived (waiting up to `timeout`).
-    fn wait_for(
-        &self,
-        pred: impl Fn(&serde_json::Value) -> bool,
-        timeout: Duration,
-    ) -> (std::time::Instant, serde_json::Value) {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            if let Some((t, v)) = self.lines.lock().unwrap().iter().find(|(_, v)| pred(v)) {
-                return (*t, v.clone());
-            }
-            assert!(std::time::Instant::now() < deadline, "no such event within {timeout:?}: {:?}", self.lines());
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Events {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

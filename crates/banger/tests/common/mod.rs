@@ -175,3 +175,60 @@ pub fn skip(test: &str, why: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
 }
+
+/// A background `banger ARGS…` printing JSON lines (`events --json`, `vm list --watch --json`):
+/// its lines with their arrival times. Ended (by pid) when dropped.
+pub struct Follower {
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<(Instant, serde_json::Value)>>>,
+}
+
+impl Follower {
+    pub fn start(env: &Env, runtime: &Path, args: &[&str]) -> Follower {
+        use std::io::BufRead;
+        let mut child = env
+            .banger(args)
+            .env("BANGER_RUNTIME_DIR", runtime)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+                sink.lock().unwrap().push((Instant::now(), v));
+            }
+        });
+        Follower { child, lines }
+    }
+
+    pub fn lines(&self) -> Vec<serde_json::Value> {
+        self.lines.lock().unwrap().iter().map(|(_, v)| v.clone()).collect()
+    }
+
+    /// The first line matching `pred` and when it arrived (waiting up to `timeout`).
+    pub fn wait_for(
+        &self,
+        pred: impl Fn(&serde_json::Value) -> bool,
+        timeout: Duration,
+    ) -> (Instant, serde_json::Value) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some((t, v)) = self.lines.lock().unwrap().iter().find(|(_, v)| pred(v)) {
+                return (*t, v.clone());
+            }
+            assert!(Instant::now() < deadline, "no such line within {timeout:?}: {:?}", self.lines());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
