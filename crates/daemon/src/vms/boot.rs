@@ -130,7 +130,7 @@ impl Manager {
             match self.transition(name, &current, VmPhase::Starting(Some(live.clone())), None) {
                 Ok(p) => current = p,
                 Err(e) => {
-                    let _ = self.force_stop(name, &live.instance);
+                    let _ = self.force_stop(name, live.instance.pid, &live.instance.control_socket);
                     return Err(e);
                 }
             }
@@ -168,7 +168,7 @@ impl Manager {
             Ok(live) => live,
             Err(e) => {
                 if let Some(live) = current.live() {
-                    let _ = self.force_stop(name, &live.instance);
+                    let _ = self.force_stop(name, live.instance.pid, &live.instance.control_socket);
                 }
                 self.release(rec);
                 let e = e.context(format!("VM {name} failed to start"));
@@ -239,11 +239,11 @@ impl Manager {
 
     /// Kill a VMM process (by pid, only if it is still the VM's) and wait for it to go; `false`
     /// if it is still there 10 s after SIGKILL (stuck in the kernel), which callers report.
-    pub(super) fn force_stop(&self, name: &str, instance: &Instance) -> bool {
-        if process::signal(instance.pid, &instance.control_socket, Signal::SIGKILL).is_ok()
-            && !process::wait_exit(instance.pid, &instance.control_socket, Duration::from_secs(10))
+    pub(super) fn force_stop(&self, name: &str, pid: u32, control_socket: &Path) -> bool {
+        if process::signal(pid, control_socket, Signal::SIGKILL).is_ok()
+            && !process::wait_exit(pid, control_socket, Duration::from_secs(10))
         {
-            tracing::warn!("{name}: VMM pid {} did not exit after SIGKILL", instance.pid);
+            tracing::warn!("{name}: VMM pid {pid} did not exit after SIGKILL");
             return false;
         }
         let _ = std::fs::remove_dir_all(self.layout.vm(name).run_dir);

@@ -87,16 +87,21 @@ impl Manager {
             },
         };
         let _op = self.claim(&name, "create")?;
-        let result = self.create_claimed(
-            &name,
+        let new = NewVm {
+            name: name.clone(),
             image,
-            &base,
-            &kernel,
-            &initrd,
-            (memory_mib, vcpus, disk_size),
-            req.nat,
-            progress,
-        );
+            // Pinned (and identified) by `create_claimed`.
+            base_path: base.display().to_string(),
+            base_id: String::new(),
+            kernel: kernel.display().to_string(),
+            initrd: Some(initrd.display().to_string()),
+            memory_mib,
+            vcpus,
+            disk_size,
+            nat: req.nat,
+            created_at: now(),
+        };
+        let result = self.create_claimed(new, progress);
         drop(creating);
         let rec = self.published(&name, result)?;
         self.events.publish(Some(&name), EventKind::Created);
@@ -108,32 +113,17 @@ impl Manager {
         self.published(&name, started)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn create_claimed(
-        &self,
-        name: &str,
-        image: String,
-        base: &Path,
-        kernel: &Path,
-        initrd: &Path,
-        (memory_mib, vcpus, disk_size): (u32, u32, u64),
-        nat: bool,
-        progress: &dyn Progress,
-    ) -> Result<banger_state::VmRecord> {
-        let subnet = self.config.subnet;
-        let base = banger_storage::pin_base(&self.layout.images(), base)?;
-        let new = NewVm {
-            name: name.into(),
-            image,
-            base_path: base.display().to_string(),
-            base_id: banger_storage::base_id(&base)?,
-            kernel: kernel.display().to_string(),
-            initrd: Some(initrd.display().to_string()),
-            memory_mib,
-            vcpus,
-            disk_size,
-            nat,
-            created_at: now(),
+    /// Pin `new.base_path`, register `new` and make its disks; all or nothing.
+    fn create_claimed(&self, mut new: NewVm, progress: &dyn Progress) -> Result<banger_state::VmRecord> {
+        let (name, disk_size, subnet) = (new.name.clone(), new.disk_size, self.config.subnet);
+        let base = banger_storage::pin_base(&self.layout.images(), Path::new(&new.base_path))?;
+        new.base_path = base.display().to_string();
+        new.base_id = match banger_storage::base_id(&base) {
+            Ok(id) => id,
+            Err(e) => {
+                self.unpin_base(&new.base_path);
+                return Err(e.into());
+            }
         };
         let prefix = &self.tap_prefix;
         let inserted = self.db().insert_vm(&new, addr::capacity(subnet.prefix), |slot| {
@@ -158,6 +148,7 @@ impl Manager {
                 });
             }
         };
+        let name = name.as_str();
         self.step(
             progress,
             name,

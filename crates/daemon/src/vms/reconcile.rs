@@ -25,10 +25,11 @@ impl Manager {
         Ok((rec, phase))
     }
 
-    /// Whether `settle` would change anything (checked without holding the VM).
-    fn unsettled(phase: &VmPhase) -> bool {
+    /// Whether `settle` would change anything (checked without holding the VM), given whether
+    /// its recorded process is alive.
+    fn unsettled(phase: &VmPhase, alive: Option<bool>) -> bool {
         match phase {
-            VmPhase::Running(_) => alive(phase) == Some(false),
+            VmPhase::Running(_) => alive == Some(false),
             VmPhase::Starting(_) | VmPhase::Stopping(_) => true,
             VmPhase::Stopped | VmPhase::Failed(_) => false,
         }
@@ -90,10 +91,11 @@ impl Manager {
                     continue;
                 }
             };
+            let up = alive(&phase);
             if at_start
                 && let Some(live) = phase.live()
+                && up == Some(true)
                 && !live.instance.control_socket.exists()
-                && alive(&phase) == Some(true)
             {
                 tracing::warn!(
                     "VM {}: its control socket {} is missing; stopping it will signal the VMM (pid {})",
@@ -102,7 +104,7 @@ impl Manager {
                     live.instance.pid
                 );
             }
-            if !Self::unsettled(&phase) {
+            if !Self::unsettled(&phase, up) {
                 continue;
             }
             let Ok(_op) = self.claim(&rec.name, "reconcile") else { continue };

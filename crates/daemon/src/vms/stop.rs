@@ -52,7 +52,7 @@ impl Manager {
                 "stopping",
                 format!("{name} did not power off within {}s; killing its VMM", timeout.as_secs()),
             );
-            if !self.force_stop(name, instance) {
+            if !self.force_stop(name, instance.pid, &instance.control_socket) {
                 return Err(self.unkillable(name, &stopping));
             }
         }
@@ -106,19 +106,13 @@ impl Manager {
                 Ok(phase) => self.settle(&rec, phase)?,
                 Err(e) if force => {
                     tracing::warn!("{e}; deleting it anyway");
-                    if let (Some(pid), Some(socket)) = (rec.pid, rec.control_socket.as_deref()) {
-                        let instance = banger_vmm::Instance {
-                            backend: banger_vmm::Backend::Qemu,
-                            accel: banger_vmm::Accel::Tcg,
-                            pid,
-                            control_socket: socket.into(),
-                        };
-                        if !self.force_stop(name, &instance) {
-                            return Err(ApiError::internal(format!(
-                                "VM {name}'s VMM (pid {pid}) did not exit even after SIGKILL"
-                            ))
-                            .into());
-                        }
+                    if let (Some(pid), Some(socket)) = (rec.pid, rec.control_socket.as_deref())
+                        && !self.force_stop(name, pid, socket.as_ref())
+                    {
+                        return Err(ApiError::internal(format!(
+                            "VM {name}'s VMM (pid {pid}) did not exit even after SIGKILL"
+                        ))
+                        .into());
                     }
                     VmPhase::Stopped
                 }
@@ -132,7 +126,7 @@ impl Manager {
                     .into());
                 }
                 let stopping = self.transition(name, &phase, VmPhase::Stopping(live.clone()), None)?;
-                if !self.force_stop(name, &live.instance) {
+                if !self.force_stop(name, live.instance.pid, &live.instance.control_socket) {
                     return Err(self.unkillable(name, &stopping));
                 }
                 self.transition(name, &stopping, VmPhase::Stopped, Some("deleted with --force".into()))?;
