@@ -7,7 +7,8 @@ pub const DAEMON_SHUTDOWN: &str = "/v1/daemon/shutdown";
 /// `GET`: [`crate::response::VmList`]; `POST` [`crate::request::CreateVm`]: progress stream
 /// ending in [`crate::response::Vm`].
 pub const VMS: &str = "/v1/vms";
-/// `GET`: [`crate::response::Vm`]; `DELETE` (`?force=true` for a running VM): [`crate::response::Deleted`].
+/// `GET`: [`crate::response::Vm`]; `DELETE` (`?force=true` for a running VM): [`crate::response::Deleted`];
+/// `PATCH` [`crate::request::SetVm`]: progress stream ending in [`crate::response::Vm`].
 pub const VM: &str = "/v1/vms/{name}";
 /// `POST`: progress stream ending in [`crate::response::Vm`].
 pub const VM_START: &str = "/v1/vms/{name}/start";
@@ -17,6 +18,8 @@ pub const VM_STOP: &str = "/v1/vms/{name}/stop";
 pub const VM_RESTART: &str = "/v1/vms/{name}/restart";
 /// `POST` [`crate::request::KillVm`]: [`crate::response::Vm`].
 pub const VM_KILL: &str = "/v1/vms/{name}/kill";
+/// `GET`: [`crate::response::VmStats`].
+pub const VM_STATS: &str = "/v1/vms/{name}/stats";
 
 /// `GET [?since=SEQ]`: the event stream, NDJSON lines of [`crate::event::Event`]; it stays open.
 pub const EVENTS: &str = "/v1/events";

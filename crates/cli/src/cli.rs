@@ -220,6 +220,37 @@ pub enum VmCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Change a VM's memory, vCPUs or disk size (while it is stopped) or NAT (at any time).
+    #[command(group = clap::ArgGroup::new("what").required(true).multiple(true))]
+    Set {
+        name: String,
+        /// Memory in MiB.
+        #[arg(long, group = "what")]
+        memory: Option<u32>,
+        #[arg(long, group = "what")]
+        vcpu: Option<u32>,
+        /// New size of the /root disk, e.g. 32G (it only grows; the guest sees it on its next start).
+        #[arg(long, value_parser = parse_size, group = "what")]
+        disk_size: Option<u64>,
+        /// Give the VM outbound network access through the host (at once if it runs).
+        #[arg(long, group = "what", conflicts_with = "no_nat")]
+        nat: bool,
+        /// Take NAT away (at once if it runs).
+        #[arg(long, group = "what")]
+        no_nat: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// What a VM uses: vCPUs and memory, host CPU and RSS of its VMM, memory, load and disk use
+    /// inside the guest, network counters, disk sizes, uptime.
+    Stats {
+        name: String,
+        #[arg(long)]
+        json: bool,
+        /// Refresh every second (with --json: one document per line).
+        #[arg(long, short)]
+        watch: bool,
+    },
     /// Send a signal to a VM's VMM process (default KILL).
     Kill {
         name: String,

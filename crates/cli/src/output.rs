@@ -51,10 +51,13 @@ pub fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
 
 /// Two-column "key: value" block.
 pub fn pairs(rows: &[(&str, String)]) {
-    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    for (k, v) in rows {
-        println!("{k:<width$}  {v}", width = width + 1, k = format!("{k}:"));
-    }
+    print!("{}", render_pairs(rows));
+}
+
+/// `key:  value` lines with the values aligned.
+pub fn render_pairs(rows: &[(&str, String)]) -> String {
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    rows.iter().map(|(k, v)| format!("{:<width$}  {v}\n", format!("{k}:"))).collect()
 }
 
 /// A Unix time as local wall-clock `HH:MM:SS.mmm` (UTC when the zone is unknown).

@@ -7,8 +7,9 @@ use banger_api::event::Event;
 use banger_api::response::StreamLine;
 use banger_api::{ApiError, ErrorCode};
 use http_body_util::{BodyExt, Full};
+pub use hyper::Method;
+use hyper::Request;
 use hyper::body::Bytes;
-use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -90,10 +91,21 @@ impl Client {
         &self,
         path: &str,
         body: &B,
+        on_progress: impl FnMut(&str, &str),
+    ) -> Result<T, ClientError> {
+        self.stream(Method::POST, path, body, on_progress).await
+    }
+
+    /// Like [`Client::post_stream`] with another method (`PATCH` for `vm set`).
+    pub async fn stream<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
         mut on_progress: impl FnMut(&str, &str),
     ) -> Result<T, ClientError> {
         let body = serde_json::to_vec(body).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let resp = self.request(Method::POST, path, Some(body)).await?;
+        let resp = self.request(method, path, Some(body)).await?;
         let mut result = None;
         read_lines(resp, |line| match serde_json::from_slice::<StreamLine<T>>(line) {
             Ok(StreamLine::Progress { stage, message }) => {

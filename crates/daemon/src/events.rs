@@ -28,10 +28,6 @@ struct Ring {
     capacity: usize,
 }
 
-fn now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
-}
-
 impl EventBus {
     /// A bus whose first event is `base + 1` (the daemon passes its run id << 32, so numbers
     /// keep increasing across restarts).
@@ -49,7 +45,7 @@ impl EventBus {
         let mut ring = self.ring();
         let seq = ring.next;
         ring.next += 1;
-        let event = Event { seq, time: now(), vm: vm.map(Into::into), kind };
+        let event = Event { seq, time: crate::now_unix_f64(), vm: vm.map(Into::into), kind };
         tracing::debug!("event {seq}: {:?}", event.kind);
         if ring.events.len() == ring.capacity {
             ring.events.pop_front();
@@ -90,7 +86,12 @@ impl EventBus {
         });
         let mut out = VecDeque::new();
         if let Some(reason) = reason {
-            out.push_back(Event { seq: oldest - 1, time: now(), vm: None, kind: EventKind::Resync { reason } });
+            out.push_back(Event {
+                seq: oldest - 1,
+                time: crate::now_unix_f64(),
+                vm: None,
+                kind: EventKind::Resync { reason },
+            });
         }
         out.extend(ring.events.iter().filter(|e| e.seq > since).cloned());
         out

@@ -91,7 +91,7 @@ fn run() -> Result<(), Failure> {
         layout: vms::layout::Layout::new(&dirs.state, &dirs.run),
         hypervisor: Box::new(platform::vmm::Backends::new(config.vmm, firecracker, qemu, &dirs.cache)),
         net: Box::new(platform::net::HostNetwork::new()),
-        guest: Box::new(platform::ssh::Ssh),
+        guest: Arc::new(platform::ssh::Ssh),
         // Sequence numbers keep increasing across restarts: each run gets its own block.
         events: events::EventBus::new((run_id as u64) << 32, events::RING),
         tap_prefix: banger_net::tap::prefix_for(&dirs.state),
@@ -117,15 +117,24 @@ fn run() -> Result<(), Failure> {
     result.map_err(|e| (banger_api::exit::FAILURE, e.to_string()))
 }
 
-/// Settle VMs whose VMM died, every [`MONITOR_INTERVAL`].
+/// Settle VMs whose VMM died and sample running VMMs' CPU time, every [`MONITOR_INTERVAL`].
 pub async fn monitor(app: Arc<app::App>) {
     loop {
         tokio::time::sleep(MONITOR_INTERVAL).await;
         let a = app.clone();
-        let _ = tokio::task::spawn_blocking(move || a.vms.reconcile(false)).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            a.vms.reconcile(false);
+            a.vms.sample_cpu();
+        })
+        .await;
     }
 }
 
 pub(crate) fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    now_unix_f64() as u64
+}
+
+/// Seconds since the Unix epoch, with microseconds.
+pub(crate) fn now_unix_f64() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }

@@ -48,11 +48,15 @@ pub fn router(state: Arc<App>) -> Router {
         .route(routes::DAEMON_STATUS, get(handlers::daemon_status::handle))
         .route(routes::DAEMON_SHUTDOWN, post(handlers::daemon_shutdown::handle))
         .route(routes::VMS, get(handlers::vm_list::handle).post(handlers::vm_create::handle))
-        .route(routes::VM, get(handlers::vm_get::handle).delete(handlers::vm_delete::handle))
+        .route(
+            routes::VM,
+            get(handlers::vm_get::handle).delete(handlers::vm_delete::handle).patch(handlers::vm_set::handle),
+        )
         .route(routes::VM_START, post(handlers::vm_start::handle))
         .route(routes::VM_STOP, post(handlers::vm_stop::handle))
         .route(routes::VM_RESTART, post(handlers::vm_restart::handle))
         .route(routes::VM_KILL, post(handlers::vm_kill::handle))
+        .route(routes::VM_STATS, get(handlers::vm_stats::handle))
         .route(routes::EVENTS, get(handlers::events::handle))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

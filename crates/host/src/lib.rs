@@ -126,39 +126,50 @@ where
     exec(&argv, program)
 }
 
-/// Run `program args…` as the invoking user with no input and its output discarded, killing it
-/// after `timeout` (for commands that may hang on a peer that vanished, such as `ssh`).
-pub fn run_with_timeout<I, S>(program: &str, args: I, timeout: std::time::Duration) -> Result<(), HostError>
+/// Run `program args…` as the invoking user with no input, killing it after `timeout` (for
+/// commands that may hang on a peer that vanished, such as `ssh`). Its output is returned.
+pub fn run_with_timeout<I, S>(program: &str, args: I, timeout: std::time::Duration) -> Result<Output, HostError>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    use std::io::Read;
     let mut argv = vec![OsString::from(program)];
     argv.extend(os_args(args));
     let mut child = Command::new(&argv[0])
         .args(&argv[1..])
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .map_err(|source| spawn_error(&argv, source))?;
+    // Drain both pipes while waiting, so a chatty command cannot block on a full pipe.
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(child.stdout.take().map(|r| Box::new(r) as Box<dyn Read + Send>));
+    let err = drain(child.stderr.take().map(|r| Box::new(r) as Box<dyn Read + Send>));
     let deadline = std::time::Instant::now() + timeout;
-    loop {
+    let status = loop {
         let status = child.try_wait().map_err(|source| HostError::Spawn { cmd: display(&argv), source })?;
         if let Some(status) = status {
-            return if status.success() {
-                Ok(())
-            } else {
-                Err(HostError::Failed { cmd: display(&argv), status: status.to_string(), stderr: String::new() })
-            };
+            break status;
         }
         if std::time::Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
             return Err(HostError::TimedOut { cmd: display(&argv), secs: timeout.as_secs() });
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let output = Output { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() };
+    classify(output, &display(&argv), false, program)
 }
 
 /// Run `program args…` as root (directly, or `sudo -n` when we are not root).
@@ -269,6 +280,8 @@ mod tests {
         assert!(matches!(err, HostError::TimedOut { .. }), "{err}");
         assert!(t0.elapsed() < std::time::Duration::from_secs(5));
         run_with_timeout("true", [""; 0], std::time::Duration::from_secs(5)).unwrap();
+        let out = run_with_timeout("sh", ["-c", "echo out; echo err >&2"], std::time::Duration::from_secs(5)).unwrap();
+        assert_eq!((&out.stdout[..], &out.stderr[..]), (&b"out\n"[..], &b"err\n"[..]));
         assert!(matches!(
             run_with_timeout("false", [""; 0], std::time::Duration::from_secs(5)),
             Err(HostError::Failed { .. })

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use migrations::MIGRATIONS;
-pub use vms::{Address, Insert, NewVm, PhaseRow, VmRecord};
+pub use vms::{Address, Insert, NewVm, PhaseRow, Settings, VmRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {

@@ -53,6 +53,21 @@ pub struct NewVm {
     pub created_at: u64,
 }
 
+/// The settings `vm set` changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub memory_mib: u32,
+    pub vcpus: u32,
+    pub disk_size: u64,
+    pub nat: bool,
+}
+
+impl VmRecord {
+    pub fn settings(&self) -> Settings {
+        Settings { memory_mib: self.memory_mib, vcpus: self.vcpus, disk_size: self.disk_size, nat: self.nat }
+    }
+}
+
 /// The phase columns of a VM row, as [`Db::set_phase`] writes them.
 #[derive(Debug, Clone, Default)]
 pub struct PhaseRow<'a> {
@@ -216,6 +231,20 @@ impl Db {
         Ok(n == 1)
     }
 
+    /// Write a VM's settings in one statement. With `only_stopped`, only while its phase is
+    /// `stopped` or `failed` (no VMM runs with the old values); `false` when the row did not match.
+    pub fn set_vm_settings(&self, name: &str, s: &Settings, only_stopped: bool) -> Result<bool, StateError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE vms SET memory_mib = ?2, vcpus = ?3, disk_size = ?4, nat = ?5 \
+                 WHERE name = ?1 AND (NOT ?6 OR phase IN ('stopped', 'failed'))",
+                params![name, s.memory_mib, s.vcpus, s.disk_size as i64, s.nat, only_stopped],
+            )
+            .map_err(|e| self.query_err(e))?;
+        Ok(n == 1)
+    }
+
     pub fn set_vm_host_keys(&self, name: &str, keys: &str) -> Result<(), StateError> {
         self.conn
             .execute("UPDATE vms SET host_keys = ?2 WHERE name = ?1", params![name, keys])
@@ -272,6 +301,25 @@ mod tests {
         let Insert::Inserted(c) = db.insert_vm(&new("c"), 2, addr).unwrap() else { panic!() };
         assert_eq!(c.slot, 0, "freed slot is reused");
         assert_eq!(db.vms().unwrap().iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["b", "c"]);
+    }
+
+    #[test]
+    fn settings_change_in_one_statement_and_only_when_stopped_if_asked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut db = Db::open(&tmp.path().join("s.db")).unwrap();
+        db.insert_vm(&new("a"), 4, addr).unwrap();
+        let s = Settings { memory_mib: 2048, vcpus: 2, disk_size: 16 << 30, nat: true };
+        assert!(db.set_vm_settings("a", &s, true).unwrap());
+        assert_eq!(db.vm("a").unwrap().unwrap().settings(), s);
+        let running = PhaseRow { phase: "running", pid: Some(1), ..Default::default() };
+        assert!(db.set_phase("a", "stopped", &running).unwrap());
+        let t = Settings { memory_mib: 512, ..s };
+        assert!(!db.set_vm_settings("a", &t, true).unwrap(), "not while running");
+        assert_eq!(db.vm("a").unwrap().unwrap().memory_mib, 2048);
+        let u = Settings { nat: false, ..s };
+        assert!(db.set_vm_settings("a", &u, false).unwrap(), "NAT changes while running");
+        assert!(!db.vm("a").unwrap().unwrap().nat);
+        assert!(!db.set_vm_settings("zz", &u, false).unwrap());
     }
 
     #[test]

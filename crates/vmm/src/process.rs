@@ -39,6 +39,32 @@ pub fn is_alive(pid: u32, marker: &Path) -> bool {
     cmdline.split(|&b| b == 0).any(|arg| arg.windows(marker.len()).any(|w| w == marker))
 }
 
+/// CPU time and memory of a process at one moment (for `vm stats`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Usage {
+    /// User + system CPU seconds so far.
+    pub cpu_secs: f64,
+    /// Resident set size in bytes.
+    pub rss_bytes: u64,
+}
+
+/// What `pid` has used so far, if it is the VM's process (`marker`, as in [`is_alive`]).
+pub fn usage(pid: u32, marker: &Path) -> Option<Usage> {
+    if !is_alive(pid, marker) {
+        return None;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces or parentheses): state is [0],
+    // utime [11], stime [12] (fields 14 and 15 of proc(5)).
+    let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?;
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100).max(1) as f64;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096) as u64;
+    Some(Usage { cpu_secs: ticks as f64 / hz, rss_bytes: pages * page })
+}
+
 /// The pids of this user's live processes whose command line mentions `marker` (a VM's run
 /// directory): finds a VMM whose pid was never recorded.
 pub fn find_with_marker(marker: &Path) -> Vec<u32> {
@@ -78,6 +104,32 @@ pub fn wait_exit(pid: u32, marker: &Path, timeout: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_counts_cpu_time_and_memory_of_the_marked_process_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let marker = tmp.path().join("busy.sock");
+        // A process that burns CPU for a moment, then sleeps; its argv carries the marker.
+        let script = format!("i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; exec sleep 30 # {}", marker.display());
+        let mut child = Command::new("sh").args(["-c", &script]).spawn().unwrap();
+        let pid = child.id();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut last = None;
+        while Instant::now() < deadline {
+            last = usage(pid, &marker);
+            if last.is_some_and(|u| u.cpu_secs > 0.0) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let u = last.expect("the marked process is measured");
+        assert!(u.cpu_secs > 0.0, "{u:?}");
+        assert!(u.rss_bytes > 100 * 1024, "{u:?}");
+        assert_eq!(usage(pid, &tmp.path().join("other.sock")), None, "another marker is not this VM's process");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(usage(pid, &marker), None);
+    }
 
     #[test]
     fn liveness_checks_the_marker_and_reaping_clears_zombies() {

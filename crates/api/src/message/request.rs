@@ -43,3 +43,20 @@ pub struct KillVm {
     /// Signal name (`KILL`, `SIGTERM`, `9`…).
     pub signal: String,
 }
+
+/// `PATCH /v1/vms/{name}`: change a VM's settings. Memory, vCPUs and disk size only while it is
+/// not running; NAT at any time (at once on a running VM). Unset fields stay as they are.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SetVm {
+    pub memory_mib: Option<u32>,
+    pub vcpus: Option<u32>,
+    /// New work disk size in bytes; it only grows.
+    pub disk_size: Option<u64>,
+    pub nat: Option<bool>,
+}
+
+impl SetVm {
+    pub fn is_empty(&self) -> bool {
+        self == &SetVm::default()
+    }
+}

@@ -198,3 +198,67 @@ pub enum StreamLine<T> {
     Done(T),
     Error(crate::ApiError),
 }
+
+/// `GET /v1/vms/{name}/stats`: what a VM uses. A stopped VM has its configuration and disks only.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VmStats {
+    pub name: String,
+    pub state: Phase,
+    /// Seconds since the Unix epoch when these figures were taken.
+    pub time: f64,
+    pub vcpus: u32,
+    pub memory_mib: u32,
+    pub uptime_secs: Option<u64>,
+    /// The VMM process on the host (while it runs).
+    pub process: Option<ProcessStats>,
+    /// Inside the guest (while it runs and answers): see [`GuestStats::sampled_at`].
+    pub guest: Option<GuestStats>,
+    /// Why `guest` is missing or old, when it is.
+    pub guest_error: Option<String>,
+    /// The VM's TAP counters, from the guest's side (while it runs).
+    pub network: Option<NetStats>,
+    pub disks: Vec<DiskInfo>,
+}
+
+/// The VMM process as the host sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProcessStats {
+    pub pid: u32,
+    /// Host CPU used over the last interval (about a second), in percent of one CPU; `None`
+    /// until two samples exist.
+    pub cpu_percent: Option<f64>,
+    pub rss_bytes: u64,
+}
+
+/// Figures read inside the guest by a one-shot SSH command with the VM's pinned key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GuestStats {
+    /// Seconds since the Unix epoch when the guest was asked.
+    pub sampled_at: f64,
+    pub mem_total: u64,
+    pub mem_available: u64,
+    pub mem_used: u64,
+    /// 1, 5 and 15 minute load averages.
+    pub load: [f64; 3],
+    pub uptime_secs: f64,
+    /// `/` and `/root`.
+    pub filesystems: Vec<FsStats>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FsStats {
+    pub mount: String,
+    pub size: u64,
+    pub used: u64,
+    pub available: u64,
+}
+
+/// Bytes and packets through the VM's link, as the guest sees them (`rx`: into the guest).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetStats {
+    pub tap: String,
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+}

@@ -6,6 +6,9 @@ pub mod daemon;
 pub mod events;
 pub mod runtime;
 pub mod vm;
+pub mod vm_set;
+pub mod vm_stats;
+pub mod watch;
 
 use crate::cli::{Cli, Command};
 use crate::context::Ctx;

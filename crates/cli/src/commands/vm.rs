@@ -6,7 +6,7 @@ use crate::error::{CliError, CliResult};
 use crate::output;
 use banger_api::event::EventKind;
 use banger_api::exit;
-use banger_api::request::{CreateVm, KillVm, StopVm};
+use banger_api::request::{CreateVm, KillVm, SetVm, StopVm};
 use banger_api::response::{Deleted, Phase, Vm, VmList};
 use banger_api::routes::{self, vm_path};
 use banger_client::Client;
@@ -45,6 +45,18 @@ pub fn run(ctx: &Ctx, cmd: VmCommand) -> CliResult {
             let vm: Vm = streamed(&ctx.client()?, &vm_path(routes::VM_RESTART, &name), &req)?;
             done(&vm, json, &format!("restarted {}", vm.name))
         }
+        VmCommand::Set { name, memory, vcpu, disk_size, nat, no_nat, json } => {
+            let nat = if nat {
+                Some(true)
+            } else if no_nat {
+                Some(false)
+            } else {
+                None
+            };
+            let req = SetVm { memory_mib: memory, vcpus: vcpu, disk_size, nat };
+            crate::commands::vm_set::run(ctx, &name, req, json)
+        }
+        VmCommand::Stats { name, json, watch } => crate::commands::vm_stats::run(ctx, &name, json, watch),
         VmCommand::Kill { name, signal, json } => {
             let vm: Vm =
                 block_on(ctx.client()?.post(&vm_path(routes::VM_KILL, &name), &KillVm { signal: signal.clone() }))?;
@@ -131,71 +143,20 @@ fn render_list(list: &VmList, now: u64) -> String {
 /// polling); between events a terminal redraws once a second so uptimes move. A daemon that
 /// went away is said on the screen until it is back.
 fn watch(ctx: &Ctx, json: bool) -> CliResult {
-    use crate::commands::events::{Update, follow};
-    use std::io::{IsTerminal, Write};
-    use std::sync::mpsc;
     let client = ctx.client()?;
-    let (tx, rx) = mpsc::channel::<bool>();
-    // Events arrive on their own thread; this one fetches and draws. It starts with whatever the
-    // daemon kept (`since 0`), so a change between its subscription and the first fetch is not
-    // missed: at worst the list is fetched once more.
-    let follower = {
-        let ctx = Ctx { dirs: ctx.dirs.clone() };
-        std::thread::spawn(move || {
-            follow(&ctx, Some(0), |update| match update {
-                // Progress changes nothing in the list; anything else may.
-                Update::Event(e) if matches!(e.kind, EventKind::Progress { .. }) => true,
-                Update::Event(_) | Update::DaemonBack => tx.send(true).is_ok(),
-                Update::DaemonGone => tx.send(false).is_ok(),
-            })
-        })
-    };
-    let tty = std::io::stdout().is_terminal();
-    let mut list: VmList = block_on(client.get(routes::VMS))?;
-    let (mut fetched, mut daemon_gone) = (true, false);
-    loop {
-        let mut out = std::io::stdout().lock();
-        let gone = if daemon_gone { "\nbangerd is not running; waiting for it to come back\n" } else { "" };
-        let drawn = if json {
-            if fetched {
-                serde_json::to_string(&list).map_err(std::io::Error::other).and_then(|s| writeln!(out, "{s}"))
-            } else {
-                Ok(())
-            }
-        } else if tty {
-            write!(out, "\x1b[H\x1b[2J{}{gone}", render_list(&list, crate::context::now()))
-        } else if fetched {
-            writeln!(out, "{}{gone}", render_list(&list, crate::context::now()))
-        } else {
-            Ok(())
-        };
-        if drawn.and_then(|()| out.flush()).is_err() {
-            return Ok(());
-        }
-        drop(out);
-        fetched = false;
-        match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(changed) => {
-                let mut changed = changed;
-                while let Ok(c) = rx.try_recv() {
-                    changed = c;
-                }
-                daemon_gone = !changed;
-                if changed {
-                    list = block_on(client.get(routes::VMS))?;
-                }
-                // JSON lines carry lists only.
-                fetched = changed || !json;
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return match follower.join() {
-                    Ok(r) => r,
-                    Err(_) => Err(CliError::failure("the event follower stopped unexpectedly")),
-                };
-            }
-        }
-    }
+    crate::commands::watch::watch(
+        ctx,
+        json,
+        crate::commands::watch::View {
+            every_second: false,
+            // Progress changes nothing in the list; anything else may.
+            relevant: |e, _| !matches!(e.kind, EventKind::Progress { .. }),
+            subject: String::new(),
+            fetch: || Ok(block_on(client.get::<VmList>(routes::VMS))?),
+            render: |list: &VmList| render_list(list, crate::context::now()),
+            _t: std::marker::PhantomData,
+        },
+    )
 }
 
 fn show(v: &Vm) {

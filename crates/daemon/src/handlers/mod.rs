@@ -10,7 +10,9 @@ pub mod vm_get;
 pub mod vm_kill;
 pub mod vm_list;
 pub mod vm_restart;
+pub mod vm_set;
 pub mod vm_start;
+pub mod vm_stats;
 pub mod vm_stop;
 
 use crate::error::Error;

@@ -24,6 +24,8 @@ pub struct FakeHost {
     pub nat: BTreeSet<String>,
     /// Every VMM pid started, in order.
     pub pids: Vec<u32>,
+    /// Memory (MiB) and vCPUs of each VMM started, in order.
+    pub boots: Vec<(u32, u32)>,
     /// The next TAP creation fails as if sudo wanted a password.
     pub fail_tap: bool,
     /// The next VMM start fails.
@@ -36,6 +38,10 @@ pub struct FakeHost {
     pub probes: usize,
     /// Poweroff requests made over SSH.
     pub poweroffs: usize,
+    /// Guest stats commands run.
+    pub stats_calls: usize,
+    /// How long the guest takes to answer the stats command.
+    pub stats_delay: std::time::Duration,
 }
 
 #[derive(Clone, Default)]
@@ -69,8 +75,8 @@ impl Fake {
     pub fn net(&self) -> Box<dyn HostNet> {
         Box::new(self.clone())
     }
-    pub fn guest(&self) -> Box<dyn Guest> {
-        Box::new(self.clone())
+    pub fn guest(&self) -> Arc<dyn Guest> {
+        Arc::new(self.clone())
     }
 }
 
@@ -126,6 +132,7 @@ impl Vmm for Fake {
         let pid = child.id();
         process::reap_in_background(child);
         self.host().pids.push(pid);
+        self.host().boots.push((config.memory_mib, config.vcpus));
         self.1.0.lock().unwrap_or_else(|e| e.into_inner()).push((pid, socket.clone()));
         Ok(Instance { backend: Backend::Qemu, accel: Accel::Tcg, pid, control_socket: socket })
     }
@@ -192,5 +199,17 @@ impl Guest for Fake {
     }
     fn poweroff(&self, _ssh: &banger_api::response::SshInfo) {
         self.host().poweroffs += 1;
+    }
+    fn stats(&self, _ssh: &banger_api::response::SshInfo) -> Result<banger_api::response::GuestStats, String> {
+        let asked = crate::now_unix_f64();
+        let delay = {
+            let mut h = self.host();
+            h.stats_calls += 1;
+            h.stats_delay
+        };
+        std::thread::sleep(delay);
+        let out = "@mem\nMemTotal: 1000000 kB\nMemAvailable: 600000 kB\n@load\n0.50 0.25 0.10 1/80 300\n@up\n42.0 40.0\n\
+                   @df\nMounted 1B-blocks Used Avail\n/ 4000000000 1000000000 3000000000\n/root 8000000000 100 7999999900\n";
+        super::guest_stats::parse(out, asked)
     }
 }

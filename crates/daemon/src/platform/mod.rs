@@ -10,6 +10,7 @@
 
 #[cfg(any(test, feature = "fake-host"))]
 pub mod fake;
+pub mod guest_stats;
 pub mod net;
 pub mod ssh;
 pub mod vmm;
@@ -54,4 +55,6 @@ pub trait Guest: Send + Sync {
     fn keyscan(&self, ip: Ipv4Addr) -> Option<Vec<String>>;
     /// Ask the guest to power off; returns once asked (errors are fine).
     fn poweroff(&self, ssh: &SshInfo);
+    /// Memory, load, uptime and filesystem use inside the guest (`vm stats`); may take a while.
+    fn stats(&self, ssh: &SshInfo) -> Result<banger_api::response::GuestStats, String>;
 }

@@ -23,6 +23,11 @@ impl super::Guest for Ssh {
     fn poweroff(&self, ssh: &banger_api::response::SshInfo) {
         poweroff(ssh)
     }
+    fn stats(&self, ssh: &banger_api::response::SshInfo) -> Result<banger_api::response::GuestStats, String> {
+        let asked = crate::now_unix_f64();
+        let out = run(ssh, super::guest_stats::COMMAND, STATS_TIMEOUT).map_err(|e| e.to_string())?;
+        super::guest_stats::parse(&String::from_utf8_lossy(&out.stdout), asked)
+    }
 }
 
 /// What a TCP probe of the guest's port 22 found.
@@ -103,14 +108,27 @@ pub const POWEROFF_TIMEOUT: Duration = Duration::from_secs(10);
 /// Ask the guest to power off over SSH; errors are fine (the connection dies with the guest).
 /// The guest may vanish before it closes the connection, so ssh gives up on a silent peer
 /// (keepalives) and is killed at [`POWEROFF_TIMEOUT`] in any case.
-pub fn poweroff(ssh: &banger_api::response::SshInfo) {
+/// How long a guest may take to answer `vm stats`' command.
+pub const STATS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Run a fixed command in the guest over a one-shot, non-interactive SSH session with the
+/// pinned key (never user input: `vm ssh` is the CLI's, not the daemon's).
+pub fn run(
+    ssh: &banger_api::response::SshInfo,
+    command: &str,
+    timeout: Duration,
+) -> Result<std::process::Output, banger_host::HostError> {
     let mut args = ssh.options();
     for opt in ["BatchMode=yes", "ConnectTimeout=5", "ServerAliveInterval=1", "ServerAliveCountMax=3"] {
         args.extend(["-o".into(), opt.into()]);
     }
     args.push(ssh.destination());
-    args.push("systemctl poweroff --no-block || poweroff".into());
-    if let Err(e) = banger_host::run_with_timeout("ssh", args, POWEROFF_TIMEOUT) {
+    args.push(command.into());
+    banger_host::run_with_timeout("ssh", args, timeout)
+}
+
+pub fn poweroff(ssh: &banger_api::response::SshInfo) {
+    if let Err(e) = run(ssh, "systemctl poweroff --no-block || poweroff", POWEROFF_TIMEOUT) {
         tracing::debug!("poweroff over SSH: {e}");
     }
 }

@@ -18,6 +18,8 @@ pub mod layout;
 pub mod names;
 pub mod phase;
 pub mod reconcile;
+pub mod set;
+pub mod stats;
 pub mod stop;
 pub mod view;
 
@@ -58,7 +60,7 @@ pub struct Parts {
     pub runtime: RuntimeDir,
     pub hypervisor: Box<dyn Hypervisor>,
     pub net: Box<dyn HostNet>,
-    pub guest: Box<dyn Guest>,
+    pub guest: Arc<dyn Guest>,
     pub events: Arc<EventBus>,
     /// Names TAPs and NAT tags of this installation (see `banger_net::tap::prefix_for`).
     pub tap_prefix: String,
@@ -71,7 +73,9 @@ pub struct Manager {
     pub runtime: RuntimeDir,
     pub hypervisor: Box<dyn Hypervisor>,
     net: Box<dyn HostNet>,
-    guest: Box<dyn Guest>,
+    guest: Arc<dyn Guest>,
+    /// Samples behind `vm stats` (VMM CPU time, the last guest figures).
+    samples: stats::Samples,
     pub events: Arc<EventBus>,
     pub tap_prefix: String,
     /// VMs with an operation in progress, and which.
@@ -108,6 +112,7 @@ impl Manager {
             hypervisor: p.hypervisor,
             net: p.net,
             guest: p.guest,
+            samples: stats::Samples::default(),
             events: p.events,
             tap_prefix: p.tap_prefix,
             ops: Mutex::new(HashMap::new()),

@@ -417,3 +417,137 @@ fn two_operations_racing_on_one_vm_one_runs_the_other_is_refused() {
     t.fake.host().never_ready = false;
     assert_eq!(t.m.start("race", &()).unwrap().state, R);
 }
+
+fn changed_fields(t: &T, vm: &str) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    t.events()
+        .into_iter()
+        .filter(|e| e.vm.as_deref() == Some(vm))
+        .filter_map(|e| match e.kind {
+            EventKind::Changed { fields } if !fields.contains_key("ssh_pinned") => Some(fields),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn set_changes_a_stopped_vm_grows_its_disk_and_publishes_exactly_what_changed() {
+    use banger_api::request::SetVm;
+    let t = setup();
+    t.m.create(CreateVm { no_start: true, ..req("s") }, &()).unwrap();
+    let work = t.m.layout.vm("s").work;
+    let set = SetVm { memory_mib: Some(512), vcpus: Some(2), disk_size: Some(128 << 20), nat: None };
+    let vm = t.m.set("s", &set, &()).unwrap();
+    assert_eq!((vm.memory_mib, vm.vcpus, vm.disk_size, vm.nat), (512, 2, 128 << 20, false));
+    assert_eq!(std::fs::metadata(&work).unwrap().len(), 128 << 20);
+    // The filesystem grew with the file (resize2fs), not just the file.
+    let out = std::process::Command::new("dumpe2fs").arg("-h").arg(&work).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |k: &str| -> u64 {
+        text.lines().find(|l| l.starts_with(k)).and_then(|l| l.split(':').nth(1)).unwrap().trim().parse().unwrap()
+    };
+    assert_eq!(field("Block count") * field("Block size"), 128 << 20, "{text}");
+    let fields = changed_fields(&t, "s");
+    assert_eq!(fields.len(), 1);
+    assert_eq!(
+        serde_json::Value::Object(fields[0].clone()),
+        serde_json::json!({"memory_mib": 512, "vcpus": 2, "disk_size": 128 << 20})
+    );
+    // The same values again change nothing and publish nothing.
+    t.m.set("s", &set, &()).unwrap();
+    assert_eq!(changed_fields(&t, "s").len(), 1);
+    // The next boot uses the new values.
+    let started = t.m.start("s", &()).unwrap();
+    assert_eq!((started.memory_mib, started.vcpus), (512, 2));
+    assert_eq!(t.fake.host().boots.last().copied(), Some((512, 2)));
+}
+
+#[test]
+fn set_refuses_bad_values_shrinking_and_resources_of_a_running_vm_changing_nothing() {
+    use banger_api::request::SetVm;
+    let t = setup();
+    t.create("r");
+    let before = t.m.record("r").unwrap();
+    let err = |set: SetVm| t.m.set("r", &set, &()).unwrap_err();
+    let e = err(SetVm { memory_mib: Some(4096), ..Default::default() });
+    assert_eq!(e.code(), ErrorCode::InvalidState);
+    assert!(e.to_string().contains("banger vm stop r"), "{e}");
+    let e = err(SetVm { memory_mib: Some(64), ..Default::default() });
+    assert_eq!(
+        (e.code(), e.to_string()),
+        (ErrorCode::BadInput, "--memory 64 is out of range: use 128 to 1048576 MiB".into())
+    );
+    let e = err(SetVm { disk_size: Some(32 << 20), ..Default::default() });
+    assert_eq!(e.code(), ErrorCode::BadInput);
+    assert!(e.to_string().contains("can only grow"), "{e}");
+    assert_eq!(err(SetVm::default()).code(), ErrorCode::BadInput);
+    assert_eq!(
+        t.m.set("nope", &SetVm { nat: Some(true), ..Default::default() }, &()).unwrap_err().code(),
+        ErrorCode::NotFound
+    );
+    assert_eq!(t.m.record("r").unwrap(), before, "nothing changed");
+    assert!(changed_fields(&t, "r").is_empty());
+    assert!(!t.kinds("r").contains(&"error"), "refusals are not error events");
+}
+
+#[test]
+fn nat_follows_set_at_once_on_a_running_vm_and_at_the_next_start_on_a_stopped_one() {
+    use banger_api::request::SetVm;
+    let t = setup();
+    let vm = t.create("n");
+    let tag = format!("{}n", t.m.tap_prefix);
+    let nat = |on: bool| SetVm { nat: Some(on), ..Default::default() };
+    assert!(t.m.set("n", &nat(true), &()).unwrap().nat);
+    assert!(t.fake.host().nat.contains(&tag), "rules in place at once");
+    assert_eq!(t.m.get("n").unwrap().pid, vm.pid, "the VM kept running");
+    assert!(!t.m.set("n", &nat(false), &()).unwrap().nat);
+    assert!(!t.fake.host().nat.contains(&tag), "rules gone at once");
+    t.m.stop("n", Duration::from_secs(5), &()).unwrap();
+    t.m.set("n", &nat(true), &()).unwrap();
+    assert!(!t.fake.host().nat.contains(&tag), "a stopped VM has no rules");
+    t.m.start("n", &()).unwrap();
+    assert!(t.fake.host().nat.contains(&tag), "…until it starts");
+    t.m.stop("n", Duration::from_secs(5), &()).unwrap();
+    assert!(!t.fake.host().nat.contains(&tag), "stop removes them");
+    let fields: Vec<_> = changed_fields(&t, "n").iter().map(|f| f["nat"].clone()).collect();
+    assert_eq!(fields, [true, false, true]);
+}
+
+#[test]
+fn stats_of_running_and_stopped_vms() {
+    let t = setup();
+    t.create("st");
+    t.fake.host().stats_delay = Duration::from_millis(300);
+    t.m.sample_cpu();
+    std::thread::sleep(Duration::from_millis(250));
+    t.m.sample_cpu();
+    let s = t.m.stats("st").unwrap();
+    assert_eq!(s.state, R);
+    let p = s.process.expect("the VMM process is measured");
+    assert_eq!(p.pid, t.pid("st"));
+    assert!(p.rss_bytes > 0);
+    assert!(p.cpu_percent.is_some_and(|c| (0.0..=100.0 * 64.0).contains(&c)), "{p:?}");
+    let g = s.guest.expect("the first request waits for the guest's figures");
+    assert_eq!((g.mem_total, g.load[0], g.filesystems.len()), (1_000_000 * 1024, 0.5, 2));
+    assert_eq!(s.guest_error, None);
+    assert_eq!(s.disks.iter().map(|d| d.role.as_str()).collect::<Vec<_>>(), ["base", "overlay", "work"]);
+    // Within a second the figures are served as they are: the guest is not asked again, and the
+    // answer does not wait for it.
+    let t0 = std::time::Instant::now();
+    let again = t.m.stats("st").unwrap();
+    assert!(t0.elapsed() < Duration::from_millis(250), "{:?}", t0.elapsed());
+    assert_eq!(again.guest.unwrap().sampled_at, g.sampled_at);
+    assert_eq!(t.fake.host().stats_calls, 1);
+    // Later, a request starts a refresh in the background and answers with what it has.
+    std::thread::sleep(Duration::from_millis(1100));
+    let t0 = std::time::Instant::now();
+    assert_eq!(t.m.stats("st").unwrap().guest.unwrap().sampled_at, g.sampled_at);
+    assert!(t0.elapsed() < Duration::from_millis(250));
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(t.m.stats("st").unwrap().guest.unwrap().sampled_at > g.sampled_at, "refreshed");
+
+    t.m.stop("st", Duration::from_secs(5), &()).unwrap();
+    let s = t.m.stats("st").unwrap();
+    assert_eq!(s.state, D);
+    assert!(s.process.is_none() && s.guest.is_none() && s.network.is_none() && s.guest_error.is_none());
+    assert_eq!((s.vcpus, s.memory_mib, s.disks.len()), (1, 256, 3));
+}
