@@ -6,62 +6,26 @@
 //! The server has no route back to the guest's /30, so the guest reaches it only when the router
 //! masquerades and forwards: exactly what `Firewall::enable_nat` must set up.
 
+mod support;
+
 use banger_net::firewall::Firewall;
 use std::net::Ipv4Addr;
 use std::process::Command;
-
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false)
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().unwrap();
-    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-}
-
-fn ns_ok(ns: &str, args: &[&str]) -> bool {
-    Command::new("ip").args(["netns", "exec", ns]).args(args).output().map(|o| o.status.success()).unwrap_or(false)
-}
-
-struct Namespaces(Vec<String>);
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for ns in &self.0 {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
-}
+use support::{Namespaces, link, ns_ip, ns_ok, root_or_skip, unique};
 
 #[test]
 fn masquerade_and_forward_let_the_guest_reach_a_server_and_removal_undoes_it() {
-    if !is_root() {
-        eprintln!("SKIP masquerade_and_forward…: needs root to create network namespaces");
+    if !root_or_skip("masquerade_and_forward_let_the_guest_reach_a_server_and_removal_undoes_it") {
         return;
     }
-    let id = std::process::id() % 10000;
-    let (guest, router, server) = (format!("bgt{id}g"), format!("bgt{id}r"), format!("bgt{id}s"));
-    let _cleanup = Namespaces(vec![guest.clone(), router.clone(), server.clone()]);
-    for ns in [&guest, &router, &server] {
-        ip(&["netns", "add", ns]);
-    }
-    let tap = format!("bgt{id}tap");
-    ip(&["link", "add", "g0", "netns", &guest, "type", "veth", "peer", "name", &tap, "netns", &router]);
-    ip(&["link", "add", "up0", "netns", &router, "type", "veth", "peer", "name", "s0", "netns", &server]);
-    let conf = |ns: &str, args: &[&str]| {
-        let mut all = vec!["netns", "exec", ns, "ip"];
-        all.extend_from_slice(args);
-        ip(&all);
-    };
-    conf(&guest, &["addr", "add", "10.213.7.2/30", "dev", "g0"]);
-    conf(&guest, &["link", "set", "g0", "up"]);
-    conf(&guest, &["route", "add", "default", "via", "10.213.7.1"]);
-    conf(&router, &["addr", "add", "10.213.7.1/30", "dev", &tap]);
-    conf(&router, &["link", "set", &tap, "up"]);
-    conf(&router, &["addr", "add", "10.213.9.1/30", "dev", "up0"]);
-    conf(&router, &["link", "set", "up0", "up"]);
-    conf(&server, &["addr", "add", "10.213.9.2/30", "dev", "s0"]);
-    conf(&server, &["link", "set", "s0", "up"]);
+    let mut namespaces = Namespaces::new();
+    let guest = namespaces.add(&unique("natg"));
+    let router = namespaces.add(&unique("natr"));
+    let server = namespaces.add(&unique("nats"));
+    let tap = unique("natt");
+    link(&guest, "g0", "10.213.7.2/30", &router, &tap, "10.213.7.1/30");
+    link(&router, "up0", "10.213.9.1/30", &server, "s0", "10.213.9.2/30");
+    ns_ip(&guest, &["route", "add", "default", "via", "10.213.7.1"]);
     let ping = || ns_ok(&guest, &["ping", "-c", "1", "-W", "1", "10.213.9.2"]);
 
     let fw = Firewall::in_netns(&router);
