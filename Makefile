@@ -13,7 +13,7 @@ BUILD_DEBS := build-essential pkg-config ca-certificates
 # Running VMs (QEMU, TAPs, NAT, ssh) and building the runtime bundle from Debian packages.
 RUN_DEBS := qemu-system-x86 iproute2 iptables openssh-client e2fsprogs procps
 IMAGE_DEBS := mmdebstrap e2fsprogs dpkg kmod openssh-client mount apt ca-certificates
-TEST_DEBS := $(RUN_DEBS) $(IMAGE_DEBS) curl sudo conntrack iputils-ping
+TEST_DEBS := $(RUN_DEBS) $(IMAGE_DEBS) curl sudo conntrack iputils-ping dnsutils
 INIT_BIN := target/guest-init/x86_64-unknown-linux-gnu/release/banger-init
 BENCH_DEBS := hyperfine python3 bc qemu-system-x86 iproute2
 

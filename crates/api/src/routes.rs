@@ -21,6 +21,9 @@ pub const VM_KILL: &str = "/v1/vms/{name}/kill";
 /// `GET`: [`crate::response::VmStats`].
 pub const VM_STATS: &str = "/v1/vms/{name}/stats";
 
+/// `GET`: [`crate::response::DnsStatus`].
+pub const DNS: &str = "/v1/dns";
+
 /// `GET [?since=SEQ]`: the event stream, NDJSON lines of [`crate::event::Event`]; it stays open.
 pub const EVENTS: &str = "/v1/events";
 

@@ -28,6 +28,9 @@ pub enum Command {
     /// Inspect or stop the banger daemon (bangerd).
     #[command(subcommand)]
     Daemon(DaemonCommand),
+    /// Running VMs as `<name>.vm`: where bangerd answers, and wiring the host's resolver to it.
+    #[command(subcommand)]
+    Dns(DnsCommand),
     /// Show the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -151,6 +154,23 @@ pub enum RuntimeCommand {
 pub struct CompletionsArgs {
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DnsCommand {
+    /// Where bangerd answers for `.vm`, its upstream resolvers and the names published now.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make this host resolve `.vm` through bangerd: systemd-resolved gets a per-link DNS server
+    /// and a `~vm` routing domain (needs root or passwordless sudo); without systemd-resolved,
+    /// print the lines to add to the host's resolver.
+    Setup {
+        /// Remove what `setup` made.
+        #[arg(long)]
+        undo: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

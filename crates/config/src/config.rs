@@ -69,6 +69,27 @@ impl VmmChoice {
     }
 }
 
+/// How running VMs are published as `<name>.vm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DnsMode {
+    /// bangerd answers for `.vm` itself (and forwards guests' other queries).
+    Builtin,
+    /// bangerd tells an external `mapdns` program about each VM, as the original tool did.
+    Mapdns,
+    Off,
+}
+
+impl DnsMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DnsMode::Builtin => "builtin",
+            DnsMode::Mapdns => "mapdns",
+            DnsMode::Off => "off",
+        }
+    }
+}
+
 /// An IPv4 subnet such as `172.30.0.0/24`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Subnet {
@@ -125,6 +146,14 @@ pub struct Config {
     /// Bytes.
     pub default_disk_size: u64,
     pub subnet: Subnet,
+    pub dns: DnsMode,
+    /// The built-in DNS server's port on loopback and on the host side of VM links (guests
+    /// reach it on port 53 through a redirect); `None`: derived from the state directory.
+    pub dns_port: Option<u16>,
+    /// Where guests' non-`.vm` queries go (`IP` or `IP:PORT`); empty: the host's resolv.conf.
+    pub dns_upstream: Vec<std::net::SocketAddr>,
+    /// The `mapdns` program for `dns = "mapdns"`.
+    pub mapdns_bin: PathBuf,
     sources: Vec<(&'static str, Source)>,
     /// Problems that do not stop loading (unknown keys).
     pub warnings: Vec<String>,
@@ -157,6 +186,10 @@ pub const KEYS: &[(&str, &str, Option<&str>)] = &[
     ("default_vcpu", "an integer from 1 to 64", Some("1")),
     ("default_disk_size", "a size such as \"8G\" (at least 64M)", Some("8G")),
     ("subnet", "an IPv4 network such as \"172.30.0.0/24\" with a prefix from /8 to /29", Some("172.30.0.0/24")),
+    ("dns", "one of \"builtin\", \"mapdns\", \"off\"", Some("builtin")),
+    ("dns_port", "a port from 1024 to 65535 (default: derived from the state directory)", None),
+    ("dns_upstream", "a list of \"IP\" or \"IP:PORT\" strings (default: the host's /etc/resolv.conf)", None),
+    ("mapdns_bin", "a path or a program name", Some("mapdns")),
 ];
 
 fn expected(key: &str) -> &'static str {
@@ -222,6 +255,10 @@ impl Config {
             default_vcpu: 0,
             default_disk_size: 0,
             subnet: Subnet { network: Ipv4Addr::UNSPECIFIED, prefix: 0 },
+            dns: DnsMode::Builtin,
+            dns_port: None,
+            dns_upstream: Vec::new(),
+            mapdns_bin: PathBuf::new(),
             sources: Vec::new(),
             warnings: Vec::new(),
         };
@@ -296,6 +333,35 @@ impl Config {
                 let s = value.as_str().ok_or_else(|| format!("is a {}, not a string", value.type_str()))?;
                 self.subnet = Subnet::parse(s).ok_or_else(|| format!("is {s:?}"))?;
             }
+            "dns" => {
+                self.dns = match value.as_str() {
+                    Some("builtin") => DnsMode::Builtin,
+                    Some("mapdns") => DnsMode::Mapdns,
+                    Some("off") => DnsMode::Off,
+                    Some(other) => return Err(format!("is {other:?}")),
+                    None => return Err(format!("is a {}, not a string", value.type_str())),
+                }
+            }
+            "dns_port" => self.dns_port = Some(int(1024, 65535)? as u16),
+            "dns_upstream" => {
+                let items: Vec<&str> = match value {
+                    toml::Value::String(s) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).collect(),
+                    toml::Value::Array(a) => a
+                        .iter()
+                        .map(|v| v.as_str().ok_or("has an entry that is not a string"))
+                        .collect::<Result<_, _>>()?,
+                    other => return Err(format!("is a {}, not a list", other.type_str())),
+                };
+                self.dns_upstream = items
+                    .iter()
+                    .map(|s| {
+                        s.parse::<std::net::SocketAddr>()
+                            .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53)))
+                            .map_err(|_| format!("has {s:?}"))
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            "mapdns_bin" => self.mapdns_bin = path()?,
             other => unreachable!("unhandled config key {other}"),
         }
         Ok(())
@@ -329,6 +395,11 @@ impl Config {
                     "default_vcpu" => Some(self.default_vcpu.to_string()),
                     "default_disk_size" => Some(format_size(self.default_disk_size)),
                     "subnet" => Some(self.subnet.to_string()),
+                    "dns" => Some(self.dns.as_str().into()),
+                    "dns_port" => self.dns_port.map(|p| p.to_string()),
+                    "dns_upstream" => (!self.dns_upstream.is_empty())
+                        .then(|| self.dns_upstream.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")),
+                    "mapdns_bin" => p(&self.mapdns_bin),
                     other => unreachable!("unhandled config key {other}"),
                 };
                 Entry { key, value, source: self.source(key) }
@@ -368,6 +439,20 @@ mod tests {
     }
 
     #[test]
+    fn dns_keys_parse_and_reject_bad_values() {
+        let c = parse("").unwrap();
+        assert_eq!((c.dns, c.dns_port, c.dns_upstream.len()), (DnsMode::Builtin, None, 0));
+        let c = parse("dns = \"off\"\ndns_port = 5353\ndns_upstream = [\"10.0.0.1\", \"127.0.0.1:5300\"]\n").unwrap();
+        assert_eq!((c.dns, c.dns_port), (DnsMode::Off, Some(5353)));
+        assert_eq!(c.dns_upstream, ["10.0.0.1:53".parse().unwrap(), "127.0.0.1:5300".parse().unwrap()]);
+        assert_eq!(parse("dns_upstream = \"1.1.1.1, 9.9.9.9\"").unwrap().dns_upstream.len(), 2);
+        for bad in ["dns = \"bind\"", "dns_port = 53", "dns_upstream = [\"nope\"]", "dns_upstream = 5"] {
+            let e = parse(bad).unwrap_err();
+            assert_eq!(e.exit_code(), banger_api::exit::BAD_INPUT, "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn empty_file_gives_defaults_from_default_source() {
         let c = parse("").unwrap();
         assert_eq!(c.default_kernel, PathBuf::from("vmlinux"));
@@ -383,7 +468,7 @@ mod tests {
     }
 
     #[test]
-    fn every_original_key_is_honoured_and_attributed_to_the_file() {
+    fn every_key_is_honoured_and_attributed_to_the_file() {
         let text = r#"
             runtime_dir = "/opt/banger-runtime"
             firecracker_bin = "/usr/local/bin/firecracker"
@@ -401,8 +486,14 @@ mod tests {
             default_vcpu = 2
             default_disk_size = "16G"
             subnet = "10.77.0.0/16"
+            dns = "mapdns"
+            dns_port = 20053
+            dns_upstream = ["192.0.2.53"]
+            mapdns_bin = "/usr/local/bin/mapdns"
         "#;
         let c = parse(text).unwrap();
+        assert_eq!((c.dns, c.dns_port), (DnsMode::Mapdns, Some(20053)));
+        assert_eq!(c.mapdns_bin, PathBuf::from("/usr/local/bin/mapdns"));
         assert_eq!(c.runtime_dir, Some(PathBuf::from("/opt/banger-runtime")));
         assert_eq!(c.firecracker_bin, PathBuf::from("/usr/local/bin/firecracker"));
         assert_eq!(c.ssh_key_path, PathBuf::from("/keys/id"));

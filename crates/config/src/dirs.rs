@@ -108,6 +108,10 @@ impl Dirs {
     pub fn database(&self) -> PathBuf {
         self.state.join("state.db")
     }
+    /// Left by `banger dns setup`: bangerd restores the host's `.vm` routing when it starts.
+    pub fn dns_setup_marker(&self) -> PathBuf {
+        self.state.join("dns-setup")
+    }
 
     /// Create the socket directory (private) and the state directory, checking both are usable.
     pub fn ensure_for_daemon(&self) -> Result<(), DirsError> {

@@ -43,7 +43,9 @@ fn main() {
     }
     eprintln!("registered {VMS} VMs in {:.1}s", t0.elapsed().as_secs_f64());
     let socket = dirs.socket();
-    let app = Arc::new(App::new(manager, dirs, 0, 0));
+    let no_dns = banger_config::Config::parse(&root.join("config.toml"), "dns = \"off\"").expect("config");
+    let dns = banger_daemon::dns::Dns::new(&no_dns, &dirs);
+    let app = Arc::new(App::new(manager, dns, dirs, 0, 0));
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let server = rt.spawn(server::serve(app.clone()));
     while !banger_client::autostart::is_listening(&socket) {

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 pub struct App {
     pub vms: Manager,
+    pub dns: crate::dns::Dns,
     pub dirs: Dirs,
     pub schema_version: u32,
     pub started_at: u64,
@@ -17,9 +18,10 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(vms: Manager, dirs: Dirs, schema_version: u32, started_at: u64) -> Self {
+    pub fn new(vms: Manager, dns: crate::dns::Dns, dirs: Dirs, schema_version: u32, started_at: u64) -> Self {
         App {
             vms,
+            dns,
             dirs,
             schema_version,
             started_at,

@@ -6,6 +6,7 @@
 //! the stop and releases the lock. It never stops VMs: they are independent processes.
 
 pub mod app;
+pub mod dns;
 pub mod error;
 pub mod events;
 mod handlers;
@@ -86,6 +87,7 @@ fn run() -> Result<(), Failure> {
     let runtime = RuntimeDir::resolve(config.runtime_dir.as_deref());
     let firecracker = platform::vmm::find_program(&config.firecracker_bin, &runtime.path);
     let qemu = platform::vmm::find_program(&config.qemu_bin, &runtime.path).unwrap_or_else(|| config.qemu_bin.clone());
+    let dns = dns::Dns::new(&config, &dirs);
     let vms = vms::Manager::new(vms::Parts {
         db,
         layout: vms::layout::Layout::new(&dirs.state, &dirs.run),
@@ -95,10 +97,11 @@ fn run() -> Result<(), Failure> {
         // Sequence numbers keep increasing across restarts: each run gets its own block.
         events: events::EventBus::new((run_id as u64) << 32, events::RING),
         tap_prefix: banger_net::tap::prefix_for(&dirs.state),
+        dns_port: dns.port(),
         config,
         runtime,
     });
-    let app = Arc::new(app::App::new(vms, dirs, schema_version, started_at));
+    let app = Arc::new(app::App::new(vms, dns, dirs, schema_version, started_at));
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -106,6 +109,7 @@ fn run() -> Result<(), Failure> {
         .build()
         .map_err(fail(banger_api::exit::FAILURE))?;
     app.vms.reconcile(true);
+    rt.block_on(dns::Dns::start(app.clone()));
     rt.spawn(monitor(app.clone()));
     let result = rt.block_on(server::serve(app.clone()));
     // Operations still running (a boot whose client went away) finish before the lock is let

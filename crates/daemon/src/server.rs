@@ -58,6 +58,7 @@ pub fn router(state: Arc<App>) -> Router {
         .route(routes::VM_KILL, post(handlers::vm_kill::handle))
         .route(routes::VM_STATS, get(handlers::vm_stats::handle))
         .route(routes::EVENTS, get(handlers::events::handle))
+        .route(routes::DNS, get(handlers::dns_status::handle))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), only_our_user))

@@ -3,10 +3,12 @@
 //! - [`addr`]: each VM gets a /30 out of the configured subnet (host side `.1`, guest `.2` of its
 //!   block), a MAC derived from the guest address, and the kernel `ip=` argument.
 //! - [`tap`]: one TAP device per VM, owned by the invoking user so the VMM can open it.
-//! - [`firewall`]: NAT for VMs created with `--nat` (the one module that touches iptables).
+//! - [`firewall`]: NAT and the guests' DNS redirect (the one module that touches iptables).
+//! - [`resolver`]: `banger dns setup` — the host's resolver routes `.vm` to bangerd.
 //!
 //! Host changes go through [`banger_host::run_root`].
 
 pub mod addr;
 pub mod firewall;
+pub mod resolver;
 pub mod tap;

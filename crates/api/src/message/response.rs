@@ -27,6 +27,8 @@ pub struct DaemonStatus {
     pub qemu_bin: PathBuf,
     /// Whether KVM can run guests here; `None` until the first boot probes it.
     pub kvm_usable: Option<bool>,
+    /// `.vm` names.
+    pub dns: DnsStatus,
 }
 
 /// Where the runtime bundle is and whether it is there.
@@ -261,4 +263,27 @@ pub struct NetStats {
     pub rx_packets: u64,
     pub tx_bytes: u64,
     pub tx_packets: u64,
+}
+
+/// `GET /v1/dns`: how running VMs are published as `<name>.vm`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DnsStatus {
+    /// `builtin`, `mapdns` or `off` (the `dns` config key).
+    pub mode: String,
+    /// Where the host asks (loopback, `builtin` only), e.g. `127.0.0.1:24053`.
+    pub listen: Option<String>,
+    /// The built-in server's port (guests reach it on port 53 of their link's host address).
+    pub port: Option<u16>,
+    /// Where guests' other queries go.
+    pub upstream: Vec<String>,
+    /// The names published now, with their addresses.
+    pub records: Vec<DnsRecord>,
+    /// Why the server is not answering, if it is not.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DnsRecord {
+    pub name: String,
+    pub ip: String,
 }

@@ -61,6 +61,14 @@ fn status(ctx: &Ctx, json: bool, no_start: bool) -> CliResult {
             let fc = s.firecracker_bin.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "not found".into());
             format!("{} ({kvm}; firecracker: {fc}; qemu: {})", s.vmm, s.qemu_bin.display())
         }),
+        (
+            "dns",
+            match (&s.dns.listen, &s.dns.error) {
+                (Some(l), _) => format!("{l} ({} names; `banger dns status`)", s.dns.records.len()),
+                (None, Some(e)) => e.clone(),
+                (None, None) => s.dns.mode.clone(),
+            },
+        ),
     ]);
     Ok(())
 }

@@ -3,6 +3,7 @@
 pub mod completions;
 pub mod config;
 pub mod daemon;
+pub mod dns;
 pub mod events;
 pub mod runtime;
 pub mod vm;
@@ -20,6 +21,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Vm(cmd) => vm::run(&Ctx::new()?, cmd),
         Command::Events { json, since } => events::run(&Ctx::new()?, json, since),
         Command::Daemon(cmd) => daemon::run(&Ctx::new()?, cmd),
+        Command::Dns(cmd) => dns::run(&Ctx::new()?, cmd),
         Command::Config(cmd) => config::run(&Ctx::new()?, cmd),
         Command::Runtime(cmd) => runtime::run(&Ctx::new()?, cmd),
     }

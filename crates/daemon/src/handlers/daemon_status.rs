@@ -30,5 +30,6 @@ pub async fn handle(State(s): State<Arc<App>>) -> ApiResult<DaemonStatus> {
         firecracker_bin: s.vms.hypervisor.firecracker_bin().map(Into::into),
         qemu_bin: s.vms.hypervisor.qemu_bin().into(),
         kvm_usable: s.vms.hypervisor.kvm_known(),
+        dns: s.dns.status(),
     }))
 }

@@ -3,6 +3,7 @@
 
 pub mod daemon_shutdown;
 pub mod daemon_status;
+pub mod dns_status;
 pub mod events;
 pub mod vm_create;
 pub mod vm_delete;

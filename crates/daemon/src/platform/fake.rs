@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 #[derive(Default)]
 pub struct FakeHost {
     pub taps: BTreeSet<String>,
+    /// NAT rule tags, and DNS redirects as `TAG:PORT`.
     pub nat: BTreeSet<String>,
     /// Every VMM pid started, in order.
     pub pids: Vec<u32>,
@@ -180,10 +181,19 @@ impl HostNet for Fake {
         self.host().nat.remove(tag);
         Ok(())
     }
-    fn remove_stale_nat(&self, prefix: &str, keep: &[String]) -> Result<usize, HostError> {
+    fn enable_dns_redirect(&self, tag: &str, _tap: &str, port: u16) -> Result<(), HostError> {
+        self.host().nat.insert(format!("{tag}:{port}"));
+        Ok(())
+    }
+    fn disable_dns_redirect(&self, tag: &str, _tap: &str, port: u16) -> Result<(), HostError> {
+        self.host().nat.remove(&format!("{tag}:{port}"));
+        Ok(())
+    }
+    fn remove_stale_rules(&self, prefix: &str, keep: &[String]) -> Result<usize, HostError> {
         let mut h = self.host();
         let before = h.nat.len();
-        h.nat.retain(|t| !t.starts_with(prefix) || keep.contains(t));
+        // Redirects are kept as "TAG:PORT".
+        h.nat.retain(|t| !t.starts_with(prefix) || keep.iter().any(|k| t == k || t.starts_with(&format!("{k}:"))));
         Ok(before - h.nat.len())
     }
 }

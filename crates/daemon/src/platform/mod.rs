@@ -44,8 +44,11 @@ pub trait HostNet: Send + Sync {
     fn taps(&self, prefix: &str) -> Vec<String>;
     fn enable_nat(&self, tag: &str, tap: &str, guest: Ipv4Addr) -> Result<(), HostError>;
     fn disable_nat(&self, tag: &str, tap: &str, guest: Ipv4Addr) -> Result<(), HostError>;
-    /// Remove NAT rules tagged `prefix…` whose tag is not in `keep`; how many went.
-    fn remove_stale_nat(&self, prefix: &str, keep: &[String]) -> Result<usize, HostError>;
+    /// Send the guest's DNS queries (port 53) on `tap` to the daemon's resolver at `port`.
+    fn enable_dns_redirect(&self, tag: &str, tap: &str, port: u16) -> Result<(), HostError>;
+    fn disable_dns_redirect(&self, tag: &str, tap: &str, port: u16) -> Result<(), HostError>;
+    /// Remove firewall rules tagged `prefix…` whose tag is not in `keep`; how many went.
+    fn remove_stale_rules(&self, prefix: &str, keep: &[String]) -> Result<usize, HostError>;
 }
 
 pub trait Guest: Send + Sync {

@@ -37,7 +37,13 @@ impl super::HostNet for HostNetwork {
     fn disable_nat(&self, tag: &str, tap: &str, guest: Ipv4Addr) -> Result<(), HostError> {
         self.firewall.disable_nat(tag, tap, guest)
     }
-    fn remove_stale_nat(&self, prefix: &str, keep: &[String]) -> Result<usize, HostError> {
+    fn enable_dns_redirect(&self, tag: &str, tap: &str, port: u16) -> Result<(), HostError> {
+        self.firewall.enable_dns_redirect(tag, tap, port)
+    }
+    fn disable_dns_redirect(&self, tag: &str, tap: &str, port: u16) -> Result<(), HostError> {
+        self.firewall.disable_dns_redirect(tag, tap, port)
+    }
+    fn remove_stale_rules(&self, prefix: &str, keep: &[String]) -> Result<usize, HostError> {
         self.firewall.remove_stale(prefix, keep)
     }
 }

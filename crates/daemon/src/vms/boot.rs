@@ -102,6 +102,9 @@ impl Manager {
             if rec.nat {
                 self.net.enable_nat(&self.nat_tag(name), &rec.tap, guest)?;
             }
+            if let Some(port) = self.dns_port {
+                self.net.enable_dns_redirect(&self.dns_tag(name), &rec.tap, port)?;
+            }
             let lease = addr::Lease { slot: rec.slot, host, guest };
             let config = VmConfig {
                 name: name.into(),
@@ -110,7 +113,9 @@ impl Manager {
                 // `quiet`: the console carries the guest's own messages (host keys) rather than boot noise.
                 cmdline: format!(
                     "{} systemd.hostname={name} quiet systemd.show_status=0",
-                    lease.kernel_arg(name, upstream_dns())
+                    // The guest's resolver: bangerd on the host side of its link (answers `.vm`,
+                    // forwards the rest), or else the host's own.
+                    lease.kernel_arg(name, if self.dns_port.is_some() { Some(host) } else { upstream_dns() })
                 ),
                 disks: vec![
                     Disk { id: "base".into(), path: PathBuf::from(&rec.base_path), read_only: true },

@@ -33,6 +33,7 @@ pub fn manager(root: &Path, events: Arc<EventBus>) -> (Manager, Fake) {
         guest: fake.guest(),
         events,
         tap_prefix: banger_net::tap::prefix_for(&state),
+        dns_port: Some(10053),
     });
     (manager, fake)
 }

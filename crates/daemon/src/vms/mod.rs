@@ -64,6 +64,9 @@ pub struct Parts {
     pub events: Arc<EventBus>,
     /// Names TAPs and NAT tags of this installation (see `banger_net::tap::prefix_for`).
     pub tap_prefix: String,
+    /// The built-in DNS server's port, when it runs: guests' port 53 is redirected to it and
+    /// their resolver is the host side of their link.
+    pub dns_port: Option<u16>,
 }
 
 pub struct Manager {
@@ -78,6 +81,7 @@ pub struct Manager {
     samples: stats::Samples,
     pub events: Arc<EventBus>,
     pub tap_prefix: String,
+    pub dns_port: Option<u16>,
     /// VMs with an operation in progress, and which.
     ops: Mutex<HashMap<String, &'static str>>,
     /// Serialises name choice and slot allocation with the disk creation of new VMs.
@@ -115,6 +119,7 @@ impl Manager {
             samples: stats::Samples::default(),
             events: p.events,
             tap_prefix: p.tap_prefix,
+            dns_port: p.dns_port,
             ops: Mutex::new(HashMap::new()),
             creating: Mutex::new(()),
             boot_timeout: BOOT_TIMEOUT,
@@ -205,8 +210,18 @@ impl Manager {
         format!("{}{name}", self.tap_prefix)
     }
 
-    /// Release what a VMM process held: its TAP, NAT rules and run directory.
+    /// The tag of a VM's DNS redirect rules (VM names have no dots, so it is no VM's NAT tag).
+    fn dns_tag(&self, name: &str) -> String {
+        format!("{}{name}.dns", self.tap_prefix)
+    }
+
+    /// Release what a VMM process held: its TAP, NAT and DNS rules and run directory.
     fn release(&self, rec: &VmRecord) {
+        if let Some(port) = self.dns_port
+            && let Err(e) = self.net.disable_dns_redirect(&self.dns_tag(&rec.name), &rec.tap, port)
+        {
+            tracing::warn!("{}: {e}", rec.name);
+        }
         if let Err(e) = self.net.delete_tap(&rec.tap) {
             tracing::warn!("{}: {e}", rec.name);
         }

@@ -129,17 +129,40 @@ impl Manager {
                 }
             }
         }
-        // NAT rules outlive only a crash while a `--nat` VM ran, and that VM is still registered:
-        // without one, there is nothing to look for (and no root command to run at every start).
-        if !records.iter().any(|r| r.nat) {
+        // Firewall rules (NAT, DNS redirects) outlive only a crash while a VM ran, and that VM
+        // is still registered: without one there is nothing to look for (and no root command to
+        // run at every start).
+        if records.is_empty() {
             return;
         }
-        let keep: Vec<String> = live.iter().filter(|r| r.nat).map(|r| self.nat_tag(&r.name)).collect();
-        match self.net.remove_stale_nat(&self.tap_prefix, &keep) {
+        let mut keep = Vec::new();
+        for r in &live {
+            if r.nat {
+                keep.push(self.nat_tag(&r.name));
+            }
+            if self.dns_port.is_some() {
+                keep.push(self.dns_tag(&r.name));
+            }
+        }
+        match self.net.remove_stale_rules(&self.tap_prefix, &keep) {
             Ok(0) => {}
-            Ok(n) => tracing::info!("removed {n} leftover NAT rules"),
+            Ok(n) => tracing::info!("removed {n} leftover firewall rules"),
             Err(banger_host::HostError::Missing { .. }) => {}
-            Err(e) => tracing::warn!("checking NAT rules: {e}"),
+            Err(e) => tracing::warn!("checking firewall rules: {e}"),
+        }
+        // Put back what running VMs need (rules are idempotent; someone may have flushed them).
+        for r in &live {
+            if r.nat
+                && let Ok(guest) = r.guest_ip.parse()
+                && let Err(e) = self.net.enable_nat(&self.nat_tag(&r.name), &r.tap, guest)
+            {
+                tracing::warn!("{}: restoring NAT: {e}", r.name);
+            }
+            if let Some(port) = self.dns_port
+                && let Err(e) = self.net.enable_dns_redirect(&self.dns_tag(&r.name), &r.tap, port)
+            {
+                tracing::warn!("{}: restoring the DNS redirect: {e}", r.name);
+            }
         }
     }
 }

@@ -506,8 +506,11 @@ fn nat_follows_set_at_once_on_a_running_vm_and_at_the_next_start_on_a_stopped_on
     assert!(!t.fake.host().nat.contains(&tag), "a stopped VM has no rules");
     t.m.start("n", &()).unwrap();
     assert!(t.fake.host().nat.contains(&tag), "…until it starts");
+    let redirect = format!("{tag}.dns:10053");
+    assert!(t.fake.host().nat.contains(&redirect), "the guest's DNS goes to bangerd while it runs");
     t.m.stop("n", Duration::from_secs(5), &()).unwrap();
     assert!(!t.fake.host().nat.contains(&tag), "stop removes them");
+    assert!(!t.fake.host().nat.contains(&redirect), "…and the DNS redirect");
     let fields: Vec<_> = changed_fields(&t, "n").iter().map(|f| f["nat"].clone()).collect();
     assert_eq!(fields, [true, false, true]);
 }
