@@ -181,6 +181,30 @@ where
     run_root_as(privilege(), program, &os_args(args))
 }
 
+/// Start `program args…` as root (directly, or `sudo -n` when we are not root) and return at once:
+/// for servers that run until the caller stops them. Its stdin is null, its stdout a pipe (the
+/// caller may read a readiness line from it) and its stderr the caller's. The returned child is
+/// the program itself, or the `sudo` that relays signals to it; stop it by its pid.
+pub fn spawn_root<I, S>(program: &str, args: I) -> Result<std::process::Child, HostError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    spawn_root_as(privilege(), program, &os_args(args))
+}
+
+/// [`spawn_root`] with the privilege mode explicit.
+pub fn spawn_root_as(privilege: Privilege, program: &str, args: &[OsString]) -> Result<std::process::Child, HostError> {
+    let argv = root_argv(privilege, program, args);
+    Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|source| spawn_error(&argv, source))
+}
+
 /// [`run_root`] with the privilege mode explicit (tests exercise the sudo path as another uid).
 pub fn run_root_as(privilege: Privilege, program: &str, args: &[OsString]) -> Result<Output, HostError> {
     exec(&root_argv(privilege, program, args), program)
@@ -286,6 +310,27 @@ mod tests {
             run_with_timeout("false", [""; 0], std::time::Duration::from_secs(5)),
             Err(HostError::Failed { .. })
         ));
+    }
+
+    #[test]
+    fn spawn_root_returns_a_running_child_with_its_stdout_piped() {
+        use std::io::BufRead;
+        // As root the program runs directly; otherwise through `sudo -n` (which may refuse, and
+        // then exits at once: that is classified by `run_root`, not here).
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIP spawn_root_returns_a_running_child_with_its_stdout_piped: needs root");
+            return;
+        }
+        let mut child = spawn_root("sh", ["-c", "echo ready; exec sleep 30"]).unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line, "ready\n");
+        assert!(child.try_wait().unwrap().is_none(), "the child should still run");
+        child.kill().unwrap();
+        assert!(!child.wait().unwrap().success());
+        // The sudo argv is the same as run_root's; a missing program is the usual clear error.
+        let err = spawn_root_as(Privilege::Root, "banger-no-such-program", &[]).unwrap_err();
+        assert!(matches!(err, HostError::Missing { .. }), "{err}");
     }
 
     #[test]
