@@ -11,13 +11,13 @@ LIBDIR := $(PREFIX)/lib/banger
 # Debian packages: for building, for the test suite, for benchmarks.
 BUILD_DEBS := build-essential pkg-config ca-certificates
 # Running VMs (QEMU, TAPs, NAT, ssh) and building the runtime bundle from Debian packages.
-RUN_DEBS := qemu-system-x86 iproute2 iptables openssh-client e2fsprogs procps
+RUN_DEBS := qemu-system-x86 iproute2 iptables conntrack openssh-client e2fsprogs procps
 IMAGE_DEBS := mmdebstrap e2fsprogs dpkg kmod openssh-client mount apt ca-certificates
 TEST_DEBS := $(RUN_DEBS) $(IMAGE_DEBS) curl sudo conntrack iputils-ping dnsutils
 INIT_BIN := target/guest-init/x86_64-unknown-linux-gnu/release/banger-init
 BENCH_DEBS := hyperfine python3 bc qemu-system-x86 iproute2
 
-.PHONY: guest-init runtime-build rootfs runtime-bundle runtime-package help deps test-deps build test check install uninstall quickstart bench bench-status bench-bundle bench-daemon bench-events bench-vm bench-boot fmt clippy clean check-cargo
+.PHONY: guest-init runtime-build rootfs runtime-bundle runtime-package help deps test-deps build test check install uninstall quickstart bench bench-status bench-bundle bench-daemon bench-events bench-vm bench-features bench-boot fmt clippy clean check-cargo
 
 help:
 	@echo "make quickstart   install packages, build, build the runtime bundle, create a VM, run a command in it over SSH"
@@ -99,7 +99,7 @@ uninstall:
 quickstart:
 	scripts/quickstart.sh
 
-bench: bench-status bench-bundle bench-daemon bench-events bench-vm bench-boot
+bench: bench-status bench-bundle bench-daemon bench-events bench-vm bench-features bench-boot
 
 bench-status: build
 	scripts/apt-deps.sh $(BENCH_DEBS)
@@ -122,6 +122,12 @@ bench-events: check-cargo deps
 bench-vm: build
 	scripts/apt-deps.sh $(BENCH_DEBS)
 	RUNTIME=$(RUNTIME_DIR) scripts/bench-vm.sh
+
+# vm stats latency, .vm DNS latency and visibility, vm set --nat → first NAT'ed packet (root, a runtime bundle).
+bench-features: build
+	scripts/apt-deps.sh $(BENCH_DEBS)
+	$(CARGO) build --release $(CARGO_FLAGS) -p banger-dns --example bench_dns
+	RUNTIME=$(RUNTIME_DIR) scripts/bench-features.sh
 
 # Boot-to-SSH of banger's image vs a naive Debian image (builds the naive one with mmdebstrap; root).
 bench-boot:

@@ -366,14 +366,27 @@ impl Firewall {
         let tool = self.tool();
         self.run("sysctl", &words(&["-q", "-w", "net.ipv4.ip_forward=1"]))?;
         let docker_user = self.has_filter_chain(tool, DOCKER_USER)?;
-        self.install(tool, tag, &Self::nat_rules(tap, guest, docker_user))
+        self.install(tool, tag, &Self::nat_rules(tap, guest, docker_user))?;
+        self.forget_flows(guest);
+        Ok(())
+    }
+
+    /// Drop the connection-tracking entries of flows the guest started, so NAT changes apply
+    /// to them at once: a connection attempt made before `--nat` (tracked un-NATed, its SYN
+    /// still being retried) gets through, and connections made with NAT stop with `--no-nat`.
+    /// Best effort: without the `conntrack` tool, such flows change when they time out.
+    fn forget_flows(&self, guest: Ipv4Addr) {
+        // "0 flow entries have been deleted" is an exit status of 1; a missing tool is fine.
+        let _ = self.run("conntrack", &words(&["-D", "-s", &guest.to_string()]));
     }
 
     /// Remove the NAT rules of `tag` (absent rules are fine; DNS redirect rules stay).
     pub fn disable_nat(&self, tag: &str, tap: &str, guest: Ipv4Addr) -> Result<(), HostError> {
         let tool = self.tool();
         let docker_user = self.has_filter_chain(tool, DOCKER_USER)?;
-        self.uninstall(tool, tag, &Self::nat_rules(tap, guest, docker_user))
+        self.uninstall(tool, tag, &Self::nat_rules(tap, guest, docker_user))?;
+        self.forget_flows(guest);
+        Ok(())
     }
 
     /// Send the DNS queries (udp and tcp port 53) the guest behind `tap` makes to the host's
