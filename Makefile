@@ -17,13 +17,14 @@ TEST_DEBS := $(RUN_DEBS) $(IMAGE_DEBS) curl sudo conntrack iputils-ping dnsutils
 INIT_BIN := target/guest-init/x86_64-unknown-linux-gnu/release/banger-init
 BENCH_DEBS := hyperfine python3 bc qemu-system-x86 iproute2
 
-.PHONY: guest-init runtime-build rootfs runtime-bundle runtime-package help deps test-deps build test check install uninstall quickstart bench bench-status bench-bundle bench-daemon bench-events bench-vm bench-features bench-boot fmt clippy clean check-cargo
+.PHONY: guest-init runtime-build rootfs runtime-bundle runtime-package help deps test-deps build test verify check install uninstall quickstart bench bench-status bench-bundle bench-daemon bench-events bench-vm bench-features bench-boot fmt clippy clean check-cargo
 
 help:
 	@echo "make quickstart   install packages, build, build the runtime bundle, create a VM, run a command in it over SSH"
 	@echo "make build        build target/release/{banger,bangerd}"
 	@echo "make check        fmt, clippy -D warnings and unit tests: no root, no network, no runtime bundle"
 	@echo "make test         install test packages, run every test"
+	@echo "make verify       check this machine end to end on a throwaway VM (banger verify --nat)"
 	@echo "make runtime-build    build the runtime bundle from Debian packages into ./runtime (NO_DOCKER=1: skip the docker image)"
 	@echo "make rootfs           rebuild rootfs-docker.ext4 if packages.apt changed (FORCE=1, BASE_ROOTFS=…)"
 	@echo "make runtime-bundle   fetch + verify the bundle pinned in runtime-bundle.toml into ./runtime"
@@ -52,6 +53,12 @@ test: check-cargo test-deps guest-init
 	@if [ -f $(RUNTIME_DIR)/bundle.toml ]; then echo "using the runtime bundle in $(RUNTIME_DIR)"; \
 	else target/debug/banger runtime build --dir $(RUNTIME_DIR) --init $(INIT_BIN); fi
 	BANGER_TEST_RUNTIME=$(abspath $(RUNTIME_DIR)) BANGER_E2E_REQUIRED=1 $(CARGO) test $(CARGO_FLAGS) --workspace
+	BANGER_RUNTIME_DIR=$(abspath $(RUNTIME_DIR)) scripts/ci-verify.sh
+
+# This machine, end to end, with the installed-style binary: a throwaway VM through create, ssh,
+# stats, stop, set, start, DNS and NAT, then deleted (`banger verify --help`).
+verify: build
+	$(OUT)/banger verify --nat
 
 # The edit–compile loop: formatting, lints and unit tests (the lifecycle runs against fakes).
 # Needs no root, no network (once crates are fetched) and no runtime bundle.

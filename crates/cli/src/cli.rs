@@ -39,6 +39,37 @@ pub enum Command {
     Runtime(RuntimeCommand),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
+    /// Check this installation end to end on a throwaway VM.
+    ///
+    /// Steps: create, run a command over SSH, stats, stop, grow memory and disk, start, files
+    /// kept and disk grown, `.vm` DNS, (with --nat) NAT on and off, delete. Stops at the first
+    /// failure, saying where to look, with that command's exit code; the VM is removed either way
+    /// unless --keep.
+    Verify(VerifyArgs),
+    /// Helpers banger runs itself (not for people).
+    #[command(subcommand, hide = true)]
+    Internal(InternalCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Also check NAT: with it a server in a local "outside" network namespace is reachable
+    /// from the guest (and sees the host's address), without it not (needs root or sudo -n).
+    #[arg(long)]
+    pub nat: bool,
+    /// Keep the VM (and the outside network) instead of removing them, and say how to remove them.
+    #[arg(long)]
+    pub keep: bool,
+    /// One JSON object per step, then a summary object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum InternalCommand {
+    /// Listen on ADDR; print `listening ADDR` once bound, then answer each connection with the
+    /// peer's IP address (one line) and close it. Runs until killed (`verify --nat` runs it).
+    PeerEcho { addr: std::net::SocketAddr },
 }
 
 #[derive(Subcommand, Debug)]

@@ -5,7 +5,9 @@ pub mod config;
 pub mod daemon;
 pub mod dns;
 pub mod events;
+pub mod internal;
 pub mod runtime;
+pub mod verify;
 pub mod vm;
 pub mod vm_set;
 pub mod vm_stats;
@@ -24,5 +26,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Dns(cmd) => dns::run(&Ctx::new()?, cmd),
         Command::Config(cmd) => config::run(&Ctx::new()?, cmd),
         Command::Runtime(cmd) => runtime::run(&Ctx::new()?, cmd),
+        Command::Verify(args) => verify::run(&Ctx::new()?, args),
+        Command::Internal(cmd) => internal::run(cmd),
     }
 }

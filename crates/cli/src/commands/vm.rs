@@ -205,6 +205,18 @@ fn show(v: &Vm) {
 fn ssh(ctx: &Ctx, name: &str, command: &[String]) -> CliResult {
     use std::os::unix::process::CommandExt;
     let vm: Vm = block_on(ctx.client()?.get(&vm_path(routes::VM, name)))?;
+    let err = std::process::Command::new("ssh").args(ssh_args(&vm, &[], command)?).exec();
+    Err(CliError::new(
+        if err.kind() == std::io::ErrorKind::NotFound { exit::NOT_FOUND } else { exit::FAILURE },
+        format!("cannot run ssh: {err} (Debian package openssh-client)"),
+    ))
+}
+
+/// The `ssh` arguments that reach running `vm` with the bundle key and its pinned host key:
+/// `extra` options, then the destination, then `-- command…` (none: a login shell). Like
+/// `ssh` itself, the guest's shell joins and interprets the command words.
+pub fn ssh_args(vm: &Vm, extra: &[&str], command: &[String]) -> CliResult<Vec<String>> {
+    let name = &vm.name;
     if vm.state != Phase::Running {
         return Err(CliError::new(
             exit::CONFLICT,
@@ -217,16 +229,35 @@ fn ssh(ctx: &Ctx, name: &str, command: &[String]) -> CliResult {
             format!("VM {name} has no pinned SSH host key yet; restart it with `banger vm restart {name}`"),
         ));
     }
-    let mut cmd = std::process::Command::new("ssh");
-    cmd.args(vm.ssh.options()).arg(vm.ssh.destination());
+    let mut args = vm.ssh.options();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.push(vm.ssh.destination());
     if !command.is_empty() {
-        cmd.arg("--").args(command);
+        args.push("--".into());
+        args.extend(command.iter().cloned());
     }
-    let err = cmd.exec();
-    Err(CliError::new(
-        if err.kind() == std::io::ErrorKind::NotFound { exit::NOT_FOUND } else { exit::FAILURE },
-        format!("cannot run ssh: {err} (Debian package openssh-client)"),
-    ))
+    Ok(args)
+}
+
+/// Run `command` in running `vm` over SSH (no terminal, no input, never a password prompt),
+/// killed after `timeout`; its standard output. A non-zero exit is an error naming the command.
+pub fn run_in_guest(vm: &Vm, command: &[String], timeout: Duration) -> CliResult<String> {
+    let args = ssh_args(vm, &["-T", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"], command)?;
+    let what = command.join(" ");
+    match banger_host::run_with_timeout("ssh", &args, timeout) {
+        Ok(out) => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        Err(banger_host::HostError::Failed { status, stderr, .. }) => {
+            Err(CliError::failure(format!("`{what}` in VM {} failed ({status}): {stderr}", vm.name)))
+        }
+        Err(banger_host::HostError::TimedOut { secs, .. }) => Err(CliError::failure(format!(
+            "`{what}` in VM {} did not finish within {secs}s, so it was stopped",
+            vm.name
+        ))),
+        Err(e) => Err(CliError::new(
+            if matches!(e, banger_host::HostError::Missing { .. }) { exit::NOT_FOUND } else { exit::FAILURE },
+            e.to_string(),
+        )),
+    }
 }
 
 fn logs(ctx: &Ctx, name: &str, follow: bool, json: bool) -> CliResult {
