@@ -129,6 +129,7 @@ struct Inner {
 struct Listener {
     addr: SocketAddr,
     role: Role,
+    client: Option<IpAddr>,
     tasks: [JoinHandle<()>; 2],
 }
 
@@ -170,9 +171,23 @@ impl Server {
     ///
     /// Must be called within a tokio runtime (the tasks are spawned on it).
     pub async fn listen(&self, addr: SocketAddr, role: Role) -> io::Result<SocketAddr> {
+        self.listen_for(addr, role, None).await
+    }
+
+    /// [`listen`](Self::listen), answering only `client` when given: datagrams from any other
+    /// address are dropped and its TCP connections closed unanswered. A VM link's listener
+    /// serves that VM alone, so nobody else (another local user, another VM, a neighbour that
+    /// routes to the address) gets a resolver out of it.
+    ///
+    /// The sockets are bound with `IP_FREEBIND`, so a link's listener can be opened before its
+    /// address is configured (while the VM is still starting).
+    pub async fn listen_for(&self, addr: SocketAddr, role: Role, client: Option<IpAddr>) -> io::Result<SocketAddr> {
         let _one_at_a_time = self.inner.listen_lock.lock().await;
         if let Some(existing) = lock(&self.inner.listeners).get(&addr.ip()) {
-            if (addr.port() == 0 || addr.port() == existing.addr.port()) && role == existing.role {
+            if (addr.port() == 0 || addr.port() == existing.addr.port())
+                && role == existing.role
+                && client == existing.client
+            {
                 return Ok(existing.addr);
             }
             return Err(io::Error::new(
@@ -187,9 +202,9 @@ impl Server {
 
         let (udp, tcp) = bind(addr).await?;
         let bound = udp.local_addr()?;
-        let udp_task = tokio::spawn(serve_udp(udp, role, self.inner.shared.clone()));
-        let tcp_task = tokio::spawn(serve_tcp(tcp, role, self.inner.shared.clone()));
-        let listener = Listener { addr: bound, role, tasks: [udp_task, tcp_task] };
+        let udp_task = tokio::spawn(serve_udp(udp, role, client, self.inner.shared.clone()));
+        let tcp_task = tokio::spawn(serve_tcp(tcp, role, client, self.inner.shared.clone()));
+        let listener = Listener { addr: bound, role, client, tasks: [udp_task, tcp_task] };
         lock(&self.inner.listeners).insert(bound.ip(), listener);
         tracing::debug!(addr = %bound, ?role, "dns: listening");
         Ok(bound)
@@ -235,14 +250,14 @@ impl std::fmt::Debug for Server {
 /// UDP and TCP on the same address; with port 0, an ephemeral port free for both.
 async fn bind(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
     if addr.port() != 0 {
-        let udp = UdpSocket::bind(addr).await?;
-        let tcp = TcpListener::bind(addr).await?;
+        let udp = bind_udp(addr)?;
+        let tcp = bind_tcp(addr)?;
         return Ok((udp, tcp));
     }
     let mut attempts = 0;
     loop {
-        let udp = UdpSocket::bind(addr).await?;
-        match TcpListener::bind(udp.local_addr()?).await {
+        let udp = bind_udp(addr)?;
+        match bind_tcp(udp.local_addr()?) {
             Ok(tcp) => return Ok((udp, tcp)),
             Err(error) if error.kind() == io::ErrorKind::AddrInUse && attempts < 16 => attempts += 1,
             Err(error) => return Err(error),
@@ -250,12 +265,36 @@ async fn bind(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
     }
 }
 
+fn socket(addr: SocketAddr, kind: socket2::Type) -> io::Result<socket2::Socket> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), kind, None)?;
+    match addr {
+        SocketAddr::V4(_) => socket.set_freebind_v4(true)?,
+        SocketAddr::V6(_) => socket.set_freebind_v6(true)?,
+    }
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = socket(addr, socket2::Type::DGRAM)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = socket(addr, socket2::Type::STREAM)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(128)?;
+    TcpListener::from_std(socket.into())
+}
+
 type UdpReply = Option<(Vec<u8>, SocketAddr)>;
 
 /// Serves one UDP socket until aborted. Forwarded queries run as child tasks in a [`JoinSet`]
 /// that hands their replies back here, so this task is the socket's only owner (aborting it
 /// closes the socket and aborts the forwards).
-async fn serve_udp(socket: UdpSocket, role: Role, shared: Arc<Shared>) {
+async fn serve_udp(socket: UdpSocket, role: Role, client: Option<IpAddr>, shared: Arc<Shared>) {
     let mut buf = vec![0u8; UDP_BUFFER];
     let mut forwards: JoinSet<UdpReply> = JoinSet::new();
     loop {
@@ -269,6 +308,11 @@ async fn serve_udp(socket: UdpSocket, role: Role, shared: Arc<Shared>) {
                         continue;
                     }
                 };
+                if client.is_some_and(|c| c != peer.ip()) {
+                    Counters::bump(&shared.stats.dropped);
+                    tracing::debug!(%peer, "dns: udp message from a stranger ignored");
+                    continue;
+                }
                 let raw = &buf[..n];
                 match zone::decide(raw, &shared.records, role) {
                     Decision::Reply { reply, outcome, udp_limit } => {
@@ -347,12 +391,17 @@ fn too_busy(query: &Message, shared: &Shared) -> Message {
 }
 
 /// Accepts TCP connections until aborted; each is served by a child task (aborted with this one).
-async fn serve_tcp(listener: TcpListener, role: Role, shared: Arc<Shared>) {
+async fn serve_tcp(listener: TcpListener, role: Role, client: Option<IpAddr>, shared: Arc<Shared>) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    if client.is_some_and(|c| c != peer.ip()) {
+                        Counters::bump(&shared.stats.dropped);
+                        tracing::debug!(%peer, "dns: tcp connection from a stranger closed");
+                        continue;
+                    }
                     if connections.len() >= MAX_TCP_CONNECTIONS {
                         tracing::debug!(%peer, "dns: too many tcp connections, closing a new one");
                         continue;

@@ -542,3 +542,41 @@ async fn dig_resolves_a_vm_name() {
     assert!(output.status.success(), "{output:?}");
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), DEV_IP.to_string());
 }
+
+#[tokio::test]
+async fn a_link_listener_answers_its_vm_only() {
+    let records = Records::new();
+    records.set("dev", DEV_IP);
+    let server = Server::new(records, vec![]);
+    // The "VM" is 127.0.0.3; queries from 127.0.0.1 are somebody else's.
+    let vm = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+    let addr = server.listen_for(LOCALHOST, Role::Guest, Some(vm)).await.unwrap();
+    let bytes = query(rand_id(), "dev.vm.", RecordType::A).to_vec().unwrap();
+    assert!(ask_udp_bytes(addr, &bytes, Duration::from_millis(500)).await.is_none(), "a stranger got an answer");
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let mut frame = (bytes.len() as u16).to_be_bytes().to_vec();
+    frame.extend_from_slice(&bytes);
+    let _ = tcp.write_all(&frame).await;
+    let mut buf = [0u8; 2];
+    let read = timeout(Duration::from_secs(2), tcp.read_exact(&mut buf)).await.expect("closed, not hanging");
+    assert!(read.is_err(), "a stranger's TCP query got an answer");
+    // The VM itself is answered.
+    let own = UdpSocket::bind(SocketAddr::new(vm, 0)).await.unwrap();
+    own.send_to(&bytes, addr).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let (n, _) = timeout(Duration::from_secs(2), own.recv_from(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(a_answers(&Message::from_vec(&buf[..n]).unwrap()), vec![DEV_IP]);
+    assert_eq!(server.stats().dropped, 2);
+}
+
+#[tokio::test]
+async fn a_link_listener_can_be_opened_before_its_address_exists() {
+    let server = Server::new(Records::new(), vec![]);
+    // TEST-NET-1: no interface here has it (IP_FREEBIND).
+    let addr = SocketAddr::from((Ipv4Addr::new(192, 0, 2, 53), 0));
+    let bound = server.listen_for(addr, Role::Guest, Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 54)))).await.unwrap();
+    assert_eq!(bound.ip(), addr.ip());
+    assert_ne!(bound.port(), 0);
+    server.unlisten(bound.ip());
+    assert!(server.listeners().is_empty());
+}

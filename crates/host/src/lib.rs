@@ -143,15 +143,19 @@ where
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|source| spawn_error(&argv, source))?;
-    // Drain both pipes while waiting, so a chatty command cannot block on a full pipe.
+    // Drain both pipes while waiting, so a chatty command cannot block on a full pipe. A
+    // grandchild may keep a pipe open after the command exits: what was read by the deadline
+    // is what we get.
     let drain = |r: Option<Box<dyn Read + Send>>| {
+        let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut buf = Vec::new();
             if let Some(mut r) = r {
                 let _ = r.read_to_end(&mut buf);
             }
-            buf
-        })
+            let _ = tx.send(buf);
+        });
+        rx
     };
     let out = drain(child.stdout.take().map(|r| Box::new(r) as Box<dyn Read + Send>));
     let err = drain(child.stderr.take().map(|r| Box::new(r) as Box<dyn Read + Send>));
@@ -168,7 +172,12 @@ where
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     };
-    let output = Output { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() };
+    let left = |rx: std::sync::mpsc::Receiver<Vec<u8>>| {
+        let wait =
+            deadline.saturating_duration_since(std::time::Instant::now()).max(std::time::Duration::from_millis(100));
+        rx.recv_timeout(wait).unwrap_or_default()
+    };
+    let output = Output { status, stdout: left(out), stderr: left(err) };
     classify(output, &display(&argv), false, program)
 }
 
@@ -306,6 +315,12 @@ mod tests {
         run_with_timeout("true", [""; 0], std::time::Duration::from_secs(5)).unwrap();
         let out = run_with_timeout("sh", ["-c", "echo out; echo err >&2"], std::time::Duration::from_secs(5)).unwrap();
         assert_eq!((&out.stdout[..], &out.stderr[..]), (&b"out\n"[..], &b"err\n"[..]));
+        // A grandchild holding the pipes open does not hold us past the deadline.
+        let t0 = std::time::Instant::now();
+        let out =
+            run_with_timeout("sh", ["-c", "echo early; sleep 3 & exit 0"], std::time::Duration::from_secs(1)).unwrap();
+        assert!(t0.elapsed() < std::time::Duration::from_secs(5), "{:?}", t0.elapsed());
+        assert!(out.status.success());
         assert!(matches!(
             run_with_timeout("false", [""; 0], std::time::Duration::from_secs(5)),
             Err(HostError::Failed { .. })

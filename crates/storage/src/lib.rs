@@ -107,17 +107,24 @@ fn mkfs_work(path: &Path) -> Result<(), StorageError> {
 }
 
 /// Grow the (stopped) VM's work disk to `new_size` bytes: file first, then the filesystem.
+/// The filesystem is grown to fill the file even when the file already has that size, so a
+/// retry after a failed `resize2fs` finishes the job (resize2fs on a full-size filesystem
+/// changes nothing).
 pub fn grow_work(path: &Path, new_size: u64) -> Result<(), StorageError> {
     let current = std::fs::metadata(path).map_err(io("read", path))?.len();
     if new_size < current {
         return Err(StorageError::Shrink { path: path.into(), current, requested: new_size });
     }
-    if new_size == current {
-        return Ok(());
-    }
     // resize2fs insists on a freshly checked filesystem; -p repairs only what is safe.
     run("e2fsck", ["-f".as_ref(), "-p".as_ref(), path.as_os_str()])?;
-    File::options().write(true).open(path).map_err(io("open", path))?.set_len(new_size).map_err(io("size", path))?;
+    if new_size > current {
+        File::options()
+            .write(true)
+            .open(path)
+            .map_err(io("open", path))?
+            .set_len(new_size)
+            .map_err(io("size", path))?;
+    }
     run("resize2fs", ["-f".as_ref(), path.as_os_str()])?;
     Ok(())
 }
@@ -242,20 +249,22 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let base = base(tmp.path());
         let d = create(&tmp.path().join("vm"), &base, 256 << 20).unwrap();
+        let fs_bytes = || {
+            let out = run("dumpe2fs", ["-h".as_ref(), d.work.as_os_str()]).unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let field = |k: &str| -> u64 {
+                text.lines().find(|l| l.starts_with(k)).unwrap().split(':').nth(1).unwrap().trim().parse().unwrap()
+            };
+            field("Block count:") * field("Block size:")
+        };
         grow_work(&d.work, 512 << 20).unwrap();
-        let out = run("dumpe2fs", ["-h".as_ref(), d.work.as_os_str()]).unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let blocks: u64 = text
-            .lines()
-            .find(|l| l.starts_with("Block count:"))
-            .unwrap()
-            .split(':')
-            .nth(1)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        assert_eq!(blocks * 4096, 512 << 20);
+        assert_eq!(fs_bytes(), 512 << 20);
         assert!(matches!(grow_work(&d.work, 128 << 20), Err(StorageError::Shrink { .. })));
+        // A grow whose resize2fs never ran (the file is bigger, the filesystem is not): asking
+        // again for that size finishes it.
+        File::options().write(true).open(&d.work).unwrap().set_len(768 << 20).unwrap();
+        assert_eq!(fs_bytes(), 512 << 20);
+        grow_work(&d.work, 768 << 20).unwrap();
+        assert_eq!(fs_bytes(), 768 << 20);
     }
 }

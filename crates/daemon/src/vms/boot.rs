@@ -101,6 +101,9 @@ impl Manager {
             self.net.create_tap(&rec.tap, host)?;
             if rec.nat {
                 self.net.enable_nat(&self.nat_tag(name), &rec.tap, guest)?;
+            } else if let Err(e) = self.net.disable_nat(&self.nat_tag(name), &rec.tap, guest) {
+                // Rules a failed removal left behind (the VM was stopped, then set --no-nat).
+                tracing::debug!("{name}: checking for leftover NAT rules: {e}");
             }
             if let Some(port) = self.dns_port {
                 self.net.enable_dns_redirect(&self.dns_tag(name), &rec.tap, port)?;

@@ -39,8 +39,8 @@ struct CpuSamples {
 
 #[derive(Default)]
 struct GuestSlot {
-    /// The boot these figures belong to (its start time): a new boot starts afresh.
-    boot: u64,
+    /// The boot these figures belong to (its VMM's pid and start time): a new boot starts afresh.
+    boot: (u32, u64),
     ok: Option<(Instant, GuestStats)>,
     /// Why the last attempt failed (cleared by a success).
     err: Option<String>,
@@ -122,7 +122,7 @@ impl Manager {
             stats.guest_error = Some("the guest's SSH host key is not pinned yet".into());
             return Ok(stats);
         }
-        let (guest, err) = self.guest_figures(name, live.started_at, vm.ssh);
+        let (guest, err) = self.guest_figures(name, (i.pid, live.started_at), vm.ssh);
         stats.guest = guest;
         stats.guest_error = err;
         Ok(stats)
@@ -132,7 +132,7 @@ impl Manager {
     fn guest_figures(
         &self,
         name: &str,
-        boot: u64,
+        boot: (u32, u64),
         ssh: banger_api::response::SshInfo,
     ) -> (Option<GuestStats>, Option<String>) {
         let shared = self.samples.guest.clone();

@@ -528,7 +528,8 @@ fn stats_of_running_and_stopped_vms() {
     let p = s.process.expect("the VMM process is measured");
     assert_eq!(p.pid, t.pid("st"));
     assert!(p.rss_bytes > 0);
-    assert!(p.cpu_percent.is_some_and(|c| (0.0..=100.0 * 64.0).contains(&c)), "{p:?}");
+    // The fake VMM is a sleeping process.
+    assert!(p.cpu_percent.is_some_and(|c| (0.0..20.0).contains(&c)), "{p:?}");
     let g = s.guest.expect("the first request waits for the guest's figures");
     assert_eq!((g.mem_total, g.load[0], g.filesystems.len()), (1_000_000 * 1024, 0.5, 2));
     assert_eq!(s.guest_error, None);
