@@ -8,6 +8,8 @@
 //! * [`write_initrd`] — newc cpio with the static `banger-init` and the few modules it loads.
 //! * [`build_base_rootfs`] / [`build_rootfs`] — `rootfs.ext4` and `rootfs-docker.ext4` (sparse).
 //! * [`build_runtime`] — the whole bundle, staged next to the output dir and renamed into place.
+//! * [`repo`] — a local apt repository for a builder VM without network: .debs downloaded on the
+//!   host for the guest's installed state (cached), a generated `Packages` index, an ext4 disk.
 //!
 //! ## Building the init and a bundle
 //!
@@ -35,6 +37,7 @@
 mod bundle;
 pub mod cpio;
 mod kernel;
+pub mod repo;
 mod rootfs;
 mod util;
 mod vmlinux;
