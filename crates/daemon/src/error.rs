@@ -46,6 +46,7 @@ impl Error {
             Error::Host(e) | Error::Storage(StorageError::Host(e)) => host_code(e),
             Error::Storage(StorageError::Exists { .. }) => ErrorCode::Conflict,
             Error::Storage(StorageError::Shrink { .. }) => ErrorCode::BadInput,
+            Error::Storage(StorageError::Snapshot { .. }) => ErrorCode::InvalidState,
             Error::Storage(StorageError::Io { .. }) => ErrorCode::Internal,
             Error::Vmm(_) | Error::Io(_) => ErrorCode::Internal,
             Error::Runtime(_) => ErrorCode::RuntimeMissing,

@@ -8,6 +8,8 @@
 //! Disks are created in a staging directory and renamed into place, so a failed create leaves
 //! nothing behind.
 
+pub mod flatten;
+
 use banger_host::{HostError, run};
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
@@ -26,6 +28,9 @@ pub enum StorageError {
     Exists { path: PathBuf },
     #[error("the work disk can only grow: {path} is {current} bytes, asked for {requested}")]
     Shrink { path: PathBuf, current: u64, requested: u64 },
+    /// A copy-on-write store that cannot be flattened (see [`flatten`]).
+    #[error("the copy-on-write store {path} {why}")]
+    Snapshot { path: PathBuf, why: String },
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StorageError + 'a {
