@@ -21,6 +21,11 @@ pub const VM_KILL: &str = "/v1/vms/{name}/kill";
 /// `GET`: [`crate::response::VmStats`].
 pub const VM_STATS: &str = "/v1/vms/{name}/stats";
 
+/// `GET`: [`crate::response::ImageList`].
+pub const IMAGES: &str = "/v1/images";
+/// `GET`: [`crate::response::Image`]; `DELETE`: [`crate::response::Deleted`].
+pub const IMAGE: &str = "/v1/images/{name}";
+
 /// `GET`: [`crate::response::DnsStatus`].
 pub const DNS: &str = "/v1/dns";
 

@@ -28,6 +28,9 @@ pub enum Command {
     /// Inspect or stop the banger daemon (bangerd).
     #[command(subcommand)]
     Daemon(DaemonCommand),
+    /// Images VMs are created from: the runtime bundle's (`default`, `base`) and built ones.
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Running VMs as `<name>.vm`: where bangerd answers, and wiring the host's resolver to it.
     #[command(subcommand)]
     Dns(DnsCommand),
@@ -185,6 +188,31 @@ pub enum RuntimeCommand {
 pub struct CompletionsArgs {
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Every image: name, kind, size (apparent/allocated), base, created, VMs using it.
+    #[command(alias = "ls")]
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One image: path, base, kernel, package list and script with their SHA-256s, build log,
+    /// created, VMs using it.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a built image (refused while a VM uses it; the bundle's images are not banger's).
+    #[command(alias = "rm")]
+    Delete {
+        name: String,
+        /// Accepted for symmetry with `vm delete`; an image a VM uses is never deleted.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

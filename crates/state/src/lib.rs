@@ -4,6 +4,7 @@
 //! with the `user_version` bump, so a failure leaves the database at the previous version. A
 //! database written by a newer banger is refused rather than guessed at.
 
+pub mod images;
 mod migrations;
 pub mod vms;
 
@@ -11,6 +12,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use images::ImageRecord;
 pub use migrations::MIGRATIONS;
 pub use vms::{Address, Insert, NewVm, PhaseRow, Settings, VmRecord};
 

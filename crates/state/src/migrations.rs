@@ -41,4 +41,20 @@ pub const MIGRATIONS: &[&str] = &[
     "ALTER TABLE vms ADD COLUMN phase TEXT NOT NULL DEFAULT 'stopped';
      UPDATE vms SET phase = 'running' WHERE running = 1;
      ALTER TABLE vms DROP COLUMN running;",
+    // 4: images built by banger (the runtime bundle's own images are not rows: they are listed
+    // from the bundle as they are). `path` is the image file banger owns.
+    "CREATE TABLE images (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        name            TEXT    NOT NULL UNIQUE,
+        path            TEXT    NOT NULL,
+        base            TEXT    NOT NULL,
+        kernel          TEXT    NOT NULL,
+        packages        TEXT,
+        packages_sha256 TEXT,
+        script          TEXT,
+        script_sha256   TEXT,
+        docker          INTEGER NOT NULL DEFAULT 0,
+        build_log       TEXT,
+        created_at      INTEGER NOT NULL
+    );",
 ];

@@ -287,3 +287,34 @@ pub struct DnsRecord {
     pub name: String,
     pub ip: String,
 }
+
+/// `GET /v1/images/{name}`: an image VMs can be created from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Image {
+    pub name: String,
+    /// `bundle` (the runtime bundle's own, used in place) or `built` (`image build`).
+    pub kind: String,
+    pub path: PathBuf,
+    /// Whether the file is there.
+    pub present: bool,
+    pub size: u64,
+    pub allocated: u64,
+    /// The image it was built from.
+    pub base: Option<String>,
+    /// The kernel it was built for.
+    pub kernel: Option<String>,
+    pub packages_sha256: Option<String>,
+    pub script: Option<String>,
+    pub script_sha256: Option<String>,
+    pub docker: bool,
+    pub build_log: Option<PathBuf>,
+    pub created_at: Option<u64>,
+    /// VMs created from it.
+    pub vms: Vec<String>,
+}
+
+/// `GET /v1/images`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ImageList {
+    pub images: Vec<Image>,
+}

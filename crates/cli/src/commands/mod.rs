@@ -5,6 +5,7 @@ pub mod config;
 pub mod daemon;
 pub mod dns;
 pub mod events;
+pub mod image;
 pub mod internal;
 pub mod runtime;
 pub mod verify;
@@ -24,6 +25,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Events { json, since } => events::run(&Ctx::new()?, json, since),
         Command::Daemon(cmd) => daemon::run(&Ctx::new()?, cmd),
         Command::Dns(cmd) => dns::run(&Ctx::new()?, cmd),
+        Command::Image(cmd) => image::run(&Ctx::new()?, cmd),
         Command::Config(cmd) => config::run(&Ctx::new()?, cmd),
         Command::Runtime(cmd) => runtime::run(&Ctx::new()?, cmd),
         Command::Verify(args) => verify::run(&Ctx::new()?, args),

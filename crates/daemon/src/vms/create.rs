@@ -9,7 +9,7 @@ use banger_api::request::CreateVm;
 use banger_api::response::Vm;
 use banger_net::{addr, tap};
 use banger_state::{Address, Insert, NewVm};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Memory, vCPUs and work disk size a VM may have (shared by create and later changes).
 pub fn validate_resources(memory_mib: u32, vcpus: u32, disk_size: u64) -> Result<()> {
@@ -28,26 +28,6 @@ pub fn validate_resources(memory_mib: u32, vcpus: u32, disk_size: u64) -> Result
 }
 
 impl Manager {
-    /// Resolve `--image`: `default`, `base`, or a path to an ext4 image.
-    fn resolve_image(&self, image: Option<&str>) -> Result<(String, PathBuf)> {
-        let (rt, cfg) = (&self.runtime, &self.config);
-        match image.unwrap_or("default") {
-            "default" => Ok(("default".into(), rt.require("default_rootfs", &cfg.default_rootfs)?)),
-            "base" => Ok(("base".into(), rt.require("default_base_rootfs", &cfg.default_base_rootfs)?)),
-            path if path.contains('/') => {
-                let p = PathBuf::from(path);
-                if !p.is_file() {
-                    return Err(ApiError::not_found(format!("image file {path} does not exist")).into());
-                }
-                Ok((path.into(), std::fs::canonicalize(&p).unwrap_or(p)))
-            }
-            other => Err(ApiError::not_found(format!(
-                "no image named {other:?}: use `default`, `base`, or a path to an ext4 image"
-            ))
-            .into()),
-        }
-    }
-
     /// Remove a pinned base image no VM uses any more.
     pub(super) fn unpin_base(&self, base_path: &str) {
         let path = Path::new(base_path);

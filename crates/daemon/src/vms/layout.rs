@@ -33,6 +33,12 @@ impl Layout {
         self.state.join("images")
     }
 
+    /// Images `image build` made, one directory each (`STATE/built-images/NAME/`: the image and
+    /// its build log).
+    pub fn built_images(&self) -> PathBuf {
+        self.state.join("built-images")
+    }
+
     /// The daemon's private copy of the bundle's SSH key.
     pub fn ssh_key(&self) -> PathBuf {
         self.state.join("ssh").join("id_ed25519")

@@ -14,6 +14,7 @@ pub mod boot;
 pub mod create;
 #[cfg(any(test, feature = "fake-host"))]
 pub mod fake_host;
+pub mod images;
 pub mod layout;
 pub mod names;
 pub mod phase;

@@ -555,3 +555,51 @@ fn stats_of_running_and_stopped_vms() {
     assert!(s.process.is_none() && s.guest.is_none() && s.network.is_none() && s.guest_error.is_none());
     assert_eq!((s.vcpus, s.memory_mib, s.disks.len()), (1, 256, 3));
 }
+
+#[test]
+fn images_bundle_ones_listed_built_ones_resolved_and_never_deleted_while_used() {
+    let t = setup();
+    let names = |t: &T| t.m.images().unwrap().into_iter().map(|i| (i.name, i.kind)).collect::<Vec<_>>();
+    assert_eq!(names(&t), [("default".into(), "bundle".into()), ("base".into(), "bundle".into())]);
+    let e = t.m.create(CreateVm { image: Some("go".into()), ..req("x") }, &()).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::NotFound);
+    assert!(e.to_string().contains("known images: default, base"), "{e}");
+    assert!(t.m.record("x").is_err(), "nothing registered");
+
+    // A built image (what `image build` will register): its own directory under the state dir.
+    let dir = t.m.layout.built_images().join("go");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("rootfs.ext4");
+    std::fs::File::create(&path).unwrap().set_len(4 << 20).unwrap();
+    let rec = banger_state::ImageRecord {
+        name: "go".into(),
+        path: path.display().to_string(),
+        base: "base".into(),
+        kernel: "vmlinux".into(),
+        packages: None,
+        packages_sha256: None,
+        script: None,
+        script_sha256: None,
+        docker: false,
+        build_log: Some(dir.join("build.log").display().to_string()),
+        created_at: 1,
+    };
+    assert!(t.m.db().insert_image(&rec).unwrap());
+    assert_eq!(names(&t).last().unwrap(), &("go".to_string(), "built".to_string()));
+    let vm = t.m.create(CreateVm { image: Some("go".into()), no_start: true, ..req("g1") }, &()).unwrap();
+    assert_eq!(vm.image, "go");
+    assert_eq!(t.m.image("go").unwrap().vms, ["g1"]);
+
+    let e = t.m.delete_image("go").unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidState);
+    assert!(e.to_string().contains("used by VM g1"), "{e}");
+    assert!(path.exists(), "a used image keeps its file");
+    let e = t.m.delete_image("base").unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidState, "the bundle's images are not banger's to delete");
+    assert_eq!(t.m.delete_image("nope").unwrap_err().code(), ErrorCode::NotFound);
+
+    t.m.delete("g1", false).unwrap();
+    t.m.delete_image("go").unwrap();
+    assert!(!dir.exists(), "its directory goes with it");
+    assert_eq!(t.m.image("go").unwrap_err().code(), ErrorCode::NotFound);
+}

@@ -1,0 +1,81 @@
+//! `banger image list|show|delete`.
+
+use crate::cli::ImageCommand;
+use crate::context::{Ctx, block_on};
+use crate::error::CliResult;
+use crate::output;
+use banger_api::response::{Deleted, Image, ImageList};
+use banger_api::routes::{self, vm_path};
+use banger_config::size::format_size;
+
+pub fn run(ctx: &Ctx, cmd: ImageCommand) -> CliResult {
+    let client = ctx.client()?;
+    match cmd {
+        ImageCommand::List { json: true } => output::json_raw(&block_on(client.get_raw(routes::IMAGES))?),
+        ImageCommand::List { json: false } => {
+            let list: ImageList = block_on(client.get(routes::IMAGES))?;
+            print!("{}", render_list(&list));
+        }
+        ImageCommand::Show { name, json: true } => {
+            output::json_raw(&block_on(client.get_raw(&vm_path(routes::IMAGE, &name)))?)
+        }
+        ImageCommand::Show { name, json: false } => {
+            let image: Image = block_on(client.get(&vm_path(routes::IMAGE, &name)))?;
+            print!("{}", render(&image));
+        }
+        ImageCommand::Delete { name, force: _ } => {
+            let d: Deleted = block_on(client.delete(&vm_path(routes::IMAGE, &name)))?;
+            println!("deleted image {}", d.name);
+        }
+    }
+    Ok(())
+}
+
+fn vms(i: &Image) -> String {
+    if i.vms.is_empty() { "-".into() } else { i.vms.join(",") }
+}
+
+fn render_list(list: &ImageList) -> String {
+    if list.images.is_empty() {
+        return "no images (the runtime bundle is missing: `make runtime-build`)\n".into();
+    }
+    let rows: Vec<Vec<String>> = list
+        .images
+        .iter()
+        .map(|i| {
+            vec![
+                i.name.clone(),
+                i.kind.clone(),
+                format!("{}/{}", format_size(i.size), format_size(i.allocated)),
+                i.base.clone().unwrap_or_else(|| "-".into()),
+                i.created_at
+                    .map(|t| format!("{} ago", output::duration(crate::context::now().saturating_sub(t) as f64)))
+                    .unwrap_or_else(|| "-".into()),
+                vms(i),
+            ]
+        })
+        .collect();
+    output::render_table(&["NAME", "KIND", "SIZE/ALLOCATED", "BASE", "CREATED", "VMS"], &rows)
+}
+
+fn render(i: &Image) -> String {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let mut rows = vec![
+        ("name", i.name.clone()),
+        ("kind", i.kind.clone()),
+        ("path", format!("{}{}", i.path.display(), if i.present { "" } else { " (missing)" })),
+        ("size", format!("{} apparent, {} allocated", format_size(i.size), format_size(i.allocated))),
+    ];
+    if i.kind == "built" {
+        rows.extend([
+            ("base", opt(&i.base)),
+            ("kernel", opt(&i.kernel)),
+            ("packages", opt(&i.packages_sha256).chars().take(64).collect()),
+            ("script", format!("{} {}", opt(&i.script), opt(&i.script_sha256))),
+            ("docker", if i.docker { "yes".into() } else { "no".into() }),
+            ("build log", i.build_log.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "-".into())),
+        ]);
+    }
+    rows.push(("vms", vms(i)));
+    output::render_pairs(&rows)
+}
