@@ -192,6 +192,34 @@ pub struct CompletionsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
+    /// Build an image: boot a builder VM on a copy-on-write overlay of the base, install
+    /// packages (downloaded on the host, handed over offline), run the customize script, power
+    /// off and flatten into a standalone image under the state dir. The base never changes.
+    Build {
+        /// The new image's name: a DNS label (≤ 57 characters), not `default` or `base`.
+        #[arg(long)]
+        name: String,
+        /// The image to build on (default `base`, else `default` when the bundle has no base).
+        #[arg(long)]
+        base: Option<String>,
+        /// Install Docker (the bundle packages.apt's Docker lines, or docker.io) and enable it.
+        #[arg(long)]
+        docker: bool,
+        /// A script run as root in the builder (see README: the customize contract).
+        #[arg(long)]
+        script: Option<std::path::PathBuf>,
+        /// A package list (packages.apt format) to install.
+        #[arg(long)]
+        packages: Option<std::path::PathBuf>,
+        /// A local .deb to install (repeatable); handed over with the other packages.
+        #[arg(long = "deb", value_name = "FILE")]
+        debs: Vec<std::path::PathBuf>,
+        /// Grow the image to SIZE (e.g. 4G); default: the base's size.
+        #[arg(long, value_parser = parse_size)]
+        size: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Every image: name, kind, size (apparent/allocated), base, created, VMs using it.
     #[command(alias = "ls")]
     List {

@@ -23,6 +23,8 @@ pub enum Error {
     Vmm(#[from] banger_vmm::VmmError),
     #[error(transparent)]
     Runtime(#[from] banger_config::RuntimeError),
+    #[error(transparent)]
+    Image(#[from] banger_image::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -48,6 +50,11 @@ impl Error {
             Error::Storage(StorageError::Shrink { .. }) => ErrorCode::BadInput,
             Error::Storage(StorageError::Snapshot { .. }) => ErrorCode::InvalidState,
             Error::Storage(StorageError::Io { .. }) => ErrorCode::Internal,
+            Error::Image(banger_image::Error::BadInput(_)) => ErrorCode::BadInput,
+            Error::Image(banger_image::Error::NotFound(_) | banger_image::Error::ToolMissing { .. }) => {
+                ErrorCode::NotFound
+            }
+            Error::Image(_) => ErrorCode::Internal,
             Error::Vmm(_) | Error::Io(_) => ErrorCode::Internal,
             Error::Runtime(_) => ErrorCode::RuntimeMissing,
         }

@@ -90,7 +90,7 @@ fn run() -> Result<(), Failure> {
     let dns = dns::Dns::new(&config, &dirs);
     let vms = vms::Manager::new(vms::Parts {
         db,
-        layout: vms::layout::Layout::new(&dirs.state, &dirs.run),
+        layout: vms::layout::Layout::new(&dirs.state, &dirs.run).with_cache(&dirs.cache),
         hypervisor: Box::new(platform::vmm::Backends::new(config.vmm, firecracker, qemu, &dirs.cache)),
         net: Box::new(platform::net::HostNetwork::new()),
         guest: Arc::new(platform::ssh::Ssh),
@@ -109,6 +109,7 @@ fn run() -> Result<(), Failure> {
         .build()
         .map_err(fail(banger_api::exit::FAILURE))?;
     app.vms.reconcile(true);
+    app.vms.cleanup_builds();
     rt.block_on(dns::Dns::start(app.clone()));
     rt.spawn(monitor(app.clone()));
     let result = rt.block_on(server::serve(app.clone()));

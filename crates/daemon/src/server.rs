@@ -59,7 +59,7 @@ pub fn router(state: Arc<App>) -> Router {
         .route(routes::VM_STATS, get(handlers::vm_stats::handle))
         .route(routes::EVENTS, get(handlers::events::handle))
         .route(routes::DNS, get(handlers::dns_status::handle))
-        .route(routes::IMAGES, get(handlers::image_list::handle))
+        .route(routes::IMAGES, get(handlers::image_list::handle).post(handlers::image_build::handle))
         .route(routes::IMAGE, get(handlers::image_get::handle).delete(handlers::image_delete::handle))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -29,6 +29,9 @@ impl crate::vms::Progress for Sender {
     fn step(&self, stage: &str, message: &str) {
         self.send(line(&StreamLine::<()>::Progress { stage: stage.into(), message: message.into() }));
     }
+    fn cancelled(&self) -> bool {
+        self.0.is_closed()
+    }
 }
 
 fn line<T: Serialize>(l: &T) -> Vec<u8> {

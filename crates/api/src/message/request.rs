@@ -60,3 +60,26 @@ impl SetVm {
         self == &SetVm::default()
     }
 }
+
+/// `POST /v1/images`: build an image (a progress stream; the script's output comes as `output`
+/// progress lines). Paths are the host's: the daemon runs as the same user and reads them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BuildImage {
+    /// A DNS label, not `default` or `base`, not taken.
+    pub name: String,
+    /// The image to build on (any `image list` name or a path); default `base`, or `default`
+    /// when the bundle has no base image.
+    pub base: Option<String>,
+    /// The customize script (an absolute path), copied into the builder and run there as root.
+    pub script: Option<std::path::PathBuf>,
+    /// A package list (packages.apt format: one name a line, `#` comments).
+    pub packages: Option<String>,
+    /// Local .deb files (absolute paths) installed with the packages.
+    #[serde(default)]
+    pub debs: Vec<std::path::PathBuf>,
+    /// Install and enable Docker.
+    #[serde(default)]
+    pub docker: bool,
+    /// Grow the result to this many bytes (it never shrinks below the base's size).
+    pub size: Option<u64>,
+}

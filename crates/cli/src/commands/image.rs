@@ -2,8 +2,9 @@
 
 use crate::cli::ImageCommand;
 use crate::context::{Ctx, block_on};
-use crate::error::CliResult;
+use crate::error::{CliError, CliResult};
 use crate::output;
+use banger_api::request::BuildImage;
 use banger_api::response::{Deleted, Image, ImageList};
 use banger_api::routes::{self, vm_path};
 use banger_config::size::format_size;
@@ -22,6 +23,47 @@ pub fn run(ctx: &Ctx, cmd: ImageCommand) -> CliResult {
         ImageCommand::Show { name, json: false } => {
             let image: Image = block_on(client.get(&vm_path(routes::IMAGE, &name)))?;
             print!("{}", render(&image));
+        }
+        ImageCommand::Build { name, base, docker, script, packages, debs, size, json } => {
+            let abs = |p: std::path::PathBuf| -> CliResult<std::path::PathBuf> {
+                std::fs::canonicalize(&p)
+                    .map_err(|e| CliError::new(banger_api::exit::BAD_INPUT, format!("{}: {e}", p.display())))
+            };
+            let packages = match packages {
+                Some(p) => Some(std::fs::read_to_string(&p).map_err(|e| {
+                    CliError::new(banger_api::exit::BAD_INPUT, format!("cannot read {}: {e}", p.display()))
+                })?),
+                None => None,
+            };
+            let req = BuildImage {
+                name,
+                base,
+                script: script.map(abs).transpose()?,
+                packages,
+                debs: debs.into_iter().map(abs).collect::<CliResult<_>>()?,
+                docker,
+                size,
+            };
+            let t0 = std::time::Instant::now();
+            let image: Image = block_on(client.post_stream(routes::IMAGES, &req, |stage, message| {
+                let t = t0.elapsed().as_secs_f64();
+                if stage == "output" {
+                    eprintln!("{t:>6.1}s  | {message}");
+                } else {
+                    eprintln!("{t:>6.1}s  {message}");
+                }
+            }))?;
+            if json {
+                output::json(&image);
+            } else {
+                println!(
+                    "built image {} ({}) in {:.1}s; build log: {}",
+                    image.name,
+                    image.path.display(),
+                    t0.elapsed().as_secs_f64(),
+                    image.build_log.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+                );
+            }
         }
         ImageCommand::Delete { name, force: _ } => {
             let d: Deleted = block_on(client.delete(&vm_path(routes::IMAGE, &name)))?;

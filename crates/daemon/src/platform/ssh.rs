@@ -118,13 +118,24 @@ pub fn run(
     command: &str,
     timeout: Duration,
 ) -> Result<std::process::Output, banger_host::HostError> {
+    banger_host::run_with_timeout("ssh", session_args(ssh, command, 1), timeout)
+}
+
+/// `ssh`'s arguments for a fixed `command` in a one-shot, non-interactive session that gives up
+/// on a guest silent for about `alive_secs` × 3.
+pub fn session_args(ssh: &banger_api::response::SshInfo, command: &str, alive_secs: u32) -> Vec<String> {
     let mut args = ssh.options();
-    for opt in ["BatchMode=yes", "ConnectTimeout=5", "ServerAliveInterval=1", "ServerAliveCountMax=3"] {
-        args.extend(["-o".into(), opt.into()]);
+    for opt in [
+        "BatchMode=yes".to_string(),
+        "ConnectTimeout=5".into(),
+        format!("ServerAliveInterval={alive_secs}"),
+        "ServerAliveCountMax=3".into(),
+    ] {
+        args.extend(["-o".into(), opt]);
     }
     args.push(ssh.destination());
     args.push(command.into());
-    banger_host::run_with_timeout("ssh", args, timeout)
+    args
 }
 
 pub fn poweroff(ssh: &banger_api::response::SshInfo) {

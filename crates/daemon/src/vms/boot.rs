@@ -55,6 +55,18 @@ impl Manager {
 
     /// Boot a VM this operation holds; `phase` is its current (settled) phase.
     pub(super) fn start_claimed(&self, rec: &VmRecord, phase: &VmPhase, progress: &dyn Progress) -> Result<Vm> {
+        self.start_with(rec, phase, &Extras::default(), progress)
+    }
+
+    /// [`Self::start_claimed`] with extra disks (after base, overlay, work: the initrd only
+    /// looks at the first three) and kernel arguments.
+    pub(super) fn start_with(
+        &self,
+        rec: &VmRecord,
+        phase: &VmPhase,
+        extras: &Extras,
+        progress: &dyn Progress,
+    ) -> Result<Vm> {
         let name = rec.name.as_str();
         if !phase.kind().can_become(banger_api::response::Phase::Starting) {
             return Err(super::refusal(name, phase.kind(), banger_api::response::Phase::Starting));
@@ -119,12 +131,15 @@ impl Manager {
                     // The guest's resolver: bangerd on the host side of its link (answers `.vm`,
                     // forwards the rest), or else the host's own.
                     lease.kernel_arg(name, if self.dns_port.is_some() { Some(host) } else { upstream_dns() })
-                ),
+                ) + &extras.cmdline,
                 disks: vec![
                     Disk { id: "base".into(), path: PathBuf::from(&rec.base_path), read_only: true },
                     Disk { id: "overlay".into(), path: paths.overlay.clone(), read_only: false },
                     Disk { id: "work".into(), path: paths.work.clone(), read_only: false },
-                ],
+                ]
+                .into_iter()
+                .chain(extras.disks.iter().cloned())
+                .collect(),
                 memory_mib: rec.memory_mib,
                 vcpus: rec.vcpus,
                 nic: Some(Nic { tap: rec.tap.clone(), mac: rec.mac.clone() }),
@@ -269,6 +284,14 @@ impl Manager {
         }
         ApiError::internal(why).into()
     }
+}
+
+/// What a boot adds to a VM's usual configuration (`image build`'s builder).
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    pub disks: Vec<Disk>,
+    /// Appended to the kernel command line (starts with a space).
+    pub cmdline: String,
 }
 
 /// The host's first non-loopback nameserver, for guests that use NAT.

@@ -94,7 +94,7 @@ impl Manager {
     }
 
     /// Pin `new.base_path`, register `new` and make its disks; all or nothing.
-    fn create_claimed(&self, mut new: NewVm, progress: &dyn Progress) -> Result<banger_state::VmRecord> {
+    pub(super) fn create_claimed(&self, mut new: NewVm, progress: &dyn Progress) -> Result<banger_state::VmRecord> {
         let (name, disk_size, subnet) = (new.name.clone(), new.disk_size, self.config.subnet);
         let base = banger_storage::pin_base(&self.layout.images(), Path::new(&new.base_path))?;
         new.base_path = base.display().to_string();

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 pub struct Layout {
     state: PathBuf,
     run: PathBuf,
+    cache: PathBuf,
 }
 
 /// The files of one VM.
@@ -25,7 +26,23 @@ pub struct VmPaths {
 
 impl Layout {
     pub fn new(state_dir: &Path, run_dir: &Path) -> Layout {
-        Layout { state: state_dir.into(), run: run_dir.into() }
+        Layout { state: state_dir.into(), run: run_dir.into(), cache: state_dir.join("cache") }
+    }
+
+    /// The same layout with the cache dir `cache` (default: `STATE/cache`).
+    pub fn with_cache(mut self, cache: &Path) -> Layout {
+        self.cache = cache.into();
+        self
+    }
+
+    /// Downloaded .debs and apt lists for builds (`CACHE/apt`), reused across builds.
+    pub fn apt_cache(&self) -> PathBuf {
+        self.cache.join("apt")
+    }
+
+    /// Logs of builds that failed (their image directory is gone): `STATE/build-logs`.
+    pub fn failed_build_logs(&self) -> PathBuf {
+        self.state.join("build-logs")
     }
 
     /// Pinned base images (`STATE/images`).

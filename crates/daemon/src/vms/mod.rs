@@ -11,6 +11,7 @@
 //! restart, kill, delete), [`reconcile`].
 
 pub mod boot;
+pub mod build;
 pub mod create;
 #[cfg(any(test, feature = "fake-host"))]
 pub mod fake_host;
@@ -47,6 +48,10 @@ pub const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Where a long operation reports its steps (the client's progress stream; nothing in tests).
 pub trait Progress: Sync {
     fn step(&self, stage: &str, message: &str);
+    /// Whether the client went away (long builds stop and clean up when it does).
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
 
 impl Progress for () {
@@ -165,7 +170,7 @@ impl Manager {
             .ok_or_else(|| ApiError::not_found(format!("no VM named {name} (see `banger vm list`)")).into())
     }
 
-    fn phase_of(rec: &VmRecord) -> Result<VmPhase> {
+    pub(super) fn phase_of(rec: &VmRecord) -> Result<VmPhase> {
         VmPhase::from_record(rec).map_err(|e| ApiError::internal(e).into())
     }
 

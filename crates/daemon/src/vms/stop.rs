@@ -20,13 +20,25 @@ impl Manager {
         self.published(name, result)
     }
 
-    fn stop_claimed(
+    pub(super) fn stop_claimed(
         &self,
         rec: &VmRecord,
         phase: &VmPhase,
         timeout: Duration,
         progress: &dyn Progress,
     ) -> Result<VmPhase> {
+        self.stop_clean(rec, phase, timeout, progress).map(|(p, _)| p)
+    }
+
+    /// [`Self::stop_claimed`], also telling whether the guest powered off by itself (`false`:
+    /// its VMM was killed after `timeout`).
+    pub(super) fn stop_clean(
+        &self,
+        rec: &VmRecord,
+        phase: &VmPhase,
+        timeout: Duration,
+        progress: &dyn Progress,
+    ) -> Result<(VmPhase, bool)> {
         let name = rec.name.as_str();
         let VmPhase::Running(live) = phase else {
             return Err(super::refusal(name, phase.kind(), Phase::Stopping));
@@ -45,7 +57,8 @@ impl Manager {
             }
             Err(e) => tracing::warn!("{name}: {e}"),
         }
-        if !process::wait_exit(instance.pid, &instance.control_socket, timeout) {
+        let clean = process::wait_exit(instance.pid, &instance.control_socket, timeout);
+        if !clean {
             self.step(
                 progress,
                 name,
@@ -59,7 +72,7 @@ impl Manager {
         self.release(rec);
         let stopped = self.transition(name, &stopping, VmPhase::Stopped, None)?;
         self.step(progress, name, "stopped", format!("{name} stopped"));
-        Ok(stopped)
+        Ok((stopped, clean))
     }
 
     /// `vm restart`: stop if running, then start.
