@@ -212,6 +212,10 @@ async fn read_lines(
         buf.extend_from_slice(&data);
         while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buf.drain(..=nl).collect();
+            // Blank lines are keep-alives (a long build checks that its client is still there).
+            if line.iter().all(|b| b.is_ascii_whitespace()) {
+                continue;
+            }
             if !on_line(&line)? {
                 return Ok(());
             }

@@ -1,7 +1,8 @@
 //! Streamed responses (`application/x-ndjson`):
 //! - progress streams for long operations, one [`banger_api::response::StreamLine`] per line —
 //!   progress lines, then `done` or `error`; the operation runs on the blocking pool to
-//!   completion even if the client goes away;
+//!   completion even if the client goes away (unless it asks [`crate::vms::Progress::cancelled`], as image
+//!   builds do; blank keep-alive lines, which clients skip, make a gone client noticed);
 //! - the event stream, one [`banger_api::event::Event`] per line until the client goes or the
 //!   daemon shuts down.
 
@@ -29,7 +30,10 @@ impl crate::vms::Progress for Sender {
     fn step(&self, stage: &str, message: &str) {
         self.send(line(&StreamLine::<()>::Progress { stage: stage.into(), message: message.into() }));
     }
+    /// A blank line (clients skip it) makes the server write, so a client that went away is
+    /// noticed even while the operation has nothing to say.
     fn cancelled(&self) -> bool {
+        let _ = self.0.try_send(b"\n".to_vec());
         self.0.is_closed()
     }
 }

@@ -595,6 +595,102 @@ mod tests {
         assert_eq!(docker_packages(""), ["docker.io"]);
     }
 
+    fn fake() -> (tempfile::TempDir, Manager) {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut m, _fake) = super::super::fake_host::manager(tmp.path(), crate::events::EventBus::new(0, 4096));
+        m.boot_timeout = Duration::from_secs(5);
+        (tmp, m)
+    }
+
+    fn req(name: &str) -> BuildImage {
+        BuildImage { name: name.into(), ..Default::default() }
+    }
+
+    fn record(name: &str, path: &Path) -> ImageRecord {
+        ImageRecord {
+            name: name.into(),
+            path: path.display().to_string(),
+            base: "base".into(),
+            kernel: "k".into(),
+            packages: None,
+            packages_sha256: None,
+            script: None,
+            script_sha256: None,
+            docker: false,
+            build_log: None,
+            created_at: 1,
+        }
+    }
+
+    #[test]
+    fn refusals_make_nothing() {
+        use banger_api::ErrorCode::*;
+        let (tmp, m) = fake();
+        m.db().insert_image(&record("taken", &tmp.path().join("x"))).unwrap();
+        let cases = [
+            (req("base"), BadInput),
+            (req("Bad"), BadInput),
+            (req("taken"), Conflict),
+            (BuildImage { script: Some(tmp.path().join("nope.sh")), ..req("a") }, BadInput),
+            (BuildImage { debs: vec![tmp.path().join("nope.deb")], ..req("a") }, BadInput),
+            (BuildImage { packages: Some("good\nBAD name\n".into()), ..req("a") }, BadInput),
+            (BuildImage { base: Some("nope".into()), ..req("a") }, NotFound),
+        ];
+        for (r, code) in cases {
+            let e = m.build_image(r.clone(), &()).unwrap_err();
+            assert_eq!(e.code(), code, "{r:?}: {e}");
+        }
+        assert!(m.db().vms().unwrap().is_empty());
+        assert!(!m.layout.built_images().join("a").exists());
+    }
+
+    /// The fake guest answers the boot's probe but not SSH: the build fails after its builder
+    /// booted, and everything of it goes but its log.
+    #[test]
+    fn a_failed_build_leaves_only_its_log() {
+        if std::process::Command::new("mke2fs").arg("-V").output().is_err() {
+            eprintln!("SKIP: mke2fs (e2fsprogs) is needed for the build disk");
+            return;
+        }
+        let (_tmp, m) = fake();
+        let e = m.build_image(req("img"), &()).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("image build img failed, nothing was registered (build log: "), "{msg}");
+        let log = msg.split("build log: ").nth(1).unwrap().split(')').next().unwrap();
+        assert!(Path::new(log).starts_with(m.layout.failed_build_logs()), "{log}");
+        assert!(std::fs::read_to_string(log).unwrap().contains("FAILED: "), "{log}");
+        assert!(m.db().vms().unwrap().is_empty(), "no builder VM");
+        assert!(m.db().images().unwrap().is_empty(), "no image");
+        assert!(!m.layout.built_images().join("img").exists());
+        assert!(m.net.taps(&m.tap_prefix).is_empty(), "no TAP");
+        let kinds: Vec<_> = m.events.since(0).iter().map(|e| e.kind_name()).collect();
+        assert!(kinds.contains(&"created") && kinds.contains(&"deleted"), "{kinds:?}");
+    }
+
+    #[test]
+    fn unfinished_builds_are_removed_at_start_and_registered_ones_kept() {
+        let (_tmp, m) = fake();
+        let built = m.layout.built_images();
+        for n in ["done", "half"] {
+            std::fs::create_dir_all(built.join(n)).unwrap();
+            std::fs::write(built.join(n).join(LOG_FILE), "log").unwrap();
+        }
+        m.db().insert_image(&record("done", &built.join("done").join(IMAGE_FILE))).unwrap();
+        let create = banger_api::request::CreateVm {
+            name: Some("build-half".into()),
+            disk_size: Some(64 << 20),
+            no_start: true,
+            ..Default::default()
+        };
+        m.create(create, &()).unwrap();
+        m.cleanup_builds();
+        assert!(built.join("done").join(LOG_FILE).is_file());
+        assert!(!built.join("half").exists());
+        assert!(m.db().vm("build-half").unwrap().is_none());
+        let logs: Vec<_> = std::fs::read_dir(m.layout.failed_build_logs()).unwrap().flatten().collect();
+        assert_eq!(logs.len(), 1);
+    }
+
     #[test]
     fn quoting() {
         assert_eq!(sh_quote("a b"), "'a b'");
