@@ -13,27 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn runtime() -> Option<PathBuf> {
-    let dir = std::env::var_os("BANGER_TEST_RUNTIME")
-        .map(PathBuf::from)
-        .filter(|p| p.join("vmlinux").is_file() && p.join("rootfs.ext4").is_file());
-    let required = std::env::var("BANGER_E2E_REQUIRED").as_deref() == Ok("1");
-    let why = if dir.is_none() {
-        Some("no runtime bundle with rootfs.ext4 (set BANGER_TEST_RUNTIME to a built ./runtime; `make test` does)")
-    } else if !is_root() {
-        Some("needs root for TAP devices")
-    } else if Command::new("dpkg-deb").arg("--version").output().is_err() {
-        Some("needs dpkg-deb")
-    } else {
-        None
-    };
-    if let Some(why) = why {
-        if required {
-            panic!("{why}");
-        }
-        skip("image_build", why);
-        return None;
-    }
-    dir
+    let no_dpkg_deb = Command::new("dpkg-deb").arg("--version").output().is_err();
+    e2e_runtime("image_build", no_dpkg_deb.then_some("needs dpkg-deb"))
 }
 
 fn sha256sum(p: &Path) -> String {

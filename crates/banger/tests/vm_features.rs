@@ -14,29 +14,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 fn runtime() -> Option<PathBuf> {
-    let dir = std::env::var_os("BANGER_TEST_RUNTIME").map(PathBuf::from).filter(|p| p.join("vmlinux").is_file());
-    let required = std::env::var("BANGER_E2E_REQUIRED").as_deref() == Ok("1");
-    let why = if dir.is_none() {
-        Some("no runtime bundle (set BANGER_TEST_RUNTIME to a built ./runtime; `make test` does)")
-    } else if !is_root() {
-        Some("needs root for TAP devices, iptables and network namespaces")
-    } else if which("dig").is_none() {
-        Some("needs dig (Debian package dnsutils; `make test` installs it)")
-    } else {
-        None
-    };
-    if let Some(why) = why {
-        if required {
-            panic!("{why}");
-        }
-        skip("vm_features", why);
-        return None;
-    }
-    dir
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(program)).find(|p| p.is_file())
+    let no_dig = which("dig").is_none();
+    e2e_runtime("vm_features", no_dig.then_some("needs dig (Debian package dnsutils; `make test` installs it)"))
 }
 
 /// A stand-in for the host's upstream resolver: answers every A question with 192.0.2.77.

@@ -232,3 +232,33 @@ impl Drop for Follower {
         let _ = self.child.wait();
     }
 }
+
+/// The runtime bundle for an end-to-end test with real guests (`BANGER_TEST_RUNTIME`; `make test`
+/// sets it), when this host can run one: root, and nothing in `missing` (what else the test
+/// needs, if absent). Otherwise `None` after a loud skip — or a failure when
+/// `BANGER_E2E_REQUIRED=1`.
+pub fn e2e_runtime(test: &str, missing: Option<&str>) -> Option<PathBuf> {
+    let dir = std::env::var_os("BANGER_TEST_RUNTIME")
+        .map(PathBuf::from)
+        .filter(|p| p.join("vmlinux").is_file() && p.join("rootfs.ext4").is_file());
+    let why = if dir.is_none() {
+        Some("no runtime bundle with rootfs.ext4 (set BANGER_TEST_RUNTIME to a built ./runtime; `make test` does)")
+    } else if !is_root() {
+        Some("needs root for TAP devices, iptables and network namespaces")
+    } else {
+        missing
+    };
+    if let Some(why) = why {
+        if std::env::var("BANGER_E2E_REQUIRED").as_deref() == Ok("1") {
+            panic!("{test}: {why}");
+        }
+        skip(test, why);
+        return None;
+    }
+    dir
+}
+
+/// `program` on `PATH`, if there.
+pub fn which(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(program)).find(|p| p.is_file())
+}
