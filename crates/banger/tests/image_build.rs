@@ -46,24 +46,9 @@ fn build_an_image_use_it_and_a_failed_build_leaves_nothing() {
     let Some(rt) = runtime() else { return };
     let env = Env::new();
     env.write_config("subnet = \"10.213.220.0/24\"\nvmm = \"qemu\"\ndefault_memory = 512\n");
-    let run = |args: &[&str]| {
-        let out = Out(env.banger(args).env("BANGER_RUNTIME_DIR", &rt).output().unwrap());
-        env.note_started(&out.stderr());
-        out
-    };
-    // Whatever happens below, what this test made goes.
-    struct Cleanup<'a>(&'a dyn Fn(&[&str]) -> Out);
-    impl Drop for Cleanup<'_> {
-        fn drop(&mut self) {
-            for vm in ["ib1", "build-ibt", "build-ibfail"] {
-                (self.0)(&["vm", "delete", "--force", vm]);
-            }
-            for image in ["ibt", "ibfail"] {
-                (self.0)(&["image", "delete", image]);
-            }
-        }
-    }
-    let _cleanup = Cleanup(&run);
+    let run = |args: &[&str]| env.run_rt(&rt, args);
+    let _leftovers =
+        Leftovers { env: &env, rt: &rt, vms: &["ib1", "build-ibt", "build-ibfail"], images: &["ibt", "ibfail"] };
     let ok = |args: &[&str]| {
         let out = run(args);
         assert_eq!(out.code(), 0, "banger {args:?}: {}", out.stderr());

@@ -88,21 +88,8 @@ fn stats_set_nat_and_dns_against_real_guests() {
     env.write_config(&format!(
         "subnet = \"10.213.201.0/24\"\nvmm = \"qemu\"\ndns_upstream = [\"{upstream}\"]\ndefault_memory = 512\n"
     ));
-    let run = |args: &[&str]| {
-        let out = Out(env.banger(args).env("BANGER_RUNTIME_DIR", &rt).output().unwrap());
-        env.note_started(&out.stderr());
-        out
-    };
-    // Whatever happens below, the VMs this test made go (their TAPs, rules and QEMU with them).
-    struct Cleanup<'a>(&'a dyn Fn(&[&str]) -> Out);
-    impl Drop for Cleanup<'_> {
-        fn drop(&mut self) {
-            for vm in ["fa", "fb"] {
-                (self.0)(&["vm", "delete", "--force", vm]);
-            }
-        }
-    }
-    let _cleanup = Cleanup(&run);
+    let run = |args: &[&str]| env.run_rt(&rt, args);
+    let _leftovers = Leftovers { env: &env, rt: &rt, vms: &["fa", "fb"], images: &[] };
     let ok = |args: &[&str]| {
         let out = run(args);
         assert_eq!(out.code(), 0, "banger {args:?}: {}", out.stderr());

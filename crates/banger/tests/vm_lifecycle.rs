@@ -38,11 +38,7 @@ fn create_ssh_persist_across_stop_start_survive_daemon_restart_vmm_death_delete_
     env.write_config("subnet = \"10.213.200.0/24\"\nvmm = \"qemu\"\n");
     let base = rt.join("rootfs.ext4");
     let base_sum = sha256(&base);
-    let run = |args: &[&str]| {
-        let out = Out(env.banger(args).env("BANGER_RUNTIME_DIR", &rt).output().unwrap());
-        env.note_started(&out.stderr());
-        out
-    };
+    let run = |args: &[&str]| env.run_rt(&rt, args);
 
     // Bad input is refused before anything is made.
     let bad = run(&["vm", "create", "--name", "Bad_Name", "--image", "base"]);

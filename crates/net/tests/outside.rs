@@ -5,25 +5,17 @@
 //! serve_when_asked`: that "test" serves peer addresses on ADDR when the variable is set and is an
 //! empty pass otherwise. Root only (a loud SKIP otherwise; BANGER_E2E_REQUIRED=1 makes it a failure).
 
+mod support;
+
 use banger_net::outside::Outside;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::process::Command;
 use std::time::Duration;
+use support::root_or_skip;
 
 const SERVE_VAR: &str = "BANGER_OUTSIDE_TEST_SERVE";
-
-fn root_or_skip(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("BANGER_E2E_REQUIRED").as_deref() == Ok("1") {
-        panic!("{test}: needs root to create network namespaces, and BANGER_E2E_REQUIRED=1 forbids skipping");
-    }
-    eprintln!("SKIP {test}: needs root to create network namespaces");
-    false
-}
 
 /// Names and a /30 (from 198.19.0.0/16, RFC 2544's never-routed range) for test `n` of this process.
 fn unique(n: u32) -> (String, String, Ipv4Addr) {

@@ -94,6 +94,13 @@ impl Env {
         serde_json::from_str(&out.stdout()).unwrap()
     }
 
+    /// `banger args…` with the runtime bundle `rt`, remembering any daemon it reports starting.
+    pub fn run_rt(&self, rt: &Path, args: &[&str]) -> Out {
+        let out = Out(self.banger(args).env("BANGER_RUNTIME_DIR", rt).output().unwrap());
+        self.note_started(&out.stderr());
+        out
+    }
+
     pub fn write_config(&self, text: &str) {
         let p = self.config_file();
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -261,4 +268,24 @@ pub fn e2e_runtime(test: &str, missing: Option<&str>) -> Option<PathBuf> {
 /// `program` on `PATH`, if there.
 pub fn which(program: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(program)).find(|p| p.is_file())
+}
+
+/// What an end-to-end test made, deleted when dropped whatever happened (an assertion that
+/// fails leaves no VM, TAP, rule or QEMU behind): VMs first, then the images they used.
+pub struct Leftovers<'a> {
+    pub env: &'a Env,
+    pub rt: &'a Path,
+    pub vms: &'a [&'a str],
+    pub images: &'a [&'a str],
+}
+
+impl Drop for Leftovers<'_> {
+    fn drop(&mut self) {
+        for vm in self.vms {
+            self.env.run_rt(self.rt, &["vm", "delete", "--force", vm]);
+        }
+        for image in self.images {
+            self.env.run_rt(self.rt, &["image", "delete", image]);
+        }
+    }
 }
