@@ -25,6 +25,9 @@ pub const VM_STATS: &str = "/v1/vms/{name}/stats";
 pub const IMAGES: &str = "/v1/images";
 /// `GET`: [`crate::response::Image`]; `DELETE`: [`crate::response::Deleted`].
 pub const IMAGE: &str = "/v1/images/{name}";
+/// `POST` [`crate::request::ContinueBuild`]: [`crate::response::Continued`], once the waiting
+/// interactive build was told.
+pub const IMAGE_CONTINUE: &str = "/v1/images/{name}/continue";
 
 /// `GET`: [`crate::response::DnsStatus`].
 pub const DNS: &str = "/v1/dns";

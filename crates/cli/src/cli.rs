@@ -217,6 +217,14 @@ pub enum ImageCommand {
         /// Grow the image to SIZE (e.g. 4G); default: the base's size.
         #[arg(long, value_parser = parse_size)]
         size: Option<u64>,
+        /// NAT for the builder, so the script may use the network (packages still come from the
+        /// host's repository).
+        #[arg(long)]
+        nat: bool,
+        /// Open a shell in the builder after the script, before the image is taken (needs a
+        /// terminal); when it ends, finish or abandon the build.
+        #[arg(long)]
+        interactive: bool,
         #[arg(long)]
         json: bool,
     },

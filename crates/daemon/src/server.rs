@@ -61,6 +61,7 @@ pub fn router(state: Arc<App>) -> Router {
         .route(routes::DNS, get(handlers::dns_status::handle))
         .route(routes::IMAGES, get(handlers::image_list::handle).post(handlers::image_build::handle))
         .route(routes::IMAGE, get(handlers::image_get::handle).delete(handlers::image_delete::handle))
+        .route(routes::IMAGE_CONTINUE, post(handlers::image_continue::handle))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), only_our_user))

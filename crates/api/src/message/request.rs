@@ -82,4 +82,20 @@ pub struct BuildImage {
     pub docker: bool,
     /// Grow the result to this many bytes (it never shrinks below the base's size).
     pub size: Option<u64>,
+    /// NAT for the builder, so the script may use the network directly (packages still come
+    /// from the host's repository).
+    #[serde(default)]
+    pub nat: bool,
+    /// Before the image is taken, stop and wait: the progress stream sends a `shell` line naming
+    /// the builder VM, the client opens a shell in it, then answers with
+    /// [`ContinueBuild`] on [`crate::routes::IMAGE_CONTINUE`].
+    #[serde(default)]
+    pub interactive: bool,
+}
+
+/// `POST /v1/images/{name}/continue`: an interactive build's shell ended; take the image
+/// (`finish`) or abandon the build.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ContinueBuild {
+    pub finish: bool,
 }

@@ -191,6 +191,13 @@ pub struct Deleted {
     pub name: String,
 }
 
+/// `POST /v1/images/{name}/continue`: the interactive build was told to finish or give up.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Continued {
+    pub name: String,
+    pub finish: bool,
+}
+
 /// One line of a progress stream (`application/x-ndjson`): progress lines, then exactly one
 /// `done` or `error` line.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -24,7 +24,14 @@ pub fn run(ctx: &Ctx, cmd: ImageCommand) -> CliResult {
             let image: Image = block_on(client.get(&vm_path(routes::IMAGE, &name)))?;
             print!("{}", render(&image));
         }
-        ImageCommand::Build { name, base, docker, script, packages, debs, size, json } => {
+        ImageCommand::Build { name, base, docker, script, packages, debs, size, nat, interactive, json } => {
+            use std::io::IsTerminal;
+            if interactive && !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+                return Err(CliError::new(
+                    banger_api::exit::BAD_INPUT,
+                    "--interactive needs a terminal on standard input and output",
+                ));
+            }
             let abs = |p: std::path::PathBuf| -> CliResult<std::path::PathBuf> {
                 std::fs::canonicalize(&p)
                     .map_err(|e| CliError::new(banger_api::exit::BAD_INPUT, format!("{}: {e}", p.display())))
@@ -43,12 +50,16 @@ pub fn run(ctx: &Ctx, cmd: ImageCommand) -> CliResult {
                 debs: debs.into_iter().map(abs).collect::<CliResult<_>>()?,
                 docker,
                 size,
+                nat,
+                interactive,
             };
             let t0 = std::time::Instant::now();
             let image: Image = block_on(client.post_stream(routes::IMAGES, &req, |stage, message| {
                 let t = t0.elapsed().as_secs_f64();
                 if stage == "output" {
                     eprintln!("{t:>6.1}s  | {message}");
+                } else if stage == "shell" {
+                    shell(ctx, &req.name, message);
                 } else {
                     eprintln!("{t:>6.1}s  {message}");
                 }
@@ -71,6 +82,39 @@ pub fn run(ctx: &Ctx, cmd: ImageCommand) -> CliResult {
         }
     }
     Ok(())
+}
+
+/// `--interactive`: a login shell in the waiting builder, then finish or abandon the build. Runs
+/// on its own thread (its own requests; the build's stream waits meanwhile). Failures to reach
+/// the builder are shown and the question still asked.
+fn shell(ctx: &Ctx, image: &str, builder: &str) {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            eprintln!("\n== a shell in the builder {builder}; the build continues when it ends (exit or Ctrl-D) ==");
+            let opened = crate::commands::vm::interactive_ssh(ctx, builder);
+            if let Err(e) = &opened {
+                eprintln!("banger: the shell could not open: {}", e.message);
+            }
+            let finish = ask_finish();
+            let req = banger_api::request::ContinueBuild { finish };
+            let sent: CliResult<banger_api::response::Continued> = ctx
+                .client()
+                .and_then(|c| block_on(c.post(&vm_path(routes::IMAGE_CONTINUE, image), &req)).map_err(CliError::from));
+            if let Err(e) = sent {
+                eprintln!("banger: cannot tell the build to go on: {}", e.message);
+            }
+        });
+    });
+}
+
+/// "Take the image?" on the terminal; an empty answer or end of input is yes.
+fn ask_finish() -> bool {
+    use std::io::Write;
+    eprint!("== take the image from the builder as it is now? [Y/n] ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    !matches!(line.trim().to_ascii_lowercase().as_str(), "n" | "no")
 }
 
 fn vms(i: &Image) -> String {

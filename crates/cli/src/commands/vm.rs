@@ -212,6 +212,17 @@ fn ssh(ctx: &Ctx, name: &str, command: &[String]) -> CliResult {
     ))
 }
 
+/// An interactive `ssh` session in running VM `name` (a login shell with a terminal), waited
+/// for; the session's own exit status does not matter.
+pub fn interactive_ssh(ctx: &Ctx, name: &str) -> CliResult {
+    let vm: Vm = block_on(ctx.client()?.get(&vm_path(routes::VM, name)))?;
+    std::process::Command::new("ssh")
+        .args(ssh_args(&vm, &["-t"], &[])?)
+        .status()
+        .map(|_| ())
+        .map_err(|e| CliError::failure(format!("cannot run ssh: {e} (Debian package openssh-client)")))
+}
+
 /// The `ssh` arguments that reach running `vm` with the bundle key and its pinned host key:
 /// `extra` options, then the destination, then `-- command…` (none: a login shell). Like
 /// `ssh` itself, the guest's shell joins and interprets the command words.

@@ -6,6 +6,7 @@ pub mod daemon_status;
 pub mod dns_status;
 pub mod events;
 pub mod image_build;
+pub mod image_continue;
 pub mod image_delete;
 pub mod image_get;
 pub mod image_list;

@@ -162,6 +162,8 @@ struct Plan {
     debs: Vec<PathBuf>,
     docker: bool,
     size: Option<u64>,
+    nat: bool,
+    interactive: bool,
 }
 
 impl Manager {
@@ -201,7 +203,7 @@ impl Manager {
             vcpus: self.config.default_vcpu,
             // Unused: the builder's /root lives on its overlay.
             disk_size: 64 << 20,
-            nat: false,
+            nat: plan.nat,
             created_at: now(),
         };
         let created = self.create_claimed(new, &r);
@@ -297,6 +299,8 @@ impl Manager {
             debs: req.debs,
             docker: req.docker,
             size: req.size,
+            nat: req.nat,
+            interactive: req.interactive,
         })
     }
 
@@ -411,6 +415,9 @@ impl Manager {
             r.phase("script", format!("the script finished in {:.1}s", t.elapsed().as_secs_f64()));
         }
         r.check()?;
+        if plan.interactive {
+            self.wait_for_shell(&plan.name, &builder, r)?;
+        }
         self.guest_run(
             &ssh,
             "cleaning up the builder",
@@ -529,6 +536,51 @@ impl Manager {
             Some(255) => Err(ApiError::internal("the SSH session to the builder failed (exit status 255)").into()),
             Some(code) => Err(ApiError::internal(format!("{what} failed in the builder (exit status {code})")).into()),
             None => Err(ApiError::internal(format!("{what} in the builder was killed ({status})")).into()),
+        }
+    }
+
+    /// `--interactive`: tell the client to open its shell in the builder (a `shell` line naming
+    /// it), then wait for [`Manager::continue_build`] — or for the client to go away.
+    fn wait_for_shell(&self, name: &str, builder: &str, r: &Reporter<'_>) -> Result<()> {
+        let (tx, rx) = mpsc::channel();
+        self.waiting_builds.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), tx);
+        struct Unwait<'a>(&'a Manager, &'a str);
+        impl Drop for Unwait<'_> {
+            fn drop(&mut self) {
+                self.0.waiting_builds.lock().unwrap_or_else(|e| e.into_inner()).remove(self.1);
+            }
+        }
+        let _unwait = Unwait(self, name);
+        let t = Instant::now();
+        r.phase("interactive", format!("waiting for the interactive shell in {builder} to end"));
+        r.progress.step("shell", builder);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(500)) {
+                Ok(true) => {
+                    r.phase("interactive", format!("the shell ended after {:.1}s", t.elapsed().as_secs_f64()));
+                    return Ok(());
+                }
+                Ok(false) => {
+                    return Err(ApiError::conflict("the build was abandoned after its interactive shell").into());
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => r.check()?,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(ApiError::internal("the interactive build lost its waiter").into());
+                }
+            }
+        }
+    }
+
+    /// `POST /v1/images/{name}/continue`: the interactive build `name` takes its image (`finish`)
+    /// or is abandoned.
+    pub fn continue_build(&self, name: &str, finish: bool) -> Result<()> {
+        let waiting = self.waiting_builds.lock().unwrap_or_else(|e| e.into_inner());
+        match waiting.get(name).map(|tx| tx.send(finish)) {
+            Some(Ok(())) => Ok(()),
+            _ => {
+                Err(ApiError::not_found(format!("no build of image {name} is waiting for its interactive shell"))
+                    .into())
+            }
         }
     }
 
@@ -689,6 +741,61 @@ mod tests {
         assert!(m.db().vm("build-half").unwrap().is_none());
         let logs: Vec<_> = std::fs::read_dir(m.layout.failed_build_logs()).unwrap().flatten().collect();
         assert_eq!(logs.len(), 1);
+    }
+
+    /// Records progress lines (for the `shell` line of an interactive build).
+    #[derive(Default)]
+    struct Lines(Mutex<Vec<(String, String)>>);
+    impl Progress for Lines {
+        fn step(&self, stage: &str, message: &str) {
+            self.0.lock().unwrap().push((stage.into(), message.into()));
+        }
+    }
+
+    #[test]
+    fn an_interactive_build_waits_for_its_shell_and_is_told_to_finish_or_give_up() {
+        let (tmp, m) = fake();
+        let log = Log {
+            path: tmp.path().join("log"),
+            file: Mutex::new(std::fs::File::create(tmp.path().join("log")).unwrap()),
+            t0: Instant::now(),
+        };
+        assert_eq!(m.continue_build("img", true).unwrap_err().code(), banger_api::ErrorCode::NotFound);
+        for finish in [true, false] {
+            let lines = Lines::default();
+            let r = Reporter { manager: &m, progress: &lines, log: &log, vm: "build-img" };
+            let waited = std::thread::scope(|s| {
+                let waiter = s.spawn(|| m.wait_for_shell("img", "build-img", &r));
+                // Told only once it waits (the `shell` line is sent after it registered).
+                while !lines.0.lock().unwrap().iter().any(|(st, msg)| st == "shell" && msg == "build-img") {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                assert_eq!(m.continue_build("other", true).unwrap_err().code(), banger_api::ErrorCode::NotFound);
+                m.continue_build("img", finish).unwrap();
+                waiter.join().unwrap()
+            });
+            assert_eq!(waited.is_ok(), finish, "{waited:?}");
+            assert!(m.waiting_builds.lock().unwrap().is_empty(), "no longer waiting");
+        }
+    }
+
+    /// A client that went away while the shell was open ends the wait (and so the build).
+    #[test]
+    fn an_interactive_build_whose_client_went_away_ends() {
+        struct Gone;
+        impl Progress for Gone {
+            fn step(&self, _: &str, _: &str) {}
+            fn cancelled(&self) -> bool {
+                true
+            }
+        }
+        let (tmp, m) = fake();
+        let log =
+            Log { path: tmp.path().join("log"), file: Mutex::new(tempfile::tempfile().unwrap()), t0: Instant::now() };
+        let r = Reporter { manager: &m, progress: &Gone, log: &log, vm: "build-img" };
+        let e = m.wait_for_shell("img", "build-img", &r).unwrap_err();
+        assert!(e.to_string().contains("cancelled"), "{e}");
+        assert!(m.waiting_builds.lock().unwrap().is_empty());
     }
 
     #[test]

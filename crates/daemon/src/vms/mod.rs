@@ -92,6 +92,8 @@ pub struct Manager {
     ops: Mutex<HashMap<String, &'static str>>,
     /// Serialises name choice and slot allocation with the disk creation of new VMs.
     creating: Mutex<()>,
+    /// Interactive builds waiting for their shell to end, by image name.
+    waiting_builds: Mutex<HashMap<String, std::sync::mpsc::Sender<bool>>>,
     /// How long a boot may take to answer SSH.
     pub boot_timeout: Duration,
 }
@@ -128,6 +130,7 @@ impl Manager {
             dns_port: p.dns_port,
             ops: Mutex::new(HashMap::new()),
             creating: Mutex::new(()),
+            waiting_builds: Mutex::new(HashMap::new()),
             boot_timeout: BOOT_TIMEOUT,
         }
     }
