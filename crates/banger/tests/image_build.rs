@@ -11,6 +11,15 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// The tests here boot VMs: one at a time.
+static BOOTS: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    BOOTS.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn runtime() -> Option<PathBuf> {
     let no_dpkg_deb = Command::new("dpkg-deb").arg("--version").output().is_err();
@@ -44,16 +53,13 @@ fn make_deb(dir: &Path) -> PathBuf {
 #[test]
 fn build_an_image_use_it_and_a_failed_build_leaves_nothing() {
     let Some(rt) = runtime() else { return };
+    let _serial = serial();
     let env = Env::new();
     env.write_config("subnet = \"10.213.220.0/24\"\nvmm = \"qemu\"\ndefault_memory = 512\n");
     let run = |args: &[&str]| env.run_rt(&rt, args);
     let _leftovers =
         Leftovers { env: &env, rt: &rt, vms: &["ib1", "build-ibt", "build-ibfail"], images: &["ibt", "ibfail"] };
-    let ok = |args: &[&str]| {
-        let out = run(args);
-        assert_eq!(out.code(), 0, "banger {args:?}: {}", out.stderr());
-        out
-    };
+    let ok = |args: &[&str]| env.ok_rt(&rt, args);
 
     let work = env.path("work");
     std::fs::create_dir_all(&work).unwrap();
@@ -147,4 +153,251 @@ fn build_an_image_use_it_and_a_failed_build_leaves_nothing() {
     let links = Command::new("ip").args(["-br", "link"]).output().unwrap();
     let links = String::from_utf8_lossy(&links.stdout);
     assert!(!links.lines().any(|l| l.starts_with(&tap_prefix)), "no TAP left: {links}");
+}
+
+/// A layer on a built image, with NAT (its script reaches Debian's mirror itself), grown, and
+/// interactive (in a real terminal: tmux): the shell's change is in the image, each layer is
+/// standalone (the lower one deleted, a VM from the upper one has all three layers' files).
+#[test]
+fn a_layer_built_interactively_with_nat_and_grown_is_standalone() {
+    let no_tmux = which("tmux").is_none();
+    let Some(rt) = e2e_runtime("image_build layers", no_tmux.then_some("needs tmux (Debian package tmux)")) else {
+        return;
+    };
+    let _serial = serial();
+    let env = Env::new();
+    env.write_config("subnet = \"10.213.221.0/24\"\nvmm = \"qemu\"\ndefault_memory = 512\n");
+    let run = |args: &[&str]| env.run_rt(&rt, args);
+    let _leftovers =
+        Leftovers { env: &env, rt: &rt, vms: &["il2vm", "build-il1", "build-il2"], images: &["il2", "il1"] };
+    let ok = |args: &[&str]| env.ok_rt(&rt, args);
+    let work = env.path("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let s1 = work.join("one.sh");
+    std::fs::write(&s1, "#!/bin/sh\nset -eu\necho one > /etc/banger-layer1\n").unwrap();
+    let s2 = work.join("two.sh");
+    std::fs::write(
+        &s2,
+        "#!/bin/sh\nset -eu\ncurl -fsS --max-time 60 -o /dev/null http://deb.debian.org/debian/dists/bookworm/Release\n\
+         echo 'reached deb.debian.org'\necho two > /etc/banger-layer2\n",
+    )
+    .unwrap();
+    ok(&["image", "build", "--name", "il1", "--base", "base", "--script", s1.to_str().unwrap()]);
+
+    // Not a terminal: refused before anything is made.
+    let refused = run(&["image", "build", "--name", "il2", "--base", "il1", "--interactive"]);
+    assert_eq!(refused.code(), 2, "{}", refused.stderr());
+    assert!(refused.stderr().contains("--interactive needs a terminal"), "{}", refused.stderr());
+
+    let status = env.path("il2.status");
+    let banger = banger_bin();
+    let argv = [
+        banger.to_str().unwrap(),
+        "image",
+        "build",
+        "--name",
+        "il2",
+        "--base",
+        "il1",
+        "--script",
+        s2.to_str().unwrap(),
+        "--nat",
+        "--size",
+        "5G",
+        "--interactive",
+    ];
+    let term = Tmux::start(&env, &[("BANGER_RUNTIME_DIR", &rt)], &argv, &status, 160, 50);
+    term.wait_for("a shell in the builder build-il2", Duration::from_secs(600));
+    term.wait_for("root@build-il2", Duration::from_secs(60));
+    term.send("echo three > /etc/banger-layer3; exit", true);
+    term.send("Enter", false);
+    term.wait_for("[Y/n]", Duration::from_secs(60));
+    term.send("y", true);
+    term.send("Enter", false);
+    let t0 = Instant::now();
+    let code = loop {
+        if let Ok(s) = std::fs::read_to_string(&status) {
+            break s.trim().to_string();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(600), "the build did not end:\n{}", term.screen());
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let screen = term.screen();
+    eprintln!("{screen}");
+    assert_eq!(code, "0", "the interactive build failed:\n{screen}");
+    assert!(screen.contains("| reached deb.debian.org"), "the script used NAT:\n{screen}");
+    assert!(screen.contains("the shell ended after"), "{screen}");
+    drop(term);
+
+    let show = ok(&["image", "show", "il2", "--json"]).json();
+    assert_eq!(show["base"], "il1");
+    assert_eq!(show["size"], 5u64 << 30);
+    assert!(show["allocated"].as_u64().unwrap() < 2u64 << 30, "sparse: {show}");
+    let list = ok(&["vm", "list", "--json"]).json();
+    assert_eq!(list["vms"].as_array().unwrap().len(), 0, "no builder left: {list}");
+    // Standalone: its base goes, and a VM from it has every layer and the larger root filesystem.
+    ok(&["image", "delete", "il1"]);
+    ok(&["vm", "create", "--name", "il2vm", "--image", "il2", "--disk-size", "128M"]);
+    let out = ok(&[
+        "vm",
+        "ssh",
+        "il2vm",
+        "--",
+        "cat /etc/banger-layer1 /etc/banger-layer2 /etc/banger-layer3; df -B1M --output=size / | tail -1",
+    ]);
+    let stdout = out.stdout();
+    let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+    assert_eq!(lines[..3], ["one", "two", "three"], "{stdout}");
+    let root_mib: u64 = lines[3].parse().unwrap();
+    assert!(root_mib > 4600, "/ is about 5G: {root_mib} MiB");
+}
+
+/// `name:arch version` of each installed package of an ext4 image, from `dpkg-query` on its
+/// dpkg status file (read out with debugfs; the image is not mounted).
+fn installed_packages(image: &Path, dir: &Path) -> std::collections::BTreeSet<String> {
+    std::fs::create_dir_all(dir).unwrap();
+    let status = dir.join("status");
+    let out = Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("dump /var/lib/dpkg/status {}", status.display()))
+        .arg(image)
+        .output()
+        .unwrap();
+    assert!(status.is_file(), "debugfs: {out:?}");
+    let out = Command::new("dpkg-query")
+        .arg(format!("--admindir={}", dir.display()))
+        .args(["-W", "-f", "${db:Status-Abbrev}${Package}:${Architecture} ${Version}\n"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "dpkg-query: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("ii "))
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+/// `image build --docker --packages packages.apt` from `base` installs exactly the package set
+/// `make rootfs` put into the bundle's rootfs-docker.ext4 (`dpkg-query` of both), and Docker is
+/// enabled in it. Slow (the whole list, installed in a TCG guest): one build, no VM from it.
+#[test]
+fn a_docker_build_has_the_package_set_of_make_rootfs() {
+    let rt = std::env::var_os("BANGER_TEST_RUNTIME").map(PathBuf::from);
+    let no_docker_image = rt.as_ref().is_some_and(|r| !r.join("rootfs-docker.ext4").is_file());
+    let no_tools = Command::new("dpkg-query").arg("--version").output().is_err();
+    let missing = if no_docker_image {
+        Some("the runtime bundle has no rootfs-docker.ext4 (built with NO_DOCKER=1; `make rootfs` makes it)")
+    } else {
+        no_tools.then_some("needs dpkg-query")
+    };
+    let Some(rt) = e2e_runtime("image_build docker", missing) else { return };
+    let _serial = serial();
+    let env = Env::new();
+    env.write_config("subnet = \"10.213.222.0/24\"\nvmm = \"qemu\"\ndefault_memory = 1024\n");
+    let _leftovers = Leftovers { env: &env, rt: &rt, vms: &["build-idk"], images: &["idk"] };
+    let list = rt.join("packages.apt");
+    let out = env.run_rt(
+        &rt,
+        &["image", "build", "--name", "idk", "--base", "base", "--docker", "--packages", list.to_str().unwrap()],
+    );
+    assert_eq!(out.code(), 0, "{}", out.stderr());
+    let show = env.run_rt(&rt, &["image", "show", "idk", "--json"]).json();
+    assert_eq!(show["docker"], true);
+    let built = PathBuf::from(show["path"].as_str().unwrap());
+
+    let ours = installed_packages(&built, &env.path("dpkg-built"));
+    let theirs = installed_packages(&rt.join("rootfs-docker.ext4"), &env.path("dpkg-rootfs"));
+    assert!(ours.iter().any(|p| p.starts_with("docker.io:")), "{ours:?}");
+    let only_ours: Vec<_> = ours.difference(&theirs).collect();
+    let only_theirs: Vec<_> = theirs.difference(&ours).collect();
+    assert!(
+        only_ours.is_empty() && only_theirs.is_empty(),
+        "package sets differ ({} packages in the build, {} in rootfs-docker.ext4)\n\
+         only in the build: {only_ours:?}\nonly in rootfs-docker.ext4: {only_theirs:?}",
+        ours.len(),
+        theirs.len()
+    );
+    // Docker starts at boot (the units' enablement symlinks are in the image).
+    let out = Command::new("debugfs")
+        .args(["-R", "ls -l /etc/systemd/system/multi-user.target.wants"])
+        .arg(&built)
+        .output()
+        .unwrap();
+    let wants = String::from_utf8_lossy(&out.stdout);
+    assert!(wants.contains("docker.service") && wants.contains("containerd.service"), "{wants}");
+}
+
+/// A build whose client is interrupted (SIGINT, as Ctrl-C sends), and one whose daemon is killed
+/// (-9) while its script runs: neither leaves a builder VM, VMM process, TAP or build directory,
+/// and each keeps its log.
+#[test]
+fn an_interrupted_build_and_a_killed_daemon_leave_nothing() {
+    use std::io::BufRead;
+    let Some(rt) = runtime() else { return };
+    let _serial = serial();
+    let env = Env::new();
+    env.write_config("subnet = \"10.213.223.0/24\"\nvmm = \"qemu\"\ndefault_memory = 512\n");
+    let _leftovers = Leftovers { env: &env, rt: &rt, vms: &["build-ibint", "build-ibkill"], images: &[] };
+    let ok = |args: &[&str]| env.ok_rt(&rt, args);
+    let script = env.path("sleep.sh");
+    std::fs::write(&script, "#!/bin/sh\necho sleeping\nexec sleep 600\n").unwrap();
+    let daemon = |env: &Env| env.ok_rt(&rt, &["daemon", "status", "--json"]).json()["pid"].as_i64().unwrap() as i32;
+    let first_daemon = daemon(&env);
+
+    // Starts a build and returns once its script runs: the CLI and the builder's VMM pid.
+    let start = |name: &str| -> (std::process::Child, i32, String) {
+        let mut cli = env
+            .banger(&["image", "build", "--name", name, "--script", script.to_str().unwrap()])
+            .env("BANGER_RUNTIME_DIR", &rt)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(cli.stderr.take().unwrap()).lines();
+        let mut seen = String::new();
+        while !seen.contains("| sleeping") {
+            match lines.next() {
+                Some(Ok(l)) => seen.push_str(&format!("{l}\n")),
+                _ => panic!("the build ended before its script ran:\n{seen}"),
+            }
+        }
+        // Keep draining its output (the CLI must not block on a full pipe).
+        std::thread::spawn(move || lines.for_each(drop));
+        let vm = ok(&["vm", "show", &format!("build-{name}"), "--json"]).json();
+        (cli, vm["pid"].as_i64().expect("the builder runs") as i32, vm["tap"].as_str().unwrap().to_string())
+    };
+    let gone = |name: &str, vmm: i32, tap: &str| {
+        assert!(wait_gone(vmm, Duration::from_secs(60)), "the builder's VMM {vmm} still runs");
+        let t0 = Instant::now();
+        while env.state_dir().join("built-images").join(name).exists() {
+            assert!(t0.elapsed() < Duration::from_secs(60), "built-images/{name} is still there");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let list = ok(&["vm", "list", "--json"]).json();
+        assert_eq!(list["vms"].as_array().unwrap().len(), 0, "no builder left: {list}");
+        assert_eq!(env.run_rt(&rt, &["image", "show", name]).code(), 3);
+        let logs: Vec<String> = std::fs::read_dir(env.state_dir().join("build-logs"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(logs.iter().any(|l| l.starts_with(&format!("{name}-"))), "its log is kept: {logs:?}");
+        let link = Command::new("ip").args(["link", "show", tap]).output().unwrap();
+        assert!(!link.status.success(), "the TAP {tap} is gone");
+    };
+
+    // Ctrl-C: the client goes away, the daemon notices and cleans up.
+    let (mut cli, vmm, tap) = start("ibint");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(cli.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    cli.wait().unwrap();
+    gone("ibint", vmm, &tap);
+
+    // The daemon killed mid-build: the next one cleans up at its start.
+    let (mut cli, vmm, tap) = start("ibkill");
+    let pid = daemon(&env);
+    assert_eq!(pid, first_daemon);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert!(wait_gone(pid, Duration::from_secs(10)));
+    assert_ne!(cli.wait().unwrap().code(), Some(0), "the build failed with its daemon");
+    assert_ne!(daemon(&env), pid, "a new daemon");
+    gone("ibkill", vmm, &tap);
 }

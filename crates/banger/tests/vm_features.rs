@@ -90,11 +90,7 @@ fn stats_set_nat_and_dns_against_real_guests() {
     ));
     let run = |args: &[&str]| env.run_rt(&rt, args);
     let _leftovers = Leftovers { env: &env, rt: &rt, vms: &["fa", "fb"], images: &[] };
-    let ok = |args: &[&str]| {
-        let out = run(args);
-        assert_eq!(out.code(), 0, "banger {args:?}: {}", out.stderr());
-        out
-    };
+    let ok = |args: &[&str]| env.ok_rt(&rt, args);
     let a = ok(&["vm", "create", "--name", "fa", "--image", "base", "--disk-size", "256M", "--json"]).json();
     let b = ok(&["vm", "create", "--name", "fb", "--image", "base", "--disk-size", "128M", "--json"]).json();
     let (a_ip, b_ip) = (a["ip"].as_str().unwrap().to_string(), b["ip"].as_str().unwrap().to_string());

@@ -47,15 +47,21 @@ impl Env {
         std::fs::read_to_string(self.state_dir().join("bangerd.log")).unwrap_or_default()
     }
 
+    /// The whole environment of a `banger` this test runs (nothing else is inherited).
+    pub fn vars(&self) -> Vec<(&'static str, std::ffi::OsString)> {
+        vec![
+            ("PATH", std::env::var_os("PATH").unwrap_or_default()),
+            ("HOME", self.path("home").into()),
+            ("XDG_RUNTIME_DIR", self.path("run").into()),
+            ("XDG_STATE_HOME", self.path("state").into()),
+            ("XDG_CONFIG_HOME", self.path("config").into()),
+            ("XDG_CACHE_HOME", self.path("cache").into()),
+            ("BANGER_DAEMON_BIN", bangerd_bin().into()),
+        ]
+    }
+
     fn apply(&self, cmd: &mut Command) {
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.path("home"))
-            .env("XDG_RUNTIME_DIR", self.path("run"))
-            .env("XDG_STATE_HOME", self.path("state"))
-            .env("XDG_CONFIG_HOME", self.path("config"))
-            .env("XDG_CACHE_HOME", self.path("cache"))
-            .env("BANGER_DAEMON_BIN", bangerd_bin());
+        cmd.env_clear().envs(self.vars());
     }
 
     pub fn banger(&self, args: &[&str]) -> Command {
@@ -98,6 +104,13 @@ impl Env {
     pub fn run_rt(&self, rt: &Path, args: &[&str]) -> Out {
         let out = Out(self.banger(args).env("BANGER_RUNTIME_DIR", rt).output().unwrap());
         self.note_started(&out.stderr());
+        out
+    }
+
+    /// [`Env::run_rt`] that must succeed (exit 0), or the test fails with its stderr.
+    pub fn ok_rt(&self, rt: &Path, args: &[&str]) -> Out {
+        let out = self.run_rt(rt, args);
+        assert_eq!(out.code(), 0, "banger {args:?}: {}", out.stderr());
         out
     }
 
@@ -287,5 +300,90 @@ impl Drop for Leftovers<'_> {
         for image in self.images {
             self.env.run_rt(self.rt, &["image", "delete", image]);
         }
+    }
+}
+
+/// `'…'` for a POSIX shell.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A private tmux server (its own socket in the test's temp dir) running one command in a
+/// terminal of a fixed size: for what needs a real terminal (`--interactive`, the TUI). The
+/// server is ended (by its socket, so only ours) when dropped.
+pub struct Tmux {
+    socket: PathBuf,
+}
+
+impl Tmux {
+    /// Run `argv` with the test's environment (and `extra` variables) in a `cols`×`rows`
+    /// terminal. Its exit status is written to `status_file`; the pane then stays for reading.
+    pub fn start(env: &Env, extra: &[(&str, &Path)], argv: &[&str], status_file: &Path, cols: u16, rows: u16) -> Tmux {
+        let socket = env.path("tmux.sock");
+        let script = env.path("tmux-run.sh");
+        let mut vars: Vec<String> =
+            env.vars().iter().map(|(k, v)| sh_quote(&format!("{k}={}", v.to_string_lossy()))).collect();
+        vars.extend(extra.iter().map(|(k, v)| sh_quote(&format!("{k}={}", v.display()))));
+        vars.push(sh_quote("TERM=xterm-256color"));
+        let cmd: Vec<String> = argv.iter().map(|a| sh_quote(a)).collect();
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nenv -i {} {}\necho $? > {}\nsleep 3600\n",
+                vars.join(" "),
+                cmd.join(" "),
+                sh_quote(&status_file.display().to_string())
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = Command::new("tmux")
+            .arg("-S")
+            .arg(&socket)
+            .args(["-f", "/dev/null", "new-session", "-d", "-x", &cols.to_string(), "-y", &rows.to_string()])
+            .arg(&script)
+            .output()
+            .expect("tmux (Debian package tmux)");
+        assert!(out.status.success(), "tmux: {out:?}");
+        Tmux { socket }
+    }
+
+    fn tmux(&self, args: &[&str]) -> Output {
+        Command::new("tmux").arg("-S").arg(&self.socket).args(args).output().unwrap()
+    }
+
+    /// What the terminal shows now, with the scrollback.
+    pub fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-J", "-S", "-2000"]).stdout).into_owned()
+    }
+
+    /// Type `keys` (tmux key names: `Enter`, `C-c`, or literal text with `literal`).
+    pub fn send(&self, keys: &str, literal: bool) {
+        let mut args = vec!["send-keys", "-t", "0"];
+        if literal {
+            args.push("-l");
+        }
+        args.push(keys);
+        let out = self.tmux(&args);
+        assert!(out.status.success(), "tmux send-keys: {out:?}");
+    }
+
+    /// Wait until the screen shows `text` (its whole screen then), or panic with the screen.
+    pub fn wait_for(&self, text: &str, timeout: Duration) -> String {
+        let t0 = Instant::now();
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(t0.elapsed() < timeout, "{text:?} not shown within {timeout:?}; the screen:\n{screen}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
     }
 }
