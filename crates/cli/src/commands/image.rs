@@ -10,6 +10,16 @@ use banger_api::routes::{self, vm_path};
 use banger_config::size::format_size;
 
 pub fn run(ctx: &Ctx, cmd: ImageCommand) -> CliResult {
+    if let ImageCommand::Build { interactive: true, .. } = cmd {
+        use std::io::IsTerminal;
+        // Before anything else (even starting the daemon).
+        if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+            return Err(CliError::new(
+                banger_api::exit::BAD_INPUT,
+                "--interactive needs a terminal on standard input and output",
+            ));
+        }
+    }
     let client = ctx.client()?;
     match cmd {
         ImageCommand::List { json: true } => output::json_raw(&block_on(client.get_raw(routes::IMAGES))?),
@@ -25,13 +35,6 @@ pub fn run(ctx: &Ctx, cmd: ImageCommand) -> CliResult {
             print!("{}", render(&image));
         }
         ImageCommand::Build { name, base, docker, script, packages, debs, size, nat, interactive, json } => {
-            use std::io::IsTerminal;
-            if interactive && !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
-                return Err(CliError::new(
-                    banger_api::exit::BAD_INPUT,
-                    "--interactive needs a terminal on standard input and output",
-                ));
-            }
             let abs = |p: std::path::PathBuf| -> CliResult<std::path::PathBuf> {
                 std::fs::canonicalize(&p)
                     .map_err(|e| CliError::new(banger_api::exit::BAD_INPUT, format!("{}: {e}", p.display())))
@@ -101,7 +104,9 @@ fn shell(ctx: &Ctx, image: &str, builder: &str) {
                 .client()
                 .and_then(|c| block_on(c.post(&vm_path(routes::IMAGE_CONTINUE, image), &req)).map_err(CliError::from));
             if let Err(e) = sent {
-                eprintln!("banger: cannot tell the build to go on: {}", e.message);
+                // Leaving closes the build's stream: the daemon then cancels it and cleans up.
+                eprintln!("banger: error: cannot tell the build how to go on, so it is abandoned: {}", e.message);
+                std::process::exit(e.code);
             }
         });
     });

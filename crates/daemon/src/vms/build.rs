@@ -171,6 +171,11 @@ impl Manager {
     pub fn build_image(&self, req: BuildImage, progress: &dyn Progress) -> Result<Image> {
         let plan = self.plan(req)?;
         let name = plan.name.clone();
+        // One build per name at a time (a waiting interactive build can last hours): only then
+        // is a directory of that name a dead build's.
+        let _building = self
+            .claim(&format!("image {name}"), "build")
+            .map_err(|_| ApiError::conflict(format!("image {name} is already being built")))?;
         let builder = format!("{BUILDER_PREFIX}{name}");
         let dir = self.layout.built_images().join(&name);
         if dir.exists() {
@@ -421,7 +426,11 @@ impl Manager {
         self.guest_run(
             &ssh,
             "cleaning up the builder",
-            &format!("set -e; cd /; umount {mount}; rm -rf {GUEST_STATE} {GUEST_SOURCES}; rmdir {mount} || true; sync"),
+            // Tolerant of a shell that unmounted it or left something using it.
+            &format!(
+                "set -e; cd /; if mountpoint -q {mount}; then umount {mount} || umount -l {mount}; fi; \
+                 rm -rf {GUEST_STATE} {GUEST_SOURCES}; rmdir {mount} || true; sync"
+            ),
             r,
         )?;
 
@@ -561,7 +570,7 @@ impl Manager {
                     return Ok(());
                 }
                 Ok(false) => {
-                    return Err(ApiError::conflict("the build was abandoned after its interactive shell").into());
+                    return Err(ApiError::conflict("it was abandoned after its interactive shell").into());
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => r.check()?,
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -574,8 +583,9 @@ impl Manager {
     /// `POST /v1/images/{name}/continue`: the interactive build `name` takes its image (`finish`)
     /// or is abandoned.
     pub fn continue_build(&self, name: &str, finish: bool) -> Result<()> {
-        let waiting = self.waiting_builds.lock().unwrap_or_else(|e| e.into_inner());
-        match waiting.get(name).map(|tx| tx.send(finish)) {
+        // Taken out: only the first answer counts.
+        let waiting = self.waiting_builds.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+        match waiting.map(|tx| tx.send(finish)) {
             Some(Ok(())) => Ok(()),
             _ => {
                 Err(ApiError::not_found(format!("no build of image {name} is waiting for its interactive shell"))
@@ -694,6 +704,17 @@ mod tests {
         }
         assert!(m.db().vms().unwrap().is_empty());
         assert!(!m.layout.built_images().join("a").exists());
+
+        // A build of a name being built is refused, and the other build's directory untouched.
+        let busy = m.layout.built_images().join("busy");
+        std::fs::create_dir_all(&busy).unwrap();
+        std::fs::write(busy.join(LOG_FILE), "log").unwrap();
+        let other = m.claim("image busy", "build").unwrap();
+        let e = m.build_image(req("busy"), &()).unwrap_err();
+        assert_eq!(e.code(), Conflict, "{e}");
+        assert!(e.to_string().contains("image busy is already being built"), "{e}");
+        assert!(busy.join(LOG_FILE).is_file());
+        drop(other);
     }
 
     /// The fake guest answers the boot's probe but not SSH: the build fails after its builder
@@ -767,11 +788,15 @@ mod tests {
             let waited = std::thread::scope(|s| {
                 let waiter = s.spawn(|| m.wait_for_shell("img", "build-img", &r));
                 // Told only once it waits (the `shell` line is sent after it registered).
+                let t0 = Instant::now();
                 while !lines.0.lock().unwrap().iter().any(|(st, msg)| st == "shell" && msg == "build-img") {
+                    assert!(t0.elapsed() < Duration::from_secs(10), "no shell line");
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 assert_eq!(m.continue_build("other", true).unwrap_err().code(), banger_api::ErrorCode::NotFound);
                 m.continue_build("img", finish).unwrap();
+                // A second answer is not taken.
+                assert_eq!(m.continue_build("img", !finish).unwrap_err().code(), banger_api::ErrorCode::NotFound);
                 waiter.join().unwrap()
             });
             assert_eq!(waited.is_ok(), finish, "{waited:?}");
