@@ -84,6 +84,12 @@ impl Env {
         out
     }
 
+    /// A daemon this test started and already ended itself (so it is not signalled again: its
+    /// pid may be another process's by then).
+    pub fn forget_daemon(&self, pid: i32) {
+        self.started.borrow_mut().retain(|&p| p != pid);
+    }
+
     pub fn note_started(&self, stderr: &str) {
         for line in stderr.lines() {
             if let Some(rest) = line.strip_prefix("banger: started bangerd (pid ") {
@@ -329,10 +335,11 @@ impl Tmux {
         std::fs::write(
             &script,
             format!(
-                "#!/bin/sh\nenv -i {} {}\necho $? > {}\nsleep 3600\n",
+                "#!/bin/sh\nenv -i {} {}\necho $? > {tmp} && mv {tmp} {status}\nsleep 3600\n",
                 vars.join(" "),
                 cmd.join(" "),
-                sh_quote(&status_file.display().to_string())
+                tmp = sh_quote(&format!("{}.tmp", status_file.display())),
+                status = sh_quote(&status_file.display().to_string())
             ),
         )
         .unwrap();
@@ -341,7 +348,7 @@ impl Tmux {
             .arg("-S")
             .arg(&socket)
             .args(["-f", "/dev/null", "new-session", "-d", "-x", &cols.to_string(), "-y", &rows.to_string()])
-            .arg(&script)
+            .arg(sh_quote(&script.display().to_string()))
             .output()
             .expect("tmux (Debian package tmux)");
         assert!(out.status.success(), "tmux: {out:?}");
@@ -366,6 +373,18 @@ impl Tmux {
         args.push(keys);
         let out = self.tmux(&args);
         assert!(out.status.success(), "tmux send-keys: {out:?}");
+    }
+
+    /// Wait for the command's exit status (written when it ends), or panic with the screen.
+    pub fn wait_exit(&self, status_file: &Path, timeout: Duration) -> String {
+        let t0 = Instant::now();
+        loop {
+            if let Ok(s) = std::fs::read_to_string(status_file) {
+                return s.trim().to_string();
+            }
+            assert!(t0.elapsed() < timeout, "the command did not end within {timeout:?}:\n{}", self.screen());
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// Wait until the screen shows `text` (its whole screen then), or panic with the screen.
