@@ -13,11 +13,11 @@ BUILD_DEBS := build-essential pkg-config ca-certificates
 # Running VMs (QEMU, TAPs, NAT, ssh) and building the runtime bundle from Debian packages.
 RUN_DEBS := qemu-system-x86 iproute2 iptables conntrack openssh-client e2fsprogs procps
 IMAGE_DEBS := mmdebstrap e2fsprogs dpkg kmod openssh-client mount apt ca-certificates
-TEST_DEBS := $(RUN_DEBS) $(IMAGE_DEBS) curl sudo conntrack iputils-ping dnsutils
+TEST_DEBS := $(RUN_DEBS) $(IMAGE_DEBS) curl sudo conntrack iputils-ping dnsutils tmux
 INIT_BIN := target/guest-init/x86_64-unknown-linux-gnu/release/banger-init
 BENCH_DEBS := hyperfine python3 bc qemu-system-x86 iproute2
 
-.PHONY: guest-init runtime-build rootfs runtime-bundle runtime-package help deps test-deps build test verify check install uninstall quickstart bench bench-status bench-bundle bench-daemon bench-events bench-vm bench-features bench-boot fmt clippy clean check-cargo
+.PHONY: guest-init runtime-build rootfs runtime-bundle runtime-package help deps test-deps build test verify check install uninstall quickstart bench bench-status bench-bundle bench-daemon bench-events bench-vm bench-features bench-image bench-boot fmt clippy clean check-cargo
 
 help:
 	@echo "make quickstart   install packages, build, build the runtime bundle, create a VM, run a command in it over SSH"
@@ -106,7 +106,7 @@ uninstall:
 quickstart:
 	scripts/quickstart.sh
 
-bench: bench-status bench-bundle bench-daemon bench-events bench-vm bench-features bench-boot
+bench: bench-status bench-bundle bench-daemon bench-events bench-vm bench-features bench-image bench-boot
 
 bench-status: build
 	scripts/apt-deps.sh $(BENCH_DEBS)
@@ -135,6 +135,11 @@ bench-features: build
 	scripts/apt-deps.sh $(BENCH_DEBS)
 	$(CARGO) build --release $(CARGO_FLAGS) -p banger-dns --example bench_dns
 	RUNTIME=$(RUNTIME_DIR) scripts/bench-features.sh
+
+# image build of a one-file script vs boot + script + copy by hand; the built image's allocation (root, a runtime bundle).
+bench-image: build
+	scripts/apt-deps.sh $(BENCH_DEBS) e2fsprogs tar
+	RUNTIME=$(RUNTIME_DIR) scripts/bench-image.sh
 
 # Boot-to-SSH of banger's image vs a naive Debian image (builds the naive one with mmdebstrap; root).
 bench-boot:
