@@ -177,6 +177,10 @@ pub struct Vm {
     pub ssh: SshInfo,
     /// Why the last start or stop failed, if it did.
     pub last_error: Option<String>,
+    /// The VMM process while the VM runs: its CPU use over about the last second and its RSS
+    /// (as in `vm stats`; host figures only, so cheap to list).
+    #[serde(default)]
+    pub process: Option<ProcessStats>,
 }
 
 /// `GET /v1/vms`.

@@ -77,6 +77,21 @@ impl Manager {
         cpu.retain(|name, _| seen.contains(name));
     }
 
+    /// A running VM's VMM process: its RSS now and its CPU use since the monitor's last sample
+    /// (at least [`CPU_MIN_INTERVAL`] old). `None` when the process is gone.
+    pub(super) fn process_stats(&self, name: &str, i: &banger_vmm::Instance) -> Option<ProcessStats> {
+        let u = banger_vmm::process::usage(i.pid, &i.control_socket)?;
+        let now = Instant::now();
+        let cpu_percent = lock(&self.samples.cpu).get(name).filter(|s| s.pid == i.pid).and_then(|s| {
+            [Some(s.newer), s.older]
+                .into_iter()
+                .flatten()
+                .find(|(t, _)| now.duration_since(*t) >= CPU_MIN_INTERVAL)
+                .map(|(t, secs)| (u.cpu_secs - secs).max(0.0) / now.duration_since(t).as_secs_f64() * 100.0)
+        });
+        Some(ProcessStats { pid: i.pid, cpu_percent, rss_bytes: u.rss_bytes })
+    }
+
     /// `vm stats`.
     pub fn stats(&self, name: &str) -> Result<VmStats> {
         let rec = self.record(name)?;
@@ -99,17 +114,7 @@ impl Manager {
             return Ok(stats);
         };
         let i = &live.instance;
-        if let Some(u) = banger_vmm::process::usage(i.pid, &i.control_socket) {
-            let now = Instant::now();
-            let cpu_percent = lock(&self.samples.cpu).get(name).filter(|s| s.pid == i.pid).and_then(|s| {
-                [Some(s.newer), s.older]
-                    .into_iter()
-                    .flatten()
-                    .find(|(t, _)| now.duration_since(*t) >= CPU_MIN_INTERVAL)
-                    .map(|(t, secs)| (u.cpu_secs - secs).max(0.0) / now.duration_since(t).as_secs_f64() * 100.0)
-            });
-            stats.process = Some(ProcessStats { pid: i.pid, cpu_percent, rss_bytes: u.rss_bytes });
-        }
+        stats.process = self.process_stats(name, i);
         // The TAP's receive side is what the guest sent.
         stats.network = banger_net::tap::counters(&rec.tap).map(|c| NetStats {
             tap: rec.tap.clone(),

@@ -528,6 +528,10 @@ fn stats_of_running_and_stopped_vms() {
     let p = s.process.expect("the VMM process is measured");
     assert_eq!(p.pid, t.pid("st"));
     assert!(p.rss_bytes > 0);
+    // The list carries the same host figures (no guest involved).
+    let listed = t.m.list().unwrap().into_iter().find(|v| v.name == "st").unwrap().process.expect("listed");
+    assert_eq!(listed.pid, p.pid);
+    assert!(listed.rss_bytes > 0 && listed.cpu_percent.is_some());
     // The fake VMM is a sleeping process.
     assert!(p.cpu_percent.is_some_and(|c| (0.0..20.0).contains(&c)), "{p:?}");
     let g = s.guest.expect("the first request waits for the guest's figures");
@@ -553,6 +557,7 @@ fn stats_of_running_and_stopped_vms() {
     let s = t.m.stats("st").unwrap();
     assert_eq!(s.state, D);
     assert!(s.process.is_none() && s.guest.is_none() && s.network.is_none() && s.guest_error.is_none());
+    assert!(t.m.get("st").unwrap().process.is_none());
     assert_eq!((s.vcpus, s.memory_mib, s.disks.len()), (1, 256, 3));
 }
 

@@ -55,6 +55,7 @@ impl Manager {
             },
             dir: paths.dir,
             last_error: damage.or_else(|| rec.last_error.clone()),
+            process: live.and_then(|l| self.process_stats(&rec.name, &l.instance)),
         }
     }
 
