@@ -81,13 +81,7 @@ fn nix_localtime_offset(unix: i64) -> i64 {
 
 /// `3725.4` seconds → `1h 2m 5s`.
 pub fn duration(secs: f64) -> String {
-    let s = secs as u64;
-    match (s / 86400, s / 3600 % 24, s / 60 % 60, s % 60) {
-        (0, 0, 0, s) => format!("{s}s"),
-        (0, 0, m, s) => format!("{m}m {s}s"),
-        (0, h, m, s) => format!("{h}h {m}m {s}s"),
-        (d, h, m, _) => format!("{d}d {h}h {m}m"),
-    }
+    banger_config::size::format_duration(secs)
 }
 
 #[cfg(test)]

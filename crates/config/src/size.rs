@@ -31,6 +31,17 @@ pub fn parse_size(input: &str) -> Result<u64, String> {
 }
 
 /// Format bytes compactly: `16G`, `1.5G`, `512M`, `100K`, `12B`.
+/// `3725.4` seconds → `1h 2m 5s` (seconds are dropped past a day).
+pub fn format_duration(secs: f64) -> String {
+    let s = secs as u64;
+    match (s / 86400, s / 3600 % 24, s / 60 % 60, s % 60) {
+        (0, 0, 0, s) => format!("{s}s"),
+        (0, 0, m, s) => format!("{m}m {s}s"),
+        (0, h, m, s) => format!("{h}h {m}m {s}s"),
+        (d, h, m, _) => format!("{d}d {h}h {m}m"),
+    }
+}
+
 pub fn format_size(bytes: u64) -> String {
     const UNITS: [(&str, u32); 4] = [("T", 40), ("G", 30), ("M", 20), ("K", 10)];
     for (unit, shift) in UNITS {
