@@ -49,6 +49,13 @@ pub enum Command {
     /// failure, saying where to look, with that command's exit code; the VM is removed either way
     /// unless --keep.
     Verify(VerifyArgs),
+    /// A terminal UI: VMs (live from the daemon's events) with their figures, console and
+    /// actions, and images. `?` lists the keys.
+    Tui {
+        /// Append each keypress-to-redraw latency in milliseconds to FILE (for benchmarks).
+        #[arg(long, value_name = "FILE", hide = true)]
+        trace_keys: Option<std::path::PathBuf>,
+    },
     /// Helpers banger runs itself (not for people).
     #[command(subcommand, hide = true)]
     Internal(InternalCommand),

@@ -364,6 +364,16 @@ impl Tmux {
         String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-J", "-S", "-2000"]).stdout).into_owned()
     }
 
+    /// Whether the terminal shows its alternate screen (a full-screen program owns it).
+    pub fn alternate_screen(&self) -> bool {
+        String::from_utf8_lossy(&self.tmux(&["display-message", "-p", "#{alternate_on}"]).stdout).trim() == "1"
+    }
+
+    /// Whether the cursor is shown.
+    pub fn cursor_visible(&self) -> bool {
+        String::from_utf8_lossy(&self.tmux(&["display-message", "-p", "#{cursor_flag}"]).stdout).trim() == "1"
+    }
+
     /// Type `keys` (tmux key names: `Enter`, `C-c`, or literal text with `literal`).
     pub fn send(&self, keys: &str, literal: bool) {
         let mut args = vec!["send-keys", "-t", "0"];

@@ -8,6 +8,7 @@ pub mod events;
 pub mod image;
 pub mod internal;
 pub mod runtime;
+pub mod tui;
 pub mod verify;
 pub mod vm;
 pub mod vm_set;
@@ -29,6 +30,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Config(cmd) => config::run(&Ctx::new()?, cmd),
         Command::Runtime(cmd) => runtime::run(&Ctx::new()?, cmd),
         Command::Verify(args) => verify::run(&Ctx::new()?, args),
+        Command::Tui { trace_keys } => tui::run(&Ctx::new()?, trace_keys),
         Command::Internal(cmd) => internal::run(cmd),
     }
 }
