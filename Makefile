@@ -17,7 +17,7 @@ TEST_DEBS := $(RUN_DEBS) $(IMAGE_DEBS) curl sudo conntrack iputils-ping dnsutils
 INIT_BIN := target/guest-init/x86_64-unknown-linux-gnu/release/banger-init
 BENCH_DEBS := hyperfine python3 bc qemu-system-x86 iproute2
 
-.PHONY: guest-init runtime-build rootfs runtime-bundle runtime-package help deps test-deps build test verify check install uninstall quickstart bench bench-status bench-bundle bench-daemon bench-events bench-vm bench-features bench-image bench-boot fmt clippy clean check-cargo
+.PHONY: guest-init runtime-build rootfs runtime-bundle runtime-package help deps test-deps build test verify check install uninstall quickstart bench bench-status bench-bundle bench-daemon bench-events bench-vm bench-features bench-image bench-tui bench-boot fmt clippy clean check-cargo
 
 help:
 	@echo "make quickstart   install packages, build, build the runtime bundle, create a VM, run a command in it over SSH"
@@ -106,7 +106,7 @@ uninstall:
 quickstart:
 	scripts/quickstart.sh
 
-bench: bench-status bench-bundle bench-daemon bench-events bench-vm bench-features bench-image bench-boot
+bench: bench-status bench-bundle bench-daemon bench-events bench-vm bench-features bench-image bench-tui bench-boot
 
 bench-status: build
 	scripts/apt-deps.sh $(BENCH_DEBS)
@@ -140,6 +140,12 @@ bench-features: build
 bench-image: build
 	scripts/apt-deps.sh $(BENCH_DEBS) e2fsprogs tar
 	RUNTIME=$(RUNTIME_DIR) scripts/bench-image.sh
+
+# banger tui: keypress-to-redraw latency and idle CPU with 100 VMs on the fake host (no root, no bundle).
+bench-tui: build
+	scripts/apt-deps.sh $(BENCH_DEBS) tmux
+	$(CARGO) build --release $(CARGO_FLAGS) -p banger-daemon --features fake-host --example fake_daemon
+	scripts/bench-tui.sh
 
 # Boot-to-SSH of banger's image vs a naive Debian image (builds the naive one with mmdebstrap; root).
 bench-boot:
