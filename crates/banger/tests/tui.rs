@@ -1,7 +1,8 @@
 //! The real `banger tui` in a real terminal (tmux) against a real daemon and a real guest:
-//! create a VM with "start now" off from the form, see it stopped in the table, ride out a daemon
-//! restart ("reconnecting", then connected again), start it and watch it become running without
-//! another key, delete it after the confirmation, quit — and the terminal is restored.
+//! create a VM with "start now" off from the form, see it stopped in the table (and one created
+//! by the CLI appear), ride out a daemon restart ("reconnecting", then connected again), start one
+//! and watch it become running without another key, SSH into it and come back to it, delete both
+//! after the confirmation, quit — and the terminal is restored.
 //!
 //! Needs root, tmux and a runtime bundle (`BANGER_TEST_RUNTIME`; `make test` sets it); skipped
 //! loudly otherwise — unless `BANGER_E2E_REQUIRED=1`, when that is a failure.
@@ -37,7 +38,7 @@ fn the_tui_creates_starts_and_deletes_a_vm_live() {
     let Some(rt) = e2e_runtime("tui", no_tmux.then_some("needs tmux (Debian package tmux)")) else { return };
     let env = Env::new();
     env.write_config("subnet = \"10.213.224.0/24\"\nvmm = \"qemu\"\ndefault_memory = 512\n");
-    let _leftovers = Leftovers { env: &env, rt: &rt, vms: &["tui-a"], images: &[] };
+    let _leftovers = Leftovers { env: &env, rt: &rt, vms: &["tui-a", "tui-b"], images: &[] };
     let ok = |args: &[&str]| env.ok_rt(&rt, args);
     ok(&["daemon", "status"]);
     let status = env.path("tui.status");
@@ -66,24 +67,50 @@ fn the_tui_creates_starts_and_deletes_a_vm_live() {
     assert_eq!(vm["state"], "stopped");
     assert_eq!(vm["disk_size"], 128u64 << 20);
 
+    // A VM created elsewhere shows up by itself.
+    ok(&["vm", "create", "--name", "tui-b", "--no-start", "--disk-size", "128M"]);
+    wait_row(&term, "tui-b", "stopped", Duration::from_secs(20));
+
     // A daemon restart: the TUI says so and comes back by itself.
     ok(&["daemon", "stop"]);
     term.wait_for("reconnecting", Duration::from_secs(20));
     ok(&["daemon", "status"]);
     term.wait_for("● connected", Duration::from_secs(20));
 
-    // Start: running shows up from the event stream, with no key pressed after `s`.
+    // Start the second row: running shows up from the event stream, with no key pressed after `s`.
+    term.send("Down", false);
+    term.wait_for("┌ tui-b ", Duration::from_secs(5));
     term.send("s", true);
-    let running = wait_row(&term, "tui-a", "running", Duration::from_secs(180));
+    let running = wait_row(&term, "tui-b", "running", Duration::from_secs(180));
     assert!(running.contains("10.213.224."), "{running}");
-    assert_eq!(ok(&["vm", "show", "tui-a", "--json"]).json()["state"], "running");
+    assert_eq!(ok(&["vm", "show", "tui-b", "--json"]).json()["state"], "running");
 
-    // Delete, after the question.
+    // SSH: the TUI steps aside, the session runs in this terminal, then the TUI is back on the
+    // same VM.
+    term.send("Enter", false);
+    term.wait_for("root@tui-b", Duration::from_secs(60));
+    term.send("echo from-the-guest-$((6*7))", true);
+    term.send("Enter", false);
+    term.wait_for("from-the-guest-42", Duration::from_secs(20));
+    term.send("exit", true);
+    term.send("Enter", false);
+    term.wait_for("back from tui-b", Duration::from_secs(20));
+    term.wait_for("┌ tui-b ", Duration::from_secs(5));
+
+    // Delete (running: it says so), after the question; then the other one.
     term.send("d", true);
-    term.wait_for("Delete VM tui-a and its disks (it is running", Duration::from_secs(5));
+    term.wait_for("Delete VM tui-b and its disks (it is running", Duration::from_secs(5));
     term.send("y", true);
-    term.wait_for("VMs: none yet", Duration::from_secs(90));
-    assert_eq!(env.run_rt(&rt, &["vm", "show", "tui-a"]).code(), 3);
+    let t0 = std::time::Instant::now();
+    while row(&term.screen(), "tui-b").is_some() {
+        assert!(t0.elapsed() < Duration::from_secs(90), "tui-b is still listed:\n{}", term.screen());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(env.run_rt(&rt, &["vm", "show", "tui-b"]).code(), 3);
+    term.send("d", true);
+    term.wait_for("Delete VM tui-a and its disks?", Duration::from_secs(5));
+    term.send("y", true);
+    term.wait_for("VMs: none yet", Duration::from_secs(30));
 
     term.send("q", true);
     assert_eq!(term.wait_exit(&status, Duration::from_secs(20)), "0");

@@ -411,6 +411,10 @@ impl App {
                         vec![Effect::RefreshImages]
                     }
                     EventKind::Created | EventKind::Changed { .. } | EventKind::Resync { .. } => {
+                        // A create ends with `created` (then phases, if it starts), a `vm set`
+                        // with `changed`: what was shown as in progress is done (later progress
+                        // shows again).
+                        self.busy.remove(&vm);
                         vec![Effect::RefreshVms, Effect::RefreshImages]
                     }
                     EventKind::Progress { .. } | EventKind::Error { .. } => vec![],

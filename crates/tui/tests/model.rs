@@ -54,6 +54,11 @@ fn a_phase_event_shows_at_once_and_asks_for_the_rest() {
     assert_eq!(app.busy.get("b-vm").map(String::as_str), Some("kernel booting"));
     app.update(event(3, "b-vm", EventKind::Phase { from: Phase::Starting, to: Phase::Running, reason: None }));
     assert!(!app.busy.contains_key("b-vm"));
+    // A create elsewhere that does not start ends with `created`: no longer in progress.
+    app.update(event(5, "d-vm", EventKind::Progress { stage: "create".into(), message: "creating disks".into() }));
+    assert!(app.busy.contains_key("d-vm"));
+    assert_eq!(app.update(event(6, "d-vm", EventKind::Created)), [Effect::RefreshVms, Effect::RefreshImages]);
+    assert!(!app.busy.contains_key("d-vm"));
     // Progress replayed from before the TUI started is not shown.
     let old = Msg::Daemon(Update::Event(Event {
         seq: 0,
