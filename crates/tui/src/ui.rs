@@ -116,7 +116,7 @@ pub fn draw(f: &mut Frame, app: &App) {
                 let rows = app.rows().len().max(1) as u16 + 3;
                 Layout::new(
                     Direction::Vertical,
-                    [Constraint::Length(rows.clamp(5, main.height / 2)), Constraint::Min(0)],
+                    [Constraint::Length(rows.min(main.height / 2).max(5).min(main.height)), Constraint::Min(0)],
                 )
             };
             let [table, detail] = split.areas(main);

@@ -122,3 +122,21 @@ fn reconnecting_and_empty() {
     app.update(Msg::Daemon(Update::Gone));
     both("reconnecting", &app);
 }
+
+/// Any size, down to 1×1, draws every screen without a panic (resizes can get there).
+#[test]
+fn every_screen_draws_at_any_size() {
+    let mut screens = vec![sample()];
+    for keys in [&[KeyCode::Char('?')][..], &[KeyCode::Char('d')], &[KeyCode::Char('c')], &[KeyCode::Tab]] {
+        let mut app = sample();
+        for k in keys {
+            key(&mut app, *k);
+        }
+        screens.push(app);
+    }
+    for app in &screens {
+        for (w, h) in [(1, 1), (2, 2), (10, 3), (20, 5), (40, 10), (60, 15), (79, 23), (200, 8), (12, 60)] {
+            screen(app, w, h);
+        }
+    }
+}
