@@ -67,6 +67,14 @@ fn the_tui_creates_starts_and_deletes_a_vm_live() {
     assert_eq!(vm["state"], "stopped");
     assert_eq!(vm["disk_size"], 128u64 << 20);
 
+    // Resized down to 80×24: the table follows.
+    term.resize(80, 24);
+    let t0 = std::time::Instant::now();
+    while !term.screen().lines().any(|l| l.chars().count() <= 80 && l.contains("│tui-a ") && l.ends_with('│')) {
+        assert!(t0.elapsed() < Duration::from_secs(10), "not redrawn at 80 columns:\n{}", term.screen());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     // A VM created elsewhere shows up by itself.
     ok(&["vm", "create", "--name", "tui-b", "--no-start", "--disk-size", "128M"]);
     wait_row(&term, "tui-b", "stopped", Duration::from_secs(20));

@@ -138,6 +138,10 @@ impl Client {
         let resp = self.request(Method::GET, &path, None).await?;
         read_lines(resp, |line| match serde_json::from_slice::<Event>(line) {
             Ok(e) => Ok(on_event(e)),
+            // A kind this client does not know (a newer daemon's): skipped, not fatal.
+            Err(_) if serde_json::from_slice::<serde_json::Value>(line).is_ok_and(|v| v.get("event").is_some()) => {
+                Ok(true)
+            }
             Err(e) => Err(ClientError::Protocol(format!("bad event line: {e}"))),
         })
         .await

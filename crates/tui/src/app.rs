@@ -10,6 +10,10 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// How many samples a sparkline keeps (one a second).
 pub const HISTORY: usize = 120;
+/// Seconds a line of progress seen on the event stream marks a VM busy without news.
+pub const SEEN_FOR: u64 = 15;
+/// Seconds a message stays.
+pub const MESSAGE_FOR: u64 = 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tab {
@@ -122,15 +126,24 @@ pub struct App {
     pub sort: Column,
     pub descending: bool,
     pub mode: Mode,
-    /// VMs with an operation in progress: what it is doing now.
-    pub busy: BTreeMap<String, String>,
+    /// This TUI's operations in progress, by VM (or image): what each is doing now. Only these
+    /// refuse another key for the same VM; each ends with its `Done`.
+    pub ops: BTreeMap<String, String>,
+    /// Progress seen on the event stream (operations started elsewhere): the message and the
+    /// clock when seen. Gone when the VM settles, is created, changed or deleted, fails, or after
+    /// [`SEEN_FOR`] seconds without news.
+    pub seen: BTreeMap<String, (String, u64)>,
+    /// When each VM last reached a settled phase (event time): progress published just after it
+    /// (the operation's last words) does not mark it busy again.
+    settled: HashMap<String, f64>,
     pub history: HashMap<String, History>,
     /// The latest `vm stats` of the selected VM.
     pub stats: Option<VmStats>,
     /// The end of the selected VM's console log.
     pub console: Vec<String>,
-    /// One line: what happened last (`true`: an error).
+    /// One line: what happened last (`true`: an error); cleared after [`MESSAGE_FOR`] seconds.
     pub message: Option<(String, bool)>,
+    message_at: u64,
     pub connected: bool,
     /// The VM list was fetched at least once.
     pub loaded: bool,
@@ -152,11 +165,14 @@ impl Default for App {
             sort: Column::Name,
             descending: false,
             mode: Mode::Normal,
-            busy: BTreeMap::new(),
+            ops: BTreeMap::new(),
+            seen: BTreeMap::new(),
+            settled: HashMap::new(),
             history: HashMap::new(),
             stats: None,
             console: vec![],
             message: None,
+            message_at: 0,
             connected: true,
             loaded: false,
             started_at: 0.0,
@@ -250,19 +266,41 @@ impl App {
         let at = self.selected_index().map(|i| i as isize).unwrap_or(-1);
         let to = (at + delta).clamp(0, n as isize - 1) as usize;
         let name = self.rows()[to].name.clone();
-        if Some(&name) == self.selected.as_ref() {
-            return vec![];
-        }
         self.select(Some(name));
-        vec![Effect::RefreshDetail]
+        vec![]
     }
 
-    fn say(&mut self, text: impl Into<String>, error: bool) {
+    /// Show `text` on the message line (an error if `error`).
+    pub fn say(&mut self, text: impl Into<String>, error: bool) {
         self.message = Some((text.into(), error));
+        self.message_at = self.clock;
     }
 
-    /// Change the model for `msg`; what the loop must do next.
+    /// What VM (or image) `name` is doing, if anything: this TUI's operation, else progress seen.
+    pub fn doing(&self, name: &str) -> Option<&str> {
+        self.ops.get(name).or_else(|| self.seen.get(name).map(|(m, _)| m)).map(String::as_str)
+    }
+
+    /// Everything in progress, by name.
+    pub fn all_doing(&self) -> Vec<(&str, &str)> {
+        let mut names: Vec<&String> = self.ops.keys().chain(self.seen.keys()).collect();
+        names.sort();
+        names.dedup();
+        names.into_iter().filter_map(|n| self.doing(n).map(|d| (n.as_str(), d))).collect()
+    }
+
+    /// Change the model for `msg`; what the loop must do next (and the selected VM's details
+    /// whenever the selection changed).
     pub fn update(&mut self, msg: Msg) -> Vec<Effect> {
+        let before = self.selected.clone();
+        let mut fx = self.apply(msg);
+        if self.selected != before && self.selected.is_some() && !fx.contains(&Effect::RefreshDetail) {
+            fx.push(Effect::RefreshDetail);
+        }
+        fx
+    }
+
+    fn apply(&mut self, msg: Msg) -> Vec<Effect> {
         match msg {
             Msg::Key(k) => self.key(k),
             Msg::Daemon(u) => self.daemon(u),
@@ -272,9 +310,8 @@ impl App {
                 self.loaded = true;
                 let names: Vec<&str> = self.vms.iter().map(|v| v.name.as_str()).collect();
                 self.history.retain(|n, _| names.contains(&n.as_str()));
-                let before = self.selected.clone();
                 self.fix_selection(near);
-                if self.selected != before { vec![Effect::RefreshDetail] } else { vec![] }
+                vec![]
             }
             Msg::Images(Ok(images)) => {
                 self.images = images;
@@ -315,12 +352,19 @@ impl App {
             Msg::Done(action, result) => self.done(action, result),
             Msg::Tick(now) => {
                 self.clock = now;
+                self.seen.retain(|_, (_, at)| now.saturating_sub(*at) < SEEN_FOR);
+                if self.message.is_some() && now.saturating_sub(self.message_at) >= MESSAGE_FOR {
+                    self.message = None;
+                }
                 let mut fx = vec![];
-                if self.connected && self.vms.iter().any(|v| v.state != Phase::Stopped && v.state != Phase::Failed) {
-                    // Live figures (CPU%, RSS, uptime) of running VMs; states come from events.
+                let live = |p: Phase| p != Phase::Stopped && p != Phase::Failed;
+                if self.connected && self.tab == Tab::Vms && self.vms.iter().any(|v| live(v.state)) {
+                    // The running VMs' CPU% and RSS, each second while they run (states come
+                    // from events; uptime is counted here).
                     fx.push(Effect::RefreshVms);
                 }
-                if self.connected && self.selected_vm().is_some_and(|v| v.state == Phase::Running) {
+                if self.connected && self.selected_vm().is_some_and(|v| live(v.state)) {
+                    // Its figures and console while it is not stopped.
                     fx.push(Effect::RefreshDetail);
                 }
                 fx
@@ -336,12 +380,12 @@ impl App {
             // The daemon accepted it: the form's job is done, the row shows the rest.
             self.mode = Mode::Normal;
         }
-        self.busy.insert(action.target(), line);
+        self.ops.insert(action.target(), line);
     }
 
     fn done(&mut self, action: Action, result: Result<String, String>) -> Vec<Effect> {
         let target = action.target();
-        self.busy.remove(&target);
+        self.ops.remove(&target);
         match result {
             Ok(summary) => {
                 if let Mode::Form(f) = &self.mode
@@ -390,31 +434,36 @@ impl App {
                             v.state = to;
                         }
                         if matches!(to, Phase::Running | Phase::Stopped | Phase::Failed) {
-                            self.busy.retain(|n, doing| n != &vm || doing.starts_with("deleting"));
+                            self.seen.remove(&vm);
+                            self.settled.insert(vm, e.time);
                         }
                         vec![Effect::RefreshVms]
                     }
                     EventKind::Progress { message, .. } if !old => {
-                        self.busy.insert(vm, message);
+                        // Not the last words of an operation that just settled.
+                        if self.settled.get(&vm).is_none_or(|t| e.time > t + 2.0) {
+                            self.seen.insert(vm, (message, self.clock));
+                        }
                         vec![]
                     }
                     EventKind::Error { message } if !old => {
+                        self.seen.remove(&vm);
                         self.say(format!("{vm}: {message}"), true);
                         vec![]
                     }
                     EventKind::Deleted => {
                         let near = self.selected_index();
                         self.vms.retain(|v| v.name != vm);
-                        self.busy.remove(&vm);
+                        self.seen.remove(&vm);
                         self.history.remove(&vm);
                         self.fix_selection(near);
-                        vec![Effect::RefreshImages]
+                        // A list fetched before the delete may still arrive: fetch again.
+                        vec![Effect::RefreshVms, Effect::RefreshImages]
                     }
                     EventKind::Created | EventKind::Changed { .. } | EventKind::Resync { .. } => {
                         // A create ends with `created` (then phases, if it starts), a `vm set`
-                        // with `changed`: what was shown as in progress is done (later progress
-                        // shows again).
-                        self.busy.remove(&vm);
+                        // with `changed`: what was seen in progress is done.
+                        self.seen.remove(&vm);
                         vec![Effect::RefreshVms, Effect::RefreshImages]
                     }
                     EventKind::Progress { .. } | EventKind::Error { .. } => vec![],
@@ -450,9 +499,8 @@ impl App {
                     }
                     _ => self.mode = Mode::Filter,
                 }
-                let before = self.selected.clone();
                 self.fix_selection(Some(0));
-                if self.selected != before { vec![Effect::RefreshDetail] } else { vec![] }
+                vec![]
             }
             Mode::Form(mut f) => match f.key(k) {
                 form::Outcome::Stay => {
@@ -553,11 +601,11 @@ impl App {
     /// Begin `action`: its row shows it until it is done.
     fn start(&mut self, action: Action) -> Vec<Effect> {
         let target = action.target();
-        if let Some(doing) = self.busy.get(&target) {
+        if let Some(doing) = self.ops.get(&target) {
             self.say(format!("{target} is busy: {doing}"), true);
             return vec![];
         }
-        self.busy.insert(target, format!("{}…", action.doing()));
+        self.ops.insert(target, format!("{}…", action.doing()));
         vec![Effect::Act(action)]
     }
 

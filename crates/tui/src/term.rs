@@ -11,9 +11,9 @@ use ratatui::crossterm::event::{self, Event, KeyEventKind};
 use ratatui::crossterm::{cursor, execute, terminal};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How many console lines the detail pane keeps.
@@ -30,6 +30,36 @@ enum In {
     App(Box<Msg>),
     Key(ratatui::crossterm::event::KeyEvent, Instant),
     Redraw,
+    /// The command for an SSH session, looked up off the loop's thread.
+    Ssh(String, Result<std::process::Command, String>),
+    /// SIGTERM, SIGHUP or SIGINT, or a terminal that cannot be read any more.
+    Quit,
+}
+
+/// Set by the signal handler (all it does: async-signal-safe); the key reader passes it on.
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: nix::libc::c_int) {
+    SIGNALLED.store(true, Ordering::SeqCst);
+}
+
+/// SIGTERM, SIGHUP and SIGINT end the TUI through its loop, so the terminal is restored.
+fn catch_signals() {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESTART, SigSet::empty());
+    for sig in [Signal::SIGTERM, Signal::SIGHUP, Signal::SIGINT] {
+        // SAFETY: the handler only stores to an atomic.
+        let _ = unsafe { sigaction(sig, &action) };
+    }
+}
+
+/// The key reader's handshake with the loop: while `paused` it does not touch the terminal;
+/// `reading` says it is inside a poll or read (set before it checks `paused`, so the loop that
+/// sets `paused` and then waits for `reading` to drop can never miss it).
+#[derive(Default)]
+struct KeyGate {
+    paused: AtomicBool,
+    reading: AtomicBool,
 }
 
 fn unix_now() -> f64 {
@@ -61,6 +91,7 @@ pub fn run(daemon: Arc<dyn Daemon>, opts: Options) -> Result<(), String> {
         ratatui_hook(info);
         let _ = execute!(std::io::stdout(), cursor::Show);
     }));
+    catch_signals();
     let result = Loop::new(daemon, opts).run(&mut terminal);
     restore();
     result
@@ -71,8 +102,9 @@ struct Loop {
     app: App,
     tx: Sender<In>,
     rx: Receiver<In>,
-    /// Held by the key reader while it reads; held by the loop while `ssh` owns the terminal.
-    keys: Arc<Mutex<()>>,
+    keys: Arc<KeyGate>,
+    /// Keys read before this (typed for the SSH session, or while it was set up) are dropped.
+    keys_after: Instant,
     fetching: Fetching,
     trace: Option<std::fs::File>,
 }
@@ -94,7 +126,8 @@ impl Loop {
             app: App::new(unix_now()),
             tx,
             rx,
-            keys: Arc::new(Mutex::new(())),
+            keys: Arc::new(KeyGate::default()),
+            keys_after: Instant::now(),
             fetching: Fetching::default(),
             trace,
         }
@@ -128,15 +161,23 @@ impl Loop {
             if PANICKED.load(Ordering::SeqCst) {
                 return Err("banger tui stopped after an internal error (above)".into());
             }
+            // The model's clock (what messages and "ago" are measured by) is now.
+            self.app.clock = unix_now() as u64;
             // Everything already waiting is handled before the next draw.
             let mut batch = vec![first];
             batch.extend(self.rx.try_iter());
             for m in batch {
                 let effects = match m {
                     In::Redraw => vec![],
+                    In::Quit => return Ok(()),
+                    In::Key(_, at) if at < self.keys_after => vec![],
                     In::Key(k, at) => {
                         keys_since_draw.push(at);
                         self.app.update(Msg::Key(k))
+                    }
+                    In::Ssh(name, cmd) => {
+                        self.ssh(terminal, &name, cmd)?;
+                        vec![]
                     }
                     In::App(msg) => {
                         self.settle(&msg);
@@ -147,10 +188,6 @@ impl Loop {
                 for e in effects {
                     if e == Effect::Quit {
                         return Ok(());
-                    }
-                    if let Effect::Ssh(name) = &e {
-                        self.ssh(terminal, name)?;
-                        continue;
                     }
                     self.effect(e);
                 }
@@ -180,7 +217,15 @@ impl Loop {
     fn effect(&mut self, e: Effect) {
         let (d, tx) = (self.daemon.clone(), self.tx.clone());
         match e {
-            Effect::Quit | Effect::Ssh(_) => {}
+            Effect::Quit => {}
+            Effect::Ssh(name) => {
+                // Keys stop now: what is typed from here on belongs to the session.
+                self.keys.paused.store(true, Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    let cmd = d.ssh(&name);
+                    let _ = tx.send(In::Ssh(name, cmd));
+                });
+            }
             Effect::RefreshVms => {
                 if std::mem::replace(&mut self.fetching.vms.0, true) {
                     self.fetching.vms.1 = true;
@@ -223,22 +268,36 @@ impl Loop {
         }
     }
 
-    /// Keys, read only while the TUI owns the terminal (see [`Loop::ssh`]).
+    /// Keys, read only while the TUI owns the terminal (see [`KeyGate`]); signals passed on.
     fn spawn_keys(&self) {
         let (tx, gate) = (self.tx.clone(), self.keys.clone());
         std::thread::spawn(move || {
             loop {
-                let held = gate.lock().unwrap_or_else(|e| e.into_inner());
+                if SIGNALLED.load(Ordering::SeqCst) {
+                    let _ = tx.send(In::Quit);
+                    return;
+                }
+                gate.reading.store(true, Ordering::SeqCst);
+                if gate.paused.load(Ordering::SeqCst) {
+                    gate.reading.store(false, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
                 let got = match event::poll(Duration::from_millis(100)) {
-                    Ok(true) => event::read().ok(),
-                    Ok(false) => None,
-                    Err(_) => return,
+                    Ok(true) => event::read().map(Some),
+                    Ok(false) => Ok(None),
+                    Err(e) => Err(e),
                 };
-                drop(held);
+                gate.reading.store(false, Ordering::SeqCst);
                 let sent = match got {
-                    Some(Event::Key(k)) if k.kind == KeyEventKind::Press => tx.send(In::Key(k, Instant::now())),
-                    Some(Event::Resize(..)) => tx.send(In::Redraw),
-                    _ => Ok(()),
+                    Ok(Some(Event::Key(k))) if k.kind == KeyEventKind::Press => tx.send(In::Key(k, Instant::now())),
+                    Ok(Some(Event::Resize(..))) => tx.send(In::Redraw),
+                    Ok(_) => Ok(()),
+                    // The terminal went away: nothing more can be typed, so the TUI ends.
+                    Err(_) => {
+                        let _ = tx.send(In::Quit);
+                        return;
+                    }
                 };
                 if sent.is_err() {
                     return;
@@ -265,18 +324,30 @@ impl Loop {
     }
 
     /// Leave the screen for an SSH session in `name`, then come back to the same selection.
-    fn ssh(&mut self, terminal: &mut DefaultTerminal, name: &str) -> Result<(), String> {
-        let cmd = self.daemon.ssh(name);
+    /// Keys are paused (since the `Ssh` effect) and resume afterwards; any read meanwhile is
+    /// dropped.
+    fn ssh(
+        &mut self,
+        terminal: &mut DefaultTerminal,
+        name: &str,
+        cmd: Result<std::process::Command, String>,
+    ) -> Result<(), String> {
+        let resume = |me: &mut Self| {
+            me.keys_after = Instant::now();
+            me.keys.paused.store(false, Ordering::SeqCst);
+        };
         let mut cmd = match cmd {
             Ok(c) => c,
             Err(e) => {
-                self.app.message = Some((format!("{name}: {e}"), true));
+                self.app.say(format!("{name}: {e}"), true);
+                resume(self);
                 return Ok(());
             }
         };
-        // The key reader stops reading (it finishes its poll) before ssh gets the terminal.
-        let gate = self.keys.clone();
-        let _held = gate.lock().unwrap_or_else(|e| e.into_inner());
+        // The key reader finishes its poll (at most 100 ms) before ssh gets the terminal.
+        while self.keys.reading.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         restore();
         println!("banger: ssh into {name}; the TUI comes back when the session ends");
         let status = cmd.status();
@@ -284,11 +355,14 @@ impl Loop {
         execute!(std::io::stdout(), terminal::EnterAlternateScreen)
             .map_err(|e| format!("cannot set up the terminal: {e}"))?;
         terminal.clear().map_err(|e| format!("cannot draw: {e}"))?;
-        self.app.message = Some(match status {
+        self.app.clock = unix_now() as u64;
+        let (text, error) = match status {
             Ok(s) if s.success() => (format!("back from {name}"), false),
             Ok(s) => (format!("the SSH session to {name} ended: {s}"), true),
             Err(e) => (format!("cannot run ssh: {e} (Debian package openssh-client)"), true),
-        });
+        };
+        self.app.say(text, error);
+        resume(self);
         self.effect(Effect::RefreshVms);
         Ok(())
     }

@@ -58,7 +58,7 @@ fn cell(app: &App, vm: &Vm, c: Column) -> Cell<'static> {
     let p = vm.process.as_ref();
     match c {
         Column::Name => Cell::from(vm.name.clone()),
-        Column::State => match app.busy.get(&vm.name) {
+        Column::State => match app.doing(&vm.name) {
             Some(_) => Cell::from(format!("{}…", vm.state.as_str())).style(Style::new().fg(Color::Yellow)),
             None => Cell::from(vm.state.as_str()).style(state_style(vm.state)),
         },
@@ -70,7 +70,7 @@ fn cell(app: &App, vm: &Vm, c: Column) -> Cell<'static> {
             Cell::from(p.and_then(|p| p.cpu_percent).map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into()))
         }
         Column::Rss => Cell::from(p.map(|p| format_size(p.rss_bytes)).unwrap_or_else(|| "-".into())),
-        Column::Uptime => Cell::from(vm.uptime_secs.map(short_duration).unwrap_or_else(|| "-".into())),
+        Column::Uptime => Cell::from(uptime(app, vm).map(short_duration).unwrap_or_else(|| "-".into())),
         Column::Nat => Cell::from(if vm.nat { "on" } else { "-" }),
     }
 }
@@ -88,6 +88,11 @@ fn width_of(c: Column) -> Constraint {
         Column::Uptime => Constraint::Length(7),
         Column::Nat => Constraint::Length(3),
     }
+}
+
+/// Seconds since the VM started, by the model's clock (it ticks without asking the daemon).
+fn uptime(app: &App, vm: &Vm) -> Option<u64> {
+    vm.started_at.map(|s| app.now().saturating_sub(s))
 }
 
 /// `3725` → `1h02m`: at most two units, for narrow columns.
@@ -130,9 +135,9 @@ pub fn draw(f: &mut Frame, app: &App) {
         f.render_widget(Paragraph::new(text.as_str()).style(style), message);
     } else if let Mode::Filter = app.mode {
         f.render_widget(Paragraph::new(format!("filter: {}▏", app.filter)), message);
-    } else if !app.busy.is_empty() {
-        // What operations in progress are doing now.
-        let doing: Vec<String> = app.busy.iter().map(|(vm, d)| format!("{vm}: {d}")).collect();
+    } else if app.tab == Tab::Images && !app.all_doing().is_empty() {
+        // (VM rows show their own.)
+        let doing: Vec<String> = app.all_doing().iter().map(|(n, d)| format!("{n}: {d}")).collect();
         f.render_widget(Paragraph::new(doing.join("  ·  ")).style(Style::new().fg(Color::Yellow)), message);
     }
     let keys = match app.tab {
@@ -150,6 +155,15 @@ pub fn draw(f: &mut Frame, app: &App) {
 }
 
 fn draw_header(f: &mut Frame, app: &App, area: Rect) {
+    // The connection first, on the right: it is never pushed off by a long filter.
+    let status = if app.connected {
+        Span::styled("● connected", Style::new().fg(Color::Green))
+    } else {
+        Span::styled("◌ bangerd is gone: reconnecting…", Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD))
+    };
+    let [left, right] =
+        Layout::horizontal([Constraint::Min(0), Constraint::Length(status.width() as u16 + 1)]).areas(area);
+    f.render_widget(Paragraph::new(Line::from(vec![Span::raw(" "), status])), right);
     let tab = |t: Tab, text: String| {
         if app.tab == t {
             Span::styled(format!(" {text} "), Style::new().add_modifier(Modifier::REVERSED | Modifier::BOLD))
@@ -166,16 +180,7 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
     if !app.filter.is_empty() {
         spans.push(Span::styled(format!("  filter: {}", app.filter), Style::new().fg(Color::Cyan)));
     }
-    let status = if app.connected {
-        Span::styled("● connected", Style::new().fg(Color::Green))
-    } else {
-        Span::styled("◌ bangerd is gone: reconnecting…", Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD))
-    };
-    let left: u16 = spans.iter().map(|s| s.width() as u16).sum();
-    let pad = area.width.saturating_sub(left + status.width() as u16);
-    spans.push(Span::raw(" ".repeat(pad as usize)));
-    spans.push(status);
-    f.render_widget(Paragraph::new(Line::from(spans)), area);
+    f.render_widget(Paragraph::new(Line::from(spans)), left);
 }
 
 fn draw_vms(f: &mut Frame, app: &App, area: Rect) {
@@ -204,6 +209,32 @@ fn draw_vms(f: &mut Frame, app: &App, area: Rect) {
         .column_spacing(1);
     let mut state = TableState::new().with_selected(app.selected_index());
     f.render_stateful_widget(table, area, &mut state);
+    draw_progress_in_rows(f, app, area, &cols, &rows, state.offset());
+}
+
+/// A busy row shows what its operation is doing now over its columns after STATE (the same
+/// column layout as the table's: flex start, one space between).
+fn draw_progress_in_rows(f: &mut Frame, app: &App, area: Rect, cols: &[Column], rows: &[&Vm], offset: usize) {
+    let inner = Block::new().borders(Borders::ALL).inner(area);
+    let Some(state_at) = cols.iter().position(|c| *c == Column::State) else { return };
+    let rects = Layout::horizontal(cols.iter().map(|c| width_of(*c)))
+        .flex(ratatui::layout::Flex::Start)
+        .spacing(1)
+        .split(inner);
+    let Some(after) = rects.get(state_at + 1) else { return };
+    let visible = inner.height.saturating_sub(1) as usize; // below the header row
+    for (i, vm) in rows.iter().enumerate().skip(offset).take(visible) {
+        let Some(doing) = app.doing(&vm.name) else { continue };
+        let y = inner.y + 1 + (i - offset) as u16;
+        let r = Rect { x: after.x, y, width: inner.right().saturating_sub(after.x), height: 1 };
+        let style = if Some(i) == app.selected_index() {
+            Style::new().fg(Color::Yellow).add_modifier(Modifier::REVERSED)
+        } else {
+            Style::new().fg(Color::Yellow)
+        };
+        f.render_widget(Clear, r);
+        f.render_widget(Paragraph::new(format!("↳ {doing}")).style(style), r);
+    }
 }
 
 fn draw_detail(f: &mut Frame, app: &App, area: Rect) {
@@ -225,7 +256,7 @@ fn draw_detail(f: &mut Frame, app: &App, area: Rect) {
             if vm.nat { "on" } else { "off" }
         )),
     ])];
-    if let Some(doing) = app.busy.get(&vm.name) {
+    if let Some(doing) = app.doing(&vm.name) {
         lines.push(Line::styled(format!("… {doing}"), Style::new().fg(Color::Yellow)));
     } else if let Some(e) = &vm.last_error {
         lines.push(Line::styled(format!("last error: {e}"), Style::new().fg(Color::Red)));
@@ -233,7 +264,7 @@ fn draw_detail(f: &mut Frame, app: &App, area: Rect) {
     let disks: Vec<String> =
         vm.disks.iter().map(|d| format!("{} {}/{}", d.role, format_size(d.allocated), format_size(d.size))).collect();
     lines.push(Line::raw(format!("disks  {}", disks.join("  "))));
-    if let (Some(s), Some(up)) = (&app.stats, vm.uptime_secs) {
+    if let (Some(s), Some(up)) = (&app.stats, uptime(app, vm)) {
         let guest = match (&s.guest, &s.guest_error) {
             (Some(g), _) => {
                 format!("load {:.2}  mem {}/{}", g.load[0], format_size(g.mem_used), format_size(g.mem_total))
@@ -263,7 +294,9 @@ fn draw_detail(f: &mut Frame, app: &App, area: Rect) {
     if spark_h > 0 {
         let cpu_now = vm.process.as_ref().and_then(|p| p.cpu_percent).map(|c| format!("{c:.1}%")).unwrap_or("-".into());
         let data: Vec<u64> = hist.map(|h| h.cpu.iter().copied().collect()).unwrap_or_default();
-        spark(f, cpu, &format!("CPU {cpu_now}"), &data, (vm.vcpus as u64 * 1000).max(1), Color::Green);
+        // Scaled to one CPU (100%), or to the highest sample when above.
+        let top = data.iter().copied().max().unwrap_or(0).max(1000);
+        spark(f, cpu, &format!("CPU {cpu_now}"), &data, top, Color::Green);
         let data: Vec<u64> = hist.map(|h| h.mem.iter().copied().collect()).unwrap_or_default();
         let total = hist.map(|h| h.mem_total).filter(|t| *t > 0).unwrap_or((vm.memory_mib as u64) << 20);
         let mem_now = data.last().map(|m| format_size(*m)).unwrap_or("-".into());

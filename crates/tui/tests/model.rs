@@ -51,14 +51,14 @@ fn a_phase_event_shows_at_once_and_asks_for_the_rest() {
     assert_eq!(app.vms.iter().find(|v| v.name == "b-vm").unwrap().state, Phase::Starting);
     // Progress of an operation someone else started shows in the row until it settles.
     app.update(event(2, "b-vm", EventKind::Progress { stage: "boot".into(), message: "kernel booting".into() }));
-    assert_eq!(app.busy.get("b-vm").map(String::as_str), Some("kernel booting"));
+    assert_eq!(app.doing("b-vm"), Some("kernel booting"));
     app.update(event(3, "b-vm", EventKind::Phase { from: Phase::Starting, to: Phase::Running, reason: None }));
-    assert!(!app.busy.contains_key("b-vm"));
+    assert_eq!(app.doing("b-vm"), None);
     // A create elsewhere that does not start ends with `created`: no longer in progress.
     app.update(event(5, "d-vm", EventKind::Progress { stage: "create".into(), message: "creating disks".into() }));
-    assert!(app.busy.contains_key("d-vm"));
+    assert!(app.doing("d-vm").is_some());
     assert_eq!(app.update(event(6, "d-vm", EventKind::Created)), [Effect::RefreshVms, Effect::RefreshImages]);
-    assert!(!app.busy.contains_key("d-vm"));
+    assert_eq!(app.doing("d-vm"), None);
     // Progress replayed from before the TUI started is not shown.
     let old = Msg::Daemon(Update::Event(Event {
         seq: 0,
@@ -67,10 +67,35 @@ fn a_phase_event_shows_at_once_and_asks_for_the_rest() {
         kind: EventKind::Progress { stage: "boot".into(), message: "old".into() },
     }));
     app.update(old);
-    assert!(!app.busy.contains_key("c-vm"));
-    // Errors are one line; the program goes on.
-    app.update(event(4, "c-vm", EventKind::Error { message: "boot failed".into() }));
+    assert_eq!(app.doing("c-vm"), None);
+    // Errors are one line; the program goes on; they end what was seen in progress.
+    app.update(event(4, "c-vm", EventKind::Progress { stage: "boot".into(), message: "booting".into() }));
+    app.update(event(5, "c-vm", EventKind::Error { message: "boot failed".into() }));
     assert_eq!(app.message, Some(("c-vm: boot failed".into(), true)));
+    assert_eq!(app.doing("c-vm"), None);
+    // A stop elsewhere says "stopped" just after its phase: not in progress again.
+    app.update(event(10, "b-vm", EventKind::Phase { from: Phase::Running, to: Phase::Stopping, reason: None }));
+    app.update(event(11, "b-vm", EventKind::Progress { stage: "stop".into(), message: "powering off".into() }));
+    assert_eq!(app.doing("b-vm"), Some("powering off"));
+    app.update(event(12, "b-vm", EventKind::Phase { from: Phase::Stopping, to: Phase::Stopped, reason: None }));
+    let last_words = Msg::Daemon(Update::Event(Event {
+        seq: 13,
+        time: NOW as f64 + 12.5,
+        vm: Some("b-vm".into()),
+        kind: EventKind::Progress { stage: "stop".into(), message: "b-vm stopped".into() },
+    }));
+    app.update(last_words);
+    assert_eq!(app.doing("b-vm"), None);
+    // Progress seen without news for a while is forgotten; a message goes after a while too.
+    app.update(event(20, "c-vm", EventKind::Progress { stage: "set".into(), message: "growing".into() }));
+    app.update(Msg::Tick(NOW + banger_tui::app::SEEN_FOR + 1));
+    assert_eq!(app.doing("c-vm"), None);
+    assert_eq!(app.message, None);
+    // Only this TUI's own operations refuse a key: progress seen elsewhere does not.
+    app.update(event(30, "c-vm", EventKind::Progress { stage: "x".into(), message: "elsewhere".into() }));
+    key(&mut app, KeyCode::Char('G'));
+    assert_eq!(app.selected.as_deref(), Some("c-vm"));
+    assert_eq!(key(&mut app, KeyCode::Char('s')), [Effect::Act(Action::Start("c-vm".into()))]);
 }
 
 #[test]
@@ -78,15 +103,15 @@ fn actions_run_once_per_vm_and_report_their_end() {
     let mut app = three();
     key(&mut app, KeyCode::Down); // b-vm, stopped
     assert_eq!(key(&mut app, KeyCode::Char('s')), [Effect::Act(Action::Start("b-vm".into()))]);
-    assert_eq!(app.busy.get("b-vm").map(String::as_str), Some("starting…"));
+    assert_eq!(app.doing("b-vm"), Some("starting…"));
     assert_eq!(key(&mut app, KeyCode::Char('t')), [], "busy: refused");
     assert_eq!(app.message, Some(("b-vm is busy: starting…".into(), true)));
     app.update(Msg::Progress(Action::Start("b-vm".into()), "SSH ready".into()));
-    assert_eq!(app.busy.get("b-vm").map(String::as_str), Some("SSH ready"));
+    assert_eq!(app.doing("b-vm"), Some("SSH ready"));
     let fx = app.update(Msg::Done(Action::Start("b-vm".into()), Err("it went wrong".into())));
     assert_eq!(fx, [Effect::RefreshVms, Effect::RefreshImages]);
     assert_eq!(app.message, Some(("b-vm: it went wrong".into(), true)));
-    assert!(app.busy.is_empty());
+    assert!(app.all_doing().is_empty());
     assert_eq!(key(&mut app, KeyCode::Char('n')), [Effect::Act(Action::SetNat("b-vm".into(), true))]);
 }
 
@@ -98,7 +123,7 @@ fn delete_and_kill_ask_first() {
     assert!(app.question(&Action::Delete("a-vm".into())).contains("it is running"));
     assert_eq!(key(&mut app, KeyCode::Char('n')), [], "anything but y: no");
     assert_eq!(app.mode, Mode::Normal);
-    assert!(app.busy.is_empty());
+    assert!(app.all_doing().is_empty());
     key(&mut app, KeyCode::Char('K'));
     assert_eq!(key(&mut app, KeyCode::Char('y')), [Effect::Act(Action::Kill("a-vm".into()))]);
 }

@@ -120,6 +120,10 @@ fn reconnecting_and_empty() {
     let mut app = App::new(NOW as f64);
     app.update(Msg::Vms(Ok(vec![])));
     app.update(Msg::Daemon(Update::Gone));
+    // A long filter does not push the connection off the header.
+    key(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "a-rather-long-filter");
+    key(&mut app, KeyCode::Enter);
     both("reconnecting", &app);
 }
 

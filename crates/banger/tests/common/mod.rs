@@ -369,6 +369,12 @@ impl Tmux {
         String::from_utf8_lossy(&self.tmux(&["display-message", "-p", "#{alternate_on}"]).stdout).trim() == "1"
     }
 
+    /// Resize the terminal (the program sees a SIGWINCH, as when a window is resized).
+    pub fn resize(&self, cols: u16, rows: u16) {
+        let out = self.tmux(&["resize-window", "-x", &cols.to_string(), "-y", &rows.to_string()]);
+        assert!(out.status.success(), "tmux resize-window: {out:?}");
+    }
+
     /// Whether the cursor is shown.
     pub fn cursor_visible(&self) -> bool {
         String::from_utf8_lossy(&self.tmux(&["display-message", "-p", "#{cursor_flag}"]).stdout).trim() == "1"

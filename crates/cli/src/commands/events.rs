@@ -46,10 +46,25 @@ pub enum Update {
 /// When the daemon goes away, say so, wait for it to come back and carry on after the last
 /// event seen (or with everything the new daemon kept, if none was), so nothing it published
 /// meanwhile is missed.
-pub fn follow(ctx: &Ctx, since: Option<u64>, mut on_update: impl FnMut(Update) -> bool) -> CliResult {
-    let mut client = ctx.client()?;
+pub fn follow(ctx: &Ctx, since: Option<u64>, on_update: impl FnMut(Update) -> bool) -> CliResult {
+    follow_from(ctx, since, false, on_update)
+}
+
+/// [`follow`]; when `gone`, the caller already said the daemon is gone: wait for it first, then
+/// say it is back.
+pub fn follow_from(ctx: &Ctx, since: Option<u64>, gone: bool, mut on_update: impl FnMut(Update) -> bool) -> CliResult {
     let mut last = since;
-    let mut said_gone = false;
+    let mut said_gone = gone;
+    if gone {
+        while !autostart::is_listening(&ctx.dirs.socket()) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if !on_update(Update::DaemonBack) {
+            return Ok(());
+        }
+        said_gone = false;
+    }
+    let mut client = ctx.client()?;
     loop {
         let mut stop = false;
         let followed = block_on(client.events(last, |event| {
@@ -59,8 +74,9 @@ pub fn follow(ctx: &Ctx, since: Option<u64>, mut on_update: impl FnMut(Update) -
         }));
         match followed {
             Ok(()) => {}
-            // A daemon that is shutting down may still accept a connection it will not serve.
-            Err(ClientError::Unreachable { .. }) => {}
+            // A daemon that is shutting down may still accept a connection it will not serve;
+            // a stream cut mid-line reads as a protocol error.
+            Err(ClientError::Unreachable { .. } | ClientError::Protocol(_)) => {}
             Err(e) => return Err(e.into()),
         }
         if stop {
