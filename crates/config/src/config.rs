@@ -90,6 +90,27 @@ impl DnsMode {
     }
 }
 
+/// Which SSH host key a VM is known by (pinned at its first boot, checked at every boot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostKeys {
+    /// The keys the VM printed on its own serial console (banger's images do): the SSH server
+    /// that answers must hold one of them, so another machine at the same address is refused.
+    Console,
+    /// For images that print none: the first key the SSH server shows is trusted (trust on
+    /// first use); later boots must show the same.
+    Scan,
+}
+
+impl HostKeys {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostKeys::Console => "console",
+            HostKeys::Scan => "scan",
+        }
+    }
+}
+
 /// An IPv4 subnet such as `172.30.0.0/24`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Subnet {
@@ -154,6 +175,8 @@ pub struct Config {
     pub dns_upstream: Vec<std::net::SocketAddr>,
     /// The `mapdns` program for `dns = "mapdns"`.
     pub mapdns_bin: PathBuf,
+    /// How a VM's SSH host key is trusted at its first boot.
+    pub ssh_host_keys: HostKeys,
     sources: Vec<(&'static str, Source)>,
     /// Problems that do not stop loading (unknown keys).
     pub warnings: Vec<String>,
@@ -190,6 +213,7 @@ pub const KEYS: &[(&str, &str, Option<&str>)] = &[
     ("dns_port", "a port from 1024 to 65535 (default: derived from the state directory)", None),
     ("dns_upstream", "a list of \"IP\" or \"IP:PORT\" strings (default: the host's /etc/resolv.conf)", None),
     ("mapdns_bin", "a path or a program name", Some("mapdns")),
+    ("ssh_host_keys", "one of \"console\", \"scan\"", Some("console")),
 ];
 
 fn expected(key: &str) -> &'static str {
@@ -256,6 +280,7 @@ impl Config {
             default_disk_size: 0,
             subnet: Subnet { network: Ipv4Addr::UNSPECIFIED, prefix: 0 },
             dns: DnsMode::Builtin,
+            ssh_host_keys: HostKeys::Console,
             dns_port: None,
             dns_upstream: Vec::new(),
             mapdns_bin: PathBuf::new(),
@@ -362,6 +387,14 @@ impl Config {
                     .collect::<Result<_, _>>()?;
             }
             "mapdns_bin" => self.mapdns_bin = path()?,
+            "ssh_host_keys" => {
+                self.ssh_host_keys = match value.as_str() {
+                    Some("console") => HostKeys::Console,
+                    Some("scan") => HostKeys::Scan,
+                    Some(other) => return Err(format!("is {other:?}")),
+                    None => return Err(format!("is a {}, not a string", value.type_str())),
+                }
+            }
             other => unreachable!("unhandled config key {other}"),
         }
         Ok(())
@@ -400,6 +433,7 @@ impl Config {
                     "dns_upstream" => (!self.dns_upstream.is_empty())
                         .then(|| self.dns_upstream.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")),
                     "mapdns_bin" => p(&self.mapdns_bin),
+                    "ssh_host_keys" => Some(self.ssh_host_keys.as_str().into()),
                     other => unreachable!("unhandled config key {other}"),
                 };
                 Entry { key, value, source: self.source(key) }
@@ -446,7 +480,13 @@ mod tests {
         assert_eq!((c.dns, c.dns_port), (DnsMode::Off, Some(5353)));
         assert_eq!(c.dns_upstream, ["10.0.0.1:53".parse().unwrap(), "127.0.0.1:5300".parse().unwrap()]);
         assert_eq!(parse("dns_upstream = \"1.1.1.1, 9.9.9.9\"").unwrap().dns_upstream.len(), 2);
-        for bad in ["dns = \"bind\"", "dns_port = 53", "dns_upstream = [\"nope\"]", "dns_upstream = 5"] {
+        for bad in [
+            "dns = \"bind\"",
+            "ssh_host_keys = \"trust\"",
+            "dns_port = 53",
+            "dns_upstream = [\"nope\"]",
+            "dns_upstream = 5",
+        ] {
             let e = parse(bad).unwrap_err();
             assert_eq!(e.exit_code(), banger_api::exit::BAD_INPUT, "{bad}: {e}");
         }
@@ -490,8 +530,10 @@ mod tests {
             dns_port = 20053
             dns_upstream = ["192.0.2.53"]
             mapdns_bin = "/usr/local/bin/mapdns"
+            ssh_host_keys = "scan"
         "#;
         let c = parse(text).unwrap();
+        assert_eq!(c.ssh_host_keys, HostKeys::Scan);
         assert_eq!((c.dns, c.dns_port), (DnsMode::Mapdns, Some(20053)));
         assert_eq!(c.mapdns_bin, PathBuf::from("/usr/local/bin/mapdns"));
         assert_eq!(c.runtime_dir, Some(PathBuf::from("/opt/banger-runtime")));

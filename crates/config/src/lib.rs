@@ -11,6 +11,6 @@ pub mod dirs;
 pub mod runtime;
 pub mod size;
 
-pub use config::{Config, ConfigError, DnsMode, Source};
+pub use config::{Config, ConfigError, DnsMode, HostKeys, Source};
 pub use dirs::{Dirs, DirsError};
 pub use runtime::{RuntimeDir, RuntimeError, RuntimeSource};

@@ -50,6 +50,109 @@ impl Lease {
     }
 }
 
+/// An IPv4 network (`network/prefix`, host bits cleared).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Net {
+    pub network: Ipv4Addr,
+    pub prefix: u8,
+}
+
+fn mask(prefix: u8) -> u32 {
+    if prefix == 0 { 0 } else { u32::MAX << (32 - prefix.min(32)) }
+}
+
+impl Net {
+    pub fn new(addr: Ipv4Addr, prefix: u8) -> Net {
+        Net { network: Ipv4Addr::from(u32::from(addr) & mask(prefix)), prefix: prefix.min(32) }
+    }
+
+    /// `a.b.c.d/p` or `a.b.c.d` (a /32).
+    pub fn parse(s: &str) -> Option<Net> {
+        let (a, p) = s.split_once('/').unwrap_or((s, "32"));
+        Some(Net::new(a.parse().ok()?, p.parse().ok().filter(|p| *p <= 32)?))
+    }
+
+    /// Whether the two share any address.
+    pub fn overlaps(&self, other: &Net) -> bool {
+        let m = mask(self.prefix.min(other.prefix));
+        u32::from(self.network) & m == u32::from(other.network) & m
+    }
+
+    /// Slot `slot`'s /30 of this network.
+    pub fn slot(&self, slot: u32) -> Option<Net> {
+        lease(self.network, self.prefix, slot).map(|l| Net::new(l.host, PREFIX))
+    }
+}
+
+impl std::fmt::Display for Net {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+/// A network something on the host already uses: an address on a link, or a route through it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InUse {
+    pub net: Net,
+    pub dev: String,
+}
+
+/// The IPv4 networks of this host's addresses and routes (every table; not default routes),
+/// except on links whose names start with `own_prefix` (this installation's TAPs). Read with
+/// `ip -j`; empty if `ip` cannot be run.
+pub fn in_use(own_prefix: &str) -> Vec<InUse> {
+    let json = |args: &[&str]| {
+        banger_host::run("ip", args).map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
+    };
+    let mut out = parse_addrs(&json(&["-j", "-4", "addr", "show"]));
+    out.extend(parse_routes(&json(&["-j", "-4", "route", "show", "table", "all"])));
+    out.retain(|u| own_prefix.is_empty() || !u.dev.starts_with(own_prefix));
+    out.dedup();
+    out
+}
+
+/// `ip -j -4 addr show` → each address's network and link.
+pub fn parse_addrs(json: &str) -> Vec<InUse> {
+    let Ok(serde_json::Value::Array(links)) = serde_json::from_str::<serde_json::Value>(json) else { return vec![] };
+    let mut out = vec![];
+    for link in &links {
+        let dev = link["ifname"].as_str().unwrap_or_default().to_string();
+        for a in link["addr_info"].as_array().into_iter().flatten() {
+            if let (Some(ip), Some(p)) = (a["local"].as_str().and_then(|s| s.parse().ok()), a["prefixlen"].as_u64()) {
+                out.push(InUse { net: Net::new(ip, p.min(32) as u8), dev: dev.clone() });
+            }
+        }
+    }
+    out
+}
+
+/// `ip -j -4 route show table all` → each route's destination and link (default routes left out:
+/// they overlap everything and take nothing).
+pub fn parse_routes(json: &str) -> Vec<InUse> {
+    let Ok(serde_json::Value::Array(routes)) = serde_json::from_str::<serde_json::Value>(json) else { return vec![] };
+    routes
+        .iter()
+        .filter_map(|r| {
+            let net = Net::parse(r["dst"].as_str()?)?;
+            (net.prefix > 0).then(|| InUse { net, dev: r["dev"].as_str().unwrap_or("?").to_string() })
+        })
+        .collect()
+}
+
+/// A network of `prefix` bits in the private ranges that overlaps nothing in `busy` (nor
+/// `avoid`): what to suggest when a subnet is full of other things.
+pub fn suggest(prefix: u8, busy: &[InUse], avoid: &Net) -> Option<Net> {
+    let prefix = prefix.clamp(16, 29);
+    let step = 1u32 << (32 - prefix);
+    [Net::new(Ipv4Addr::new(172, 16, 0, 0), 12), Net::new(Ipv4Addr::new(10, 0, 0, 0), 8)].iter().find_map(|range| {
+        let first = u32::from(range.network);
+        let count = 1u32 << (prefix - range.prefix);
+        (0..count.min(4096))
+            .map(|i| Net::new(Ipv4Addr::from(first + i * step), prefix))
+            .find(|c| !c.overlaps(avoid) && !busy.iter().any(|u| u.net.overlaps(c)))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +176,34 @@ mod tests {
         assert_eq!(l.mac(), "02:42:0a:4d:00:06");
         assert_eq!(l.kernel_arg("calm-otter", None), "ip=10.77.0.6::10.77.0.5:255.255.255.252:calm-otter:eth0:off");
         assert!(l.kernel_arg("x", Some(Ipv4Addr::new(1, 1, 1, 1))).ends_with(":eth0:off:1.1.1.1"));
+    }
+
+    #[test]
+    fn networks_overlap_and_the_host_s_are_read_from_ip_json() {
+        let n = |s: &str| Net::parse(s).unwrap();
+        assert!(n("172.30.0.0/24").overlaps(&n("172.30.0.4/30")));
+        assert!(n("172.30.0.4/30").overlaps(&n("172.30.0.0/16")));
+        assert!(!n("172.30.0.4/30").overlaps(&n("172.30.0.8/30")));
+        assert!(n("172.30.0.6").overlaps(&n("172.30.0.4/30")));
+        assert_eq!(n("172.30.0.9/30").to_string(), "172.30.0.8/30");
+        assert_eq!(n("172.30.0.0/24").slot(2), Some(n("172.30.0.8/30")));
+        assert_eq!(Net::parse("default"), None);
+        let addrs = r#"[{"ifname":"lo","addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8}]},
+            {"ifname":"bgrother-0","addr_info":[{"local":"172.30.0.1","prefixlen":30}]},{"ifname":"eth9"}]"#;
+        assert_eq!(
+            parse_addrs(addrs),
+            [
+                InUse { net: n("127.0.0.0/8"), dev: "lo".into() },
+                InUse { net: n("172.30.0.0/30"), dev: "bgrother-0".into() }
+            ]
+        );
+        let routes = r#"[{"dst":"default","gateway":"192.0.2.1","dev":"eth0"},{"dst":"10.8.0.0/16","dev":"tun0"},
+            {"type":"local","dst":"192.0.2.2","dev":"eth0","table":"local"}]"#;
+        assert_eq!(
+            parse_routes(routes),
+            [InUse { net: n("10.8.0.0/16"), dev: "tun0".into() }, InUse { net: n("192.0.2.2/32"), dev: "eth0".into() }]
+        );
+        let busy = [InUse { net: n("172.16.0.0/13"), dev: "x".into() }];
+        assert_eq!(suggest(24, &busy, &n("172.30.0.0/24")), Some(n("172.24.0.0/24")));
     }
 }

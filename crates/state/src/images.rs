@@ -167,7 +167,7 @@ mod tests {
             guest_ip: "10.0.0.2".into(),
             mac: "02:00:00:00:00:01".into(),
         };
-        db.insert_vm(&vm, 4, addr).unwrap();
+        db.insert_vm(&vm, 4, |_| true, addr).unwrap();
         assert_eq!(db.delete_image_unused("go").unwrap(), Err(vec!["dev".to_string()]));
         assert!(db.image("go").unwrap().is_some(), "a used image stays");
         db.delete_vm("dev").unwrap();

@@ -135,10 +135,13 @@ pub enum Insert {
 
 impl Db {
     /// Register a VM: pick the lowest free slot (below `capacity`) and insert, in one transaction.
+    /// Register `vm` in the lowest free slot below `capacity` that `usable` accepts (slots the
+    /// host uses otherwise are skipped), with `address(slot)`; all in one transaction.
     pub fn insert_vm(
         &mut self,
         vm: &NewVm,
         capacity: u32,
+        usable: impl Fn(u32) -> bool,
         address: impl Fn(u32) -> Address,
     ) -> Result<Insert, StateError> {
         let path = self.path.clone();
@@ -154,7 +157,7 @@ impl Db {
             let mut stmt = tx.prepare("SELECT slot FROM vms ORDER BY slot").map_err(err)?;
             stmt.query_map([], |r| r.get(0)).map_err(err)?.collect::<Result<_, _>>().map_err(err)?
         };
-        let Some(slot) = (0..capacity).find(|s| !used.contains(s)) else {
+        let Some(slot) = (0..capacity).find(|s| !used.contains(s) && usable(*s)) else {
             return Ok(Insert::NoFreeSlot);
         };
         let a = address(slot);
@@ -291,15 +294,20 @@ mod tests {
     fn names_are_unique_slots_reused_and_capacity_enforced() {
         let tmp = tempfile::tempdir().unwrap();
         let mut db = Db::open(&tmp.path().join("s.db")).unwrap();
-        let Insert::Inserted(a) = db.insert_vm(&new("a"), 2, addr).unwrap() else { panic!() };
+        let Insert::Inserted(a) = db.insert_vm(&new("a"), 2, |_| true, addr).unwrap() else { panic!() };
         assert_eq!((a.slot, a.tap.as_str(), a.phase.as_str()), (0, "tap0", "stopped"));
-        assert!(matches!(db.insert_vm(&new("a"), 2, addr).unwrap(), Insert::NameTaken));
-        let Insert::Inserted(b) = db.insert_vm(&new("b"), 2, addr).unwrap() else { panic!() };
+        assert!(matches!(db.insert_vm(&new("a"), 2, |_| true, addr).unwrap(), Insert::NameTaken));
+        let Insert::Inserted(b) = db.insert_vm(&new("b"), 2, |_| true, addr).unwrap() else { panic!() };
         assert_eq!(b.slot, 1);
-        assert!(matches!(db.insert_vm(&new("c"), 2, addr).unwrap(), Insert::NoFreeSlot));
+        assert!(matches!(db.insert_vm(&new("c"), 2, |_| true, addr).unwrap(), Insert::NoFreeSlot));
         assert!(db.delete_vm("a").unwrap());
-        let Insert::Inserted(c) = db.insert_vm(&new("c"), 2, addr).unwrap() else { panic!() };
+        let Insert::Inserted(c) = db.insert_vm(&new("c"), 2, |_| true, addr).unwrap() else { panic!() };
         assert_eq!(c.slot, 0, "freed slot is reused");
+        // A slot the host uses otherwise is skipped.
+        let Insert::Inserted(d) = db.insert_vm(&new("d"), 4, |s| s != 2, addr).unwrap() else { panic!() };
+        assert_eq!(d.slot, 3);
+        assert!(matches!(db.insert_vm(&new("e"), 4, |s| s != 2, addr).unwrap(), Insert::NoFreeSlot));
+        assert!(db.delete_vm("d").unwrap());
         assert_eq!(db.vms().unwrap().iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["b", "c"]);
     }
 
@@ -307,7 +315,7 @@ mod tests {
     fn settings_change_in_one_statement_and_only_when_stopped_if_asked() {
         let tmp = tempfile::tempdir().unwrap();
         let mut db = Db::open(&tmp.path().join("s.db")).unwrap();
-        db.insert_vm(&new("a"), 4, addr).unwrap();
+        db.insert_vm(&new("a"), 4, |_| true, addr).unwrap();
         let s = Settings { memory_mib: 2048, vcpus: 2, disk_size: 16 << 30, nat: true };
         assert!(db.set_vm_settings("a", &s, true).unwrap());
         assert_eq!(db.vm("a").unwrap().unwrap().settings(), s);
@@ -326,7 +334,7 @@ mod tests {
     fn phases_are_recorded_with_their_process_and_errors() {
         let tmp = tempfile::tempdir().unwrap();
         let mut db = Db::open(&tmp.path().join("s.db")).unwrap();
-        db.insert_vm(&new("a"), 4, addr).unwrap();
+        db.insert_vm(&new("a"), 4, |_| true, addr).unwrap();
         let running = PhaseRow {
             phase: "running",
             backend: Some("qemu"),

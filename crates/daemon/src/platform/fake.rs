@@ -21,6 +21,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 #[derive(Default)]
 pub struct FakeHost {
     pub taps: BTreeSet<String>,
+    /// Networks something else on the "host" uses (another installation's TAPs, a VPN route).
+    pub in_use: Vec<banger_net::addr::InUse>,
     /// NAT rule tags, and DNS redirects as `TAG:PORT`.
     pub nat: BTreeSet<String>,
     /// Every VMM pid started, in order.
@@ -43,6 +45,12 @@ pub struct FakeHost {
     pub stats_calls: usize,
     /// How long the guest takes to answer the stats command.
     pub stats_delay: std::time::Duration,
+    /// The host key each guest address serves (what its fake console printed).
+    pub served_keys: std::collections::HashMap<Ipv4Addr, String>,
+    /// Another machine answers at every guest address (a different host key).
+    pub impostor: bool,
+    /// Guests print no host keys on their console (an image that does not).
+    pub silent_keys: bool,
 }
 
 #[derive(Clone, Default)]
@@ -115,17 +123,20 @@ impl Vmm for Fake {
         std::fs::create_dir_all(&config.run_dir).map_err(spawn)?;
         let socket = config.run_dir.join("fake.sock");
         std::fs::write(&socket, b"").map_err(spawn)?;
+        if let Some(ip) = config.cmdline.split("ip=").nth(1).and_then(|r| r.split(':').next()?.parse().ok()) {
+            self.host().served_keys.insert(ip, format!("ssh-ed25519 AAAAfake{}", config.name));
+        }
         let mut console =
             std::fs::OpenOptions::new().create(true).append(true).open(&config.console_log).map_err(spawn)?;
-        std::io::Write::write_all(
-            &mut console,
+        let text = if self.host().silent_keys {
+            format!("banger-init: fake boot of {}\n", config.name)
+        } else {
             format!(
                 "banger-init: fake boot of {}\nBANGER-HOSTKEYS-BEGIN\nssh-ed25519 AAAAfake{} root@{}\nBANGER-HOSTKEYS-END\n",
                 config.name, config.name, config.name
             )
-            .as_bytes(),
-        )
-        .map_err(spawn)?;
+        };
+        std::io::Write::write_all(&mut console, text.as_bytes()).map_err(spawn)?;
         let mut cmd = std::process::Command::new("sleep");
         cmd.arg0(format!("fake-vmm {}", socket.display())).arg("600");
         cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
@@ -173,6 +184,9 @@ impl HostNet for Fake {
     fn taps(&self, prefix: &str) -> Vec<String> {
         self.host().taps.iter().filter(|t| t.starts_with(prefix)).cloned().collect()
     }
+    fn in_use(&self, own_prefix: &str) -> Vec<banger_net::addr::InUse> {
+        self.host().in_use.iter().filter(|u| !u.dev.starts_with(own_prefix)).cloned().collect()
+    }
     fn enable_nat(&self, tag: &str, _tap: &str, _guest: Ipv4Addr) -> Result<(), HostError> {
         self.host().nat.insert(tag.into());
         Ok(())
@@ -204,8 +218,12 @@ impl Guest for Fake {
         h.probes += 1;
         if h.never_ready { Probe::Silent } else { Probe::Ready("SSH-2.0-fake".into()) }
     }
-    fn keyscan(&self, _ip: Ipv4Addr) -> Option<Vec<String>> {
-        None
+    fn keyscan(&self, ip: Ipv4Addr, _types: &[&str]) -> Option<Vec<String>> {
+        let h = self.host();
+        if h.impostor {
+            return Some(vec!["ssh-ed25519 AAAAimpostor".into()]);
+        }
+        h.served_keys.get(&ip).map(|k| vec![k.clone()])
     }
     fn poweroff(&self, _ssh: &banger_api::response::SshInfo) {
         self.host().poweroffs += 1;

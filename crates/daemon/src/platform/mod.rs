@@ -42,6 +42,8 @@ pub trait HostNet: Send + Sync {
     fn delete_tap(&self, name: &str) -> Result<(), HostError>;
     /// Every TAP whose name starts with `prefix`.
     fn taps(&self, prefix: &str) -> Vec<String>;
+    /// Networks of the host's addresses and routes, except on links named `own_prefix…`.
+    fn in_use(&self, own_prefix: &str) -> Vec<banger_net::addr::InUse>;
     fn enable_nat(&self, tag: &str, tap: &str, guest: Ipv4Addr) -> Result<(), HostError>;
     fn disable_nat(&self, tag: &str, tap: &str, guest: Ipv4Addr) -> Result<(), HostError>;
     /// Send the guest's DNS queries (port 53) on `tap` to the daemon's resolver at `port`.
@@ -54,8 +56,9 @@ pub trait HostNet: Send + Sync {
 pub trait Guest: Send + Sync {
     /// What answers on the guest's port 22.
     fn probe(&self, ip: Ipv4Addr) -> Probe;
-    /// Host keys by asking sshd (for images that do not print them on the console).
-    fn keyscan(&self, ip: Ipv4Addr) -> Option<Vec<String>>;
+    /// The host keys sshd at `ip` shows (`type base64`), of the given key types (`ssh-ed25519`…;
+    /// empty: every type).
+    fn keyscan(&self, ip: Ipv4Addr, types: &[&str]) -> Option<Vec<String>>;
     /// Ask the guest to power off; returns once asked (errors are fine).
     fn poweroff(&self, ssh: &SshInfo);
     /// Memory, load, uptime and filesystem use inside the guest (`vm stats`); may take a while.

@@ -31,6 +31,9 @@ impl super::HostNet for HostNetwork {
     fn taps(&self, prefix: &str) -> Vec<String> {
         tap::list(prefix)
     }
+    fn in_use(&self, own_prefix: &str) -> Vec<banger_net::addr::InUse> {
+        banger_net::addr::in_use(own_prefix)
+    }
     fn enable_nat(&self, tag: &str, tap: &str, guest: Ipv4Addr) -> Result<(), HostError> {
         self.firewall.enable_nat(tag, tap, guest)
     }

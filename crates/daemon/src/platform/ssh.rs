@@ -17,8 +17,8 @@ impl super::Guest for Ssh {
     fn probe(&self, ip: Ipv4Addr) -> Probe {
         probe(ip)
     }
-    fn keyscan(&self, ip: Ipv4Addr) -> Option<Vec<String>> {
-        keyscan(ip)
+    fn keyscan(&self, ip: Ipv4Addr, types: &[&str]) -> Option<Vec<String>> {
+        keyscan(ip, types)
     }
     fn poweroff(&self, ssh: &banger_api::response::SshInfo) {
         poweroff(ssh)
@@ -80,9 +80,24 @@ pub fn host_keys_from_console(console: &str) -> Option<Vec<String>> {
     (!keys.is_empty()).then_some(keys)
 }
 
-/// `ssh-keyscan` fallback for images that do not print their keys (trust on first use).
-pub fn keyscan(ip: Ipv4Addr) -> Option<Vec<String>> {
-    let out = banger_host::run("ssh-keyscan", ["-T", "5", &ip.to_string()]).ok()?;
+/// The keys sshd at `ip` shows, by `ssh-keyscan`: only the `types` asked for (one key exchange
+/// each, and a guest that just booted under TCG can take seconds for one), every type if none.
+/// Tried twice.
+pub fn keyscan(ip: Ipv4Addr, types: &[&str]) -> Option<Vec<String>> {
+    let scan_types: Vec<&str> = types
+        .iter()
+        .map(|t| if t.starts_with("ecdsa-") { "ecdsa" } else { t.trim_start_matches("ssh-") })
+        .collect();
+    let mut args = vec!["-T".to_string(), "15".into()];
+    if !scan_types.is_empty() {
+        args.extend(["-t".into(), scan_types.join(",")]);
+    }
+    args.push(ip.to_string());
+    (0..2).find_map(|_| keyscan_once(&args))
+}
+
+fn keyscan_once(args: &[String]) -> Option<Vec<String>> {
+    let out = banger_host::run("ssh-keyscan", args).ok()?;
     let keys: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.starts_with('#'))

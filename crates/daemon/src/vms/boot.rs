@@ -108,6 +108,17 @@ impl Manager {
         let paths = self.layout.vm(name);
         let console_from = std::fs::metadata(&paths.console_log).map(|m| m.len()).unwrap_or(0);
         let booted = (|| -> Result<Live> {
+            // Its /30 must be free on the host: another installation (or a VPN, a bridge) may
+            // have taken it while this VM was stopped, and the guest address would reach that.
+            let own = addr::Net::new(host, addr::PREFIX);
+            if let Some(u) = self.net.in_use(&self.tap_prefix).into_iter().find(|u| u.net.overlaps(&own)) {
+                return Err(ApiError::conflict(format!(
+                    "its addresses {own} are in use on this host ({} on {}: another banger installation with the same \
+                     subnet?); give one installation its own `subnet` in config.toml",
+                    u.net, u.dev
+                ))
+                .into());
+            }
             self.step(progress, name, "network", format!("creating TAP {} ({host} ↔ {guest})", rec.tap));
             let _ = self.net.delete_tap(&rec.tap);
             self.net.create_tap(&rec.tap, host)?;
@@ -165,26 +176,16 @@ impl Manager {
                 format!("{} started ({}, pid {})", i.backend.as_str(), i.accel.as_str(), i.pid),
             );
             self.wait_boot(name, i, guest, &paths.console_log, console_from, progress)?;
-            let keys = match rec.host_keys.clone() {
-                Some(k) => Some(k),
-                None => {
-                    let text = read_from(&paths.console_log, console_from);
-                    let keys =
-                        ssh::host_keys_from_console(&text).or_else(|| self.guest.keyscan(guest)).map(|k| k.join("\n"));
-                    if let Some(k) = &keys {
-                        self.db().set_vm_host_keys(name, k)?;
-                        self.step(progress, name, "ssh", "pinned the VM's SSH host keys".into());
-                        let mut fields = serde_json::Map::new();
-                        fields.insert("ssh_pinned".into(), true.into());
-                        self.events.publish(Some(name), EventKind::Changed { fields });
-                    }
-                    keys
-                }
-            };
-            if let Some(k) = keys {
-                ssh::write_known_hosts(&paths.known_hosts, &paths.host_key_alias, &k)
-                    .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", paths.known_hosts.display())))?;
+            let keys = self.check_host_key(rec, guest, &paths.console_log, console_from)?;
+            if rec.host_keys.is_none() {
+                self.db().set_vm_host_keys(name, &keys)?;
+                self.step(progress, name, "ssh", "pinned the VM's SSH host keys".into());
+                let mut fields = serde_json::Map::new();
+                fields.insert("ssh_pinned".into(), true.into());
+                self.events.publish(Some(name), EventKind::Changed { fields });
             }
+            ssh::write_known_hosts(&paths.known_hosts, &paths.host_key_alias, &keys)
+                .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", paths.known_hosts.display())))?;
             Ok(live)
         })();
         let live = match booted {
@@ -257,6 +258,56 @@ impl Manager {
                 ))));
             }
             std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The host keys VM `rec` is known by, once the SSH server answering at `guest` has shown
+    /// it holds one of them: the keys pinned at its first boot, else those it printed on its own
+    /// console this boot (or, with `ssh_host_keys = "scan"` and none printed, the server's own:
+    /// trust on first use). Anything else answering there — another machine with this address,
+    /// such as another installation's VM — is refused, and the boot fails saying so.
+    fn check_host_key(&self, rec: &VmRecord, guest: Ipv4Addr, console: &Path, from: u64) -> Result<String> {
+        let name = &rec.name;
+        let printed = || {
+            // Printed before sshd starts; a moment's grace for a slow console.
+            let t0 = Instant::now();
+            loop {
+                if let Some(k) = ssh::host_keys_from_console(&read_from(console, from)) {
+                    return Some(k);
+                }
+                if t0.elapsed() > Duration::from_secs(3) {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        };
+        let expected: Option<Vec<String>> = match &rec.host_keys {
+            Some(k) => Some(k.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()),
+            None => printed(),
+        };
+        let types: Vec<&str> =
+            expected.iter().flatten().filter_map(|k| k.split_whitespace().next()).collect::<Vec<_>>();
+        let served = self.guest.keyscan(guest, &types);
+        match (expected, served) {
+            (Some(exp), Some(served)) if served.iter().any(|k| exp.contains(k)) => Ok(exp.join("\n")),
+            (Some(_), Some(_)) => Err(ApiError::conflict(format!(
+                "the SSH server at {guest} is not VM {name}: its host key is not the one {} (another machine \
+                 has this address — another banger installation with the same subnet? Give one of them its \
+                 own `subnet` in config.toml)",
+                if rec.host_keys.is_some() { "pinned at its first boot" } else { "it printed on its console" }
+            ))
+            .into()),
+            (Some(_), None) => Err(ApiError::internal(format!(
+                "cannot read the host key of the SSH server at {guest} (ssh-keyscan) to check it is VM {name}"
+            ))
+            .into()),
+            (None, Some(served)) if self.config.ssh_host_keys == banger_config::HostKeys::Scan => Ok(served.join("\n")),
+            (None, _) => Err(ApiError::internal(format!(
+                "VM {name} printed no SSH host keys on its console (BANGER-HOSTKEYS-BEGIN…END), so the server \
+                 answering at {guest} cannot be told from another machine; for images that do not print them, \
+                 set ssh_host_keys = \"scan\" in config.toml (trust on first use)"
+            ))
+            .into()),
         }
     }
 

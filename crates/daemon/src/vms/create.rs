@@ -106,7 +106,12 @@ impl Manager {
             }
         };
         let prefix = &self.tap_prefix;
-        let inserted = self.db().insert_vm(&new, addr::capacity(subnet.prefix), |slot| {
+        // Slots whose /30 something else on this host already uses (another installation's VM,
+        // a VPN route, a bridge) are skipped: its address would reach that instead.
+        let busy = self.net.in_use(prefix);
+        let net = addr::Net::new(subnet.network, subnet.prefix);
+        let usable = |slot: u32| net.slot(slot).is_some_and(|s| !busy.iter().any(|u| u.net.overlaps(&s)));
+        let inserted = self.db().insert_vm(&new, addr::capacity(subnet.prefix), usable, |slot| {
             let lease = addr::lease(subnet.network, subnet.prefix, slot).expect("slot below capacity");
             Address {
                 tap: tap::name(prefix, slot),
@@ -121,9 +126,7 @@ impl Manager {
                 self.unpin_base(&new.base_path);
                 return Err(match other {
                     Ok(Insert::NameTaken) => ApiError::conflict(format!("a VM named {name} already exists")).into(),
-                    Ok(_) => {
-                        ApiError::conflict(format!("subnet {subnet} has no room for another VM (one /30 each)")).into()
-                    }
+                    Ok(_) => no_room(&net, &busy).into(),
                     Err(e) => e.into(),
                 });
             }
@@ -142,4 +145,28 @@ impl Manager {
         }
         Ok(rec)
     }
+}
+
+/// `vm create` when no /30 of the subnet is free: how many are taken by what, and a subnet to
+/// configure instead.
+fn no_room(net: &addr::Net, busy: &[addr::InUse]) -> ApiError {
+    let mut others: Vec<String> =
+        busy.iter().filter(|u| u.net.overlaps(net)).map(|u| format!("{} on {}", u.net, u.dev)).collect();
+    others.dedup();
+    let used_elsewhere = if others.is_empty() {
+        String::new()
+    } else {
+        let shown: Vec<&str> = others.iter().take(3).map(String::as_str).collect();
+        format!(
+            "; this host already uses part of it otherwise ({}{}: another banger installation?)",
+            shown.join(", "),
+            if others.len() > 3 { ", …" } else { "" }
+        )
+    };
+    let suggestion = addr::suggest(net.prefix, busy, net)
+        .map(|s| {
+            format!("; set subnet = \"{s}\" (unused here) in config.toml, then restart bangerd (`banger daemon stop`)")
+        })
+        .unwrap_or_default();
+    ApiError::conflict(format!("subnet {net} has no free /30 for another VM (one each){used_elsewhere}{suggestion}"))
 }

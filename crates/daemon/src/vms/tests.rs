@@ -136,6 +136,75 @@ fn create_start_stop_restart_kill_delete_and_their_events() {
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "sequence numbers increase by one: {seqs:?}");
 }
 
+/// Two installations with the same subnet, or any other machine at a VM's address: the SSH
+/// server that answers must hold the host key the VM printed on its console (or the one pinned at
+/// its first boot), else the boot fails and releases everything.
+#[test]
+fn a_vm_is_ready_only_when_its_ssh_server_holds_its_own_host_key() {
+    let t = setup();
+    t.fake.host().impostor = true;
+    let e = t.m.create(req("twin"), &()).unwrap_err();
+    assert_eq!(e.code(), banger_api::ErrorCode::Conflict, "{e}");
+    assert!(e.to_string().contains("the SSH server at 10.250.0.2 is not VM twin"), "{e}");
+    assert!(e.to_string().contains("it printed on its console"), "{e}");
+    assert!(matches!(t.phase("twin"), VmPhase::Failed(_)));
+    assert!(t.fake.host().taps.is_empty(), "released");
+    assert!(!t.m.get("twin").unwrap().ssh.pinned, "nothing pinned from an impostor");
+
+    t.fake.host().impostor = false;
+    let vm = t.m.start("twin", &()).unwrap();
+    assert!(vm.ssh.pinned);
+    t.m.stop("twin", Duration::from_secs(5), &()).unwrap();
+    // Pinned: a later boot answered by another machine is refused too.
+    t.fake.host().impostor = true;
+    let e = t.m.start("twin", &()).unwrap_err();
+    assert!(e.to_string().contains("pinned at its first boot"), "{e}");
+    t.fake.host().impostor = false;
+
+    // An image that prints no keys: refused, unless ssh_host_keys = "scan" (trust on first use).
+    t.fake.host().silent_keys = true;
+    let e = t.m.create(req("quiet"), &()).unwrap_err();
+    assert!(e.to_string().contains("printed no SSH host keys on its console"), "{e}");
+    let mut scan = setup();
+    scan.m.config.ssh_host_keys = banger_config::HostKeys::Scan;
+    scan.fake.host().silent_keys = true;
+    let vm = scan.create("quiet");
+    assert!(vm.ssh.pinned);
+    assert_eq!(std::fs::read_to_string(&vm.ssh.known_hosts).unwrap(), "banger-quiet ssh-ed25519 AAAAfakequiet\n");
+}
+
+/// Another installation (or anything else on the host) using part of the subnet: its slots are
+/// skipped at create, a stopped VM whose /30 was taken meanwhile refuses to start, and a full
+/// subnet says which one to configure.
+#[test]
+fn slots_the_host_uses_otherwise_are_skipped_and_refused() {
+    use banger_net::addr::{InUse, Net};
+    let t = setup();
+    let other = |net: &str, dev: &str| InUse { net: Net::parse(net).unwrap(), dev: dev.into() };
+    t.fake.host().in_use = vec![other("10.250.0.0/30", "bgrother-0"), other("10.250.0.8/29", "tun0")];
+    let a = t.m.create(CreateVm { no_start: true, ..req("a") }, &()).unwrap();
+    assert_eq!(a.ip, "10.250.0.6", "slot 0 is another installation's");
+    let b = t.m.create(CreateVm { no_start: true, ..req("b") }, &()).unwrap();
+    assert_eq!(b.ip, "10.250.0.18", "slots 2 and 3 are under a VPN route");
+    // Taken while stopped: refused with the reason, nothing made.
+    t.fake.host().in_use.push(other("10.250.0.4/30", "bgrthird-1"));
+    let e = t.m.start("a", &()).unwrap_err();
+    assert_eq!(e.code(), banger_api::ErrorCode::Conflict, "{e}");
+    assert!(e.to_string().contains("10.250.0.4/30 are in use on this host (10.250.0.4/30 on bgrthird-1"), "{e}");
+    assert!(t.fake.host().taps.is_empty());
+    // Our own TAPs never count as someone else's.
+    t.fake.host().in_use =
+        vec![InUse { net: Net::parse("10.250.0.16/30").unwrap(), dev: format!("{}-x", t.m.tap_prefix) }];
+    t.m.start("b", &()).unwrap();
+    // Full: which subnet to use instead.
+    t.fake.host().in_use = vec![other("10.250.0.0/16", "br-elsewhere")];
+    let e = t.m.create(req("c"), &()).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("subnet 10.250.0.0/16 has no free /30"), "{msg}");
+    assert!(msg.contains("10.250.0.0/16 on br-elsewhere"), "{msg}");
+    assert!(msg.contains("set subnet = \"172.16.0.0/16\""), "{msg}");
+}
+
 #[test]
 fn every_phase_change_is_checked_allowed_ones_are_recorded_refused_ones_change_nothing() {
     let t = setup();

@@ -1,0 +1,40 @@
+//! Two installations on one host with the same subnet (two users, or two state dirs of one
+//! user): each skips the /30s the other's running VMs use, and a VM whose /30 the other took
+//! while it was stopped refuses to start, saying why — it never reaches the other's VM.
+//!
+//! Needs root and a runtime bundle (`BANGER_TEST_RUNTIME`; `make test` sets it); skipped loudly
+//! otherwise — unless `BANGER_E2E_REQUIRED=1`, when that is a failure.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn two_installations_with_one_subnet_never_share_an_address() {
+    let Some(rt) = e2e_runtime("installations", None) else { return };
+    let config = "subnet = \"10.213.226.0/24\"\nvmm = \"qemu\"\ndefault_memory = 512\n";
+    let (a, b) = (Env::new(), Env::new());
+    a.write_config(config);
+    b.write_config(config);
+    let _a_left = Leftovers { env: &a, rt: &rt, vms: &["a1"], images: &[] };
+    let _b_left = Leftovers { env: &b, rt: &rt, vms: &["b1", "b2"], images: &[] };
+
+    // B registers a VM while A has none: slot 0.
+    let b1 = b.ok_rt(&rt, &["vm", "create", "--name", "b1", "--no-start", "--disk-size", "64M", "--json"]).json();
+    assert_eq!(b1["ip"], "10.213.226.2");
+    // A knows nothing of it and boots its own VM in slot 0.
+    let a1 = a.ok_rt(&rt, &["vm", "create", "--name", "a1", "--disk-size", "64M", "--json"]).json();
+    assert_eq!(a1["ip"], "10.213.226.2");
+
+    // B's VM now refuses to start: its /30 is A's.
+    let refused = b.run_rt(&rt, &["vm", "start", "b1"]);
+    assert_eq!(refused.code(), 4, "{}", refused.stderr());
+    let err = refused.stderr();
+    assert!(err.contains("10.213.226.0/30 are in use on this host"), "{err}");
+    assert!(err.contains(a1["tap"].as_str().unwrap()), "names the other link: {err}");
+    // A new VM of B's skips A's slot.
+    let b2 = b.ok_rt(&rt, &["vm", "create", "--name", "b2", "--no-start", "--disk-size", "64M", "--json"]).json();
+    assert_eq!(b2["ip"], "10.213.226.6");
+    // A's VM is A's: its SSH works with A's pinned key.
+    assert_eq!(a.ok_rt(&rt, &["vm", "ssh", "a1", "--", "hostname"]).stdout().trim(), "a1");
+}
