@@ -346,3 +346,31 @@ fn leftover_taps_of_this_installation_are_removed_at_daemon_start_and_others_kep
     assert!(theirs_left, "the daemon removed a TAP that is not its own");
     assert!(env.log().contains(&format!("removing leftover TAP {ours}")), "{}", env.log());
 }
+
+/// A reader that goes away early (`banger … | head -1`) ends the CLI quietly: no panic message,
+/// no exit status 101 — the SIGPIPE any Unix tool gets.
+#[test]
+fn a_closed_output_pipe_ends_the_cli_quietly() {
+    use std::io::BufRead;
+    use std::os::unix::process::ExitStatusExt;
+    let env = Env::new();
+    let mut child = env
+        .banger(&["completions", "bash"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(!first.is_empty());
+    // The pipe's read end is closed here (the reader was dropped).
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.is_empty(), "nothing on stderr: {stderr}");
+    assert_ne!(out.status.code(), Some(101), "no panic");
+    assert!(out.status.success() || out.status.signal() == Some(libc_sigpipe()), "{:?}", out.status);
+}
+
+fn libc_sigpipe() -> i32 {
+    nix::sys::signal::Signal::SIGPIPE as i32
+}
