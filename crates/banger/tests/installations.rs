@@ -1,6 +1,7 @@
 //! Two installations on one host with the same subnet (two users, or two state dirs of one
 //! user): each skips the /30s the other's running VMs use, and a VM whose /30 the other took
-//! while it was stopped refuses to start, saying why — it never reaches the other's VM.
+//! while it was stopped refuses to start, saying why — it never reaches the other's VM. And each
+//! logs in with its own key: neither the other's nor the bundle's opens its VMs.
 //!
 //! Needs root and a runtime bundle (`BANGER_TEST_RUNTIME`; `make test` sets it); skipped loudly
 //! otherwise — unless `BANGER_E2E_REQUIRED=1`, when that is a failure.
@@ -35,6 +36,23 @@ fn two_installations_with_one_subnet_never_share_an_address() {
     // A new VM of B's skips A's slot.
     let b2 = b.ok_rt(&rt, &["vm", "create", "--name", "b2", "--no-start", "--disk-size", "64M", "--json"]).json();
     assert_eq!(b2["ip"], "10.213.226.6");
-    // A's VM is A's: its SSH works with A's pinned key.
+    // A's VM is A's: its SSH works with A's own key and pinned host key ...
     assert_eq!(a.ok_rt(&rt, &["vm", "ssh", "a1", "--", "hostname"]).stdout().trim(), "a1");
+    // ... and nobody else's key opens it: not B's, not the bundle's (which every user of the
+    // same bundle has).
+    let b_key = b.state_dir().join("ssh/id_ed25519");
+    assert!(b_key.is_file(), "B made its own key");
+    assert_ne!(std::fs::read(&b_key).unwrap(), std::fs::read(a.state_dir().join("ssh/id_ed25519")).unwrap());
+    for key in [b_key, rt.join("id_ed25519")] {
+        let out = std::process::Command::new("ssh")
+            .args(["-i"])
+            .arg(&key)
+            .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no"])
+            .args(["-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10"])
+            .args(["root@10.213.226.2", "true"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(255), "{} must not log in: {out:?}", key.display());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"), "{out:?}");
+    }
 }

@@ -195,7 +195,11 @@ pub const KEYS: &[(&str, &str, Option<&str>)] = &[
     ("runtime_dir", "an absolute directory path", None),
     ("firecracker_bin", "a path or a program name", Some("firecracker")),
     ("qemu_bin", "a path or a program name", Some("qemu-system-x86_64")),
-    ("ssh_key_path", "a path (relative: inside the runtime dir)", Some("id_ed25519")),
+    (
+        "ssh_key_path",
+        "a path (relative: inside the runtime dir); used only when set here, else a key generated per installation",
+        Some("id_ed25519"),
+    ),
     ("namegen_path", "a path or a program name", None),
     ("customize_script", "a path (relative: inside the runtime dir)", Some("customize.sh")),
     ("default_rootfs", "a path (relative: inside the runtime dir)", Some("rootfs-docker.ext4")),

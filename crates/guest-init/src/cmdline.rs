@@ -17,6 +17,9 @@ pub struct Config {
     pub ip: Option<IpConfig>,
     /// `banger.debug` present: more output.
     pub debug: bool,
+    /// The one public key root logs in with (`banger.key=TYPE:BASE64`, as `TYPE BASE64`): the
+    /// owner's, written over the image's `/etc/ssh/authorized_keys.d/root` at every boot.
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -39,6 +42,7 @@ impl Default for Config {
             wait_secs: 30,
             ip: None,
             debug: false,
+            key: None,
         }
     }
 }
@@ -69,6 +73,15 @@ pub fn parse_ip(v: &str) -> Option<IpConfig> {
     })
 }
 
+/// `TYPE:BASE64` → `TYPE BASE64`, if it looks like an OpenSSH public key (nothing else may be
+/// written into the guest's authorized keys).
+pub fn parse_key(v: &str) -> Option<String> {
+    let (kind, key) = v.split_once(':')?;
+    let kind_ok = !kind.is_empty() && kind.bytes().all(|b| b.is_ascii_alphanumeric() || b"-@.".contains(&b));
+    let key_ok = key.len() >= 16 && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b));
+    (kind_ok && key_ok).then(|| format!("{kind} {key}"))
+}
+
 fn dev_path(v: &str) -> String {
     if v == "none" || v.starts_with('/') { v.to_string() } else { format!("/dev/{v}") }
 }
@@ -90,6 +103,7 @@ pub fn parse(cmdline: &str) -> Config {
                 }
             }
             "banger.debug" => c.debug = true,
+            "banger.key" => c.key = parse_key(v),
             "init" if !v.is_empty() => c.init = v.to_string(),
             "ip" => c.ip = parse_ip(v),
             _ => {}
@@ -127,6 +141,21 @@ mod tests {
         assert_eq!(ip.hostname, "dev1");
         assert_eq!(ip.device, "eth0");
         assert_eq!(ip.dns, vec!["1.1.1.1".to_string()]);
+    }
+
+    #[test]
+    fn the_owner_s_key() {
+        let c = parse("quiet banger.key=ssh-ed25519:AAAAC3NzaC1lZDI1NTE5AAAAIJrz4PPz/+Ew8B= x");
+        assert_eq!(c.key.as_deref(), Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJrz4PPz/+Ew8B="));
+        for bad in [
+            "ssh-ed25519",
+            "ssh-ed25519:short",
+            ":AAAAC3NzaC1lZDI1NTE5AAAA",
+            "a b:AAAAC3NzaC1lZDI1NTE5AAAA",
+            "x:AAAAC3NzaC1lZDI1\nNTE5AAAA",
+        ] {
+            assert_eq!(parse_key(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! 7. moves /dev /proc /sys, switches root, execs the real init with the original arguments.
 //!
 //! Any fatal error prints one `banger-init: FATAL: ...` line on the console and powers off.
-//! Kernel parameters: `banger.base=`, `banger.cow=`, `banger.work=` (`none` disables), `banger.wait=SECS`,
+//! Kernel parameters: `banger.base=`, `banger.cow=`, `banger.work=` (`none` disables), `banger.key=TYPE:BASE64`, `banger.wait=SECS`,
 //! `banger.debug`, `init=`, `ip=`.
 
 mod cmdline;
@@ -22,6 +22,7 @@ use std::ffi::{CString, OsString};
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -250,6 +251,23 @@ fn setup_network(cfg: &cmdline::Config) {
     }
 }
 
+/// Root logs in with the owner's key only: the image's `authorized_keys.d/root` (which may hold a
+/// key every user of the same bundle has) is replaced, on the copy-on-write layer, at every boot.
+fn install_key(cfg: &cmdline::Config) {
+    let Some(key) = &cfg.key else { return };
+    let dir = format!("{NEWROOT}/etc/ssh/authorized_keys.d");
+    let file = format!("{dir}/root");
+    let tmp = format!("{dir}/.root.banger");
+    let written = fs::create_dir_all(&dir)
+        .and_then(|()| fs::write(&tmp, format!("{key} banger\n")))
+        .and_then(|()| fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)))
+        .and_then(|()| fs::rename(&tmp, &file));
+    match written {
+        Ok(()) => log("root's SSH key: the owner's"),
+        Err(e) => log(&format!("WARNING: cannot write {file}: {e}")),
+    }
+}
+
 fn switch_root(cfg: &cmdline::Config) -> ! {
     for d in ["dev", "proc", "sys"] {
         let target = format!("{NEWROOT}/{d}");
@@ -302,6 +320,7 @@ fn main() {
     load_modules(cfg.debug);
     setup_root(&cfg);
     setup_network(&cfg);
+    install_key(&cfg);
     log(&format!("switching root, exec {}", cfg.init));
     switch_root(&cfg);
 }

@@ -51,6 +51,8 @@ pub struct FakeHost {
     pub impostor: bool,
     /// Guests print no host keys on their console (an image that does not).
     pub silent_keys: bool,
+    /// The kernel command line of each boot.
+    pub cmdlines: Vec<String>,
 }
 
 #[derive(Clone, Default)]
@@ -123,6 +125,7 @@ impl Vmm for Fake {
         std::fs::create_dir_all(&config.run_dir).map_err(spawn)?;
         let socket = config.run_dir.join("fake.sock");
         std::fs::write(&socket, b"").map_err(spawn)?;
+        self.host().cmdlines.push(config.cmdline.clone());
         if let Some(ip) = config.cmdline.split("ip=").nth(1).and_then(|r| r.split(':').next()?.parse().ok()) {
             self.host().served_keys.insert(ip, format!("ssh-ed25519 AAAAfake{}", config.name));
         }

@@ -25,32 +25,46 @@ impl Manager {
         self.published(name, result)
     }
 
-    /// The private copy of the bundle's SSH key (ssh insists on 0600 and on owning it).
+    /// This installation's SSH key for root logins (`STATE/ssh/id_ed25519`, 0600, directory
+    /// 0700): generated on first use, so that only its owner can log into its VMs — or a private
+    /// copy of the key `ssh_key_path` names, when config.toml sets it. (A copy of the bundle's
+    /// shared key, what earlier versions kept there, is replaced by a generated one.)
     pub(super) fn ssh_key(&self) -> Result<PathBuf> {
-        let src = self.runtime.require("ssh_key_path", &self.config.ssh_key_path)?;
         let dst = self.layout.ssh_key();
-        let dir = dst.parent().unwrap_or(Path::new("."));
-        let key = std::fs::read(&src)
-            .map_err(|e| ApiError::internal(format!("cannot read SSH key {}: {e}", src.display())))?;
-        if std::fs::read(&dst).ok().as_deref() != Some(&key[..]) {
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::create_dir_all(dir)
-                .map_err(|e| ApiError::internal(format!("cannot create {}: {e}", dir.display())))?;
-            let tmp = dir.join("id_ed25519.tmp");
-            let _ = std::fs::remove_file(&tmp);
-            let written = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)
-                .and_then(|mut f| std::io::Write::write_all(&mut f, &key))
-                .and_then(|()| std::fs::rename(&tmp, &dst));
-            if let Err(e) = written {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(ApiError::internal(format!("cannot copy the SSH key to {}: {e}", dst.display())).into());
+        let explicit = matches!(self.config.source("ssh_key_path"), banger_config::Source::File(_));
+        if explicit {
+            let src = self.runtime.require("ssh_key_path", &self.config.ssh_key_path)?;
+            let key = std::fs::read(&src)
+                .map_err(|e| ApiError::internal(format!("cannot read SSH key {}: {e}", src.display())))?;
+            if std::fs::read(&dst).ok().as_deref() != Some(&key[..]) {
+                write_private(&dst, &key)?;
+                let _ = std::fs::remove_file(dst.with_extension("pub"));
             }
+            return Ok(dst);
+        }
+        let bundle_copy = self
+            .runtime
+            .require("ssh_key_path", &self.config.ssh_key_path)
+            .ok()
+            .and_then(|p| std::fs::read(p).ok())
+            .is_some_and(|bundle| std::fs::read(&dst).ok().as_deref() == Some(&bundle[..]));
+        if !dst.is_file() || bundle_copy {
+            generate_key(&dst)?;
         }
         Ok(dst)
+    }
+
+    /// The public half of [`Manager::ssh_key`] as `TYPE BASE64`.
+    pub(super) fn ssh_public_key(&self) -> Result<String> {
+        let key = self.ssh_key()?;
+        let out = banger_host::run("ssh-keygen", ["-y".as_ref(), "-f".as_ref(), key.as_os_str()])
+            .map_err(|e| ApiError::internal(format!("cannot read the public half of {}: {e}", key.display())))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut w = text.split_whitespace();
+        match (w.next(), w.next()) {
+            (Some(t), Some(k)) => Ok(format!("{t} {k}")),
+            _ => Err(ApiError::internal(format!("{} is not an SSH private key", key.display())).into()),
+        }
     }
 
     /// Boot a VM this operation holds; `phase` is its current (settled) phase.
@@ -90,7 +104,8 @@ impl Manager {
             ))
             .into());
         }
-        self.ssh_key()?;
+        // Root logs in with this installation's key only (the initrd installs it at each boot).
+        let public_key = self.ssh_public_key()?;
         let kernel = PathBuf::from(&rec.kernel);
         let initrd = rec.initrd.as_ref().map(PathBuf::from);
         if self.hypervisor.kvm_known().is_none() {
@@ -142,7 +157,8 @@ impl Manager {
                     // The guest's resolver: bangerd on the host side of its link (answers `.vm`,
                     // forwards the rest), or else the host's own.
                     lease.kernel_arg(name, if self.dns_port.is_some() { Some(host) } else { upstream_dns() })
-                ) + &extras.cmdline,
+                ) + &format!(" banger.key={}", public_key.replacen(' ', ":", 1))
+                    + &extras.cmdline,
                 disks: vec![
                     Disk { id: "base".into(), path: PathBuf::from(&rec.base_path), read_only: true },
                     Disk { id: "overlay".into(), path: paths.overlay.clone(), read_only: false },
@@ -364,4 +380,66 @@ fn read_from(path: &Path, from: u64) -> String {
         let _ = f.read_to_end(&mut bytes);
     }
     String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Write `bytes` to `dst` with mode 0600 in a 0700 directory (temporary file + rename).
+fn write_private(dst: &Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let dir = dst.parent().unwrap_or(Path::new("."));
+    let fail = |e: std::io::Error| ApiError::internal(format!("cannot write the SSH key {}: {e}", dst.display()));
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(fail)?;
+    let tmp = dir.join(".id.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, bytes))
+        .and_then(|()| std::fs::rename(&tmp, dst));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(fail(e).into());
+    }
+    Ok(())
+}
+
+/// A new ed25519 key pair at `dst` (and `dst.pub`), replacing what is there.
+fn generate_key(dst: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = dst.parent().unwrap_or(Path::new("."));
+    let fail = |e: String| ApiError::internal(format!("cannot generate the SSH key {}: {e}", dst.display()));
+    std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| fail(e.to_string()))?;
+    let tmp = dir.join(".id.new");
+    let _ = std::fs::remove_file(&tmp);
+    let _ = std::fs::remove_file(tmp.with_extension("new.pub"));
+    let comment = format!("banger@{}", nix::unistd::getuid());
+    let made = banger_host::run(
+        "ssh-keygen",
+        [
+            "-q".as_ref(),
+            "-t".as_ref(),
+            "ed25519".as_ref(),
+            "-N".as_ref(),
+            "".as_ref(),
+            "-C".as_ref(),
+            comment.as_ref(),
+            "-f".as_ref(),
+            tmp.as_os_str(),
+        ],
+    );
+    let pub_tmp = dir.join(".id.new.pub");
+    let placed = made
+        .map_err(|e| e.to_string())
+        .and_then(|_| std::fs::rename(&pub_tmp, dst.with_extension("pub")).map_err(|e| e.to_string()))
+        .and_then(|()| std::fs::rename(&tmp, dst).map_err(|e| e.to_string()));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(&pub_tmp);
+        return Err(fail(e).into());
+    }
+    tracing::info!("generated this installation's SSH key {}", dst.display());
+    Ok(())
 }

@@ -262,7 +262,7 @@ impl Manager {
         let (base_label, base) = self.resolve_image(Some(&base_name))?;
         let kernel = self.runtime.require("default_kernel", &self.config.default_kernel)?;
         let initrd = self.runtime.require("default_initrd", &self.config.default_initrd)?;
-        self.runtime.require("ssh_key_path", &self.config.ssh_key_path)?;
+        self.ssh_key()?;
         let script = match req.script {
             Some(p) => {
                 let text = std::fs::read(&p)

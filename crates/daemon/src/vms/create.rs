@@ -53,7 +53,8 @@ impl Manager {
         let (image, base) = self.resolve_image(req.image.as_deref())?;
         let kernel = self.runtime.require("default_kernel", &cfg.default_kernel)?;
         let initrd = self.runtime.require("default_initrd", &cfg.default_initrd)?;
-        self.runtime.require("ssh_key_path", &cfg.ssh_key_path)?;
+        // This installation's key (made now if it is the first VM): before anything is made.
+        self.ssh_key()?;
 
         let creating = self.creating.lock().unwrap_or_else(|e| e.into_inner());
         let name = match req.name {

@@ -205,6 +205,33 @@ fn slots_the_host_uses_otherwise_are_skipped_and_refused() {
     assert!(msg.contains("set subnet = \"172.16.0.0/16\""), "{msg}");
 }
 
+/// Root logs in with this installation's own key: generated on first use (0600 in a 0700 dir),
+/// never the bundle's shared one (an old copy of it is replaced), handed to the guest's initrd
+/// on the kernel command line at every boot.
+#[test]
+fn each_installation_logs_in_with_its_own_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = setup();
+    let key = t.m.layout.ssh_key();
+    // What earlier versions kept there: a copy of the bundle's key.
+    std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+    std::fs::write(&key, b"fake").unwrap();
+    let vm = t.create("own");
+    assert_eq!(vm.ssh.key, key);
+    let private = std::fs::read_to_string(&key).unwrap();
+    assert!(private.contains("OPENSSH PRIVATE KEY"), "generated, not the bundle's");
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(key.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let mut w = public.split_whitespace();
+    let arg = format!("banger.key={}:{}", w.next().unwrap(), w.next().unwrap());
+    assert!(t.fake.host().cmdlines.last().unwrap().contains(&arg), "{:?}", t.fake.host().cmdlines);
+    // Kept across boots.
+    t.m.restart("own", Duration::from_secs(5), &()).unwrap();
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), private);
+    assert!(t.fake.host().cmdlines.last().unwrap().contains(&arg));
+}
+
 #[test]
 fn every_phase_change_is_checked_allowed_ones_are_recorded_refused_ones_change_nothing() {
     let t = setup();
