@@ -24,8 +24,10 @@ fn autostart_status_and_graceful_stop() {
     assert_eq!(s["vmm"], "auto");
     assert!(s["runtime"]["dir"].as_str().unwrap().ends_with("/runtime"));
 
-    // Permissions: private directory, owner-only socket.
+    // Permissions: private directories (run and state: disks, keys, known_hosts, the database
+    // live there), owner-only socket.
     assert_eq!(mode(&env.run_dir()), 0o700);
+    assert_eq!(mode(&env.state_dir()), 0o700);
     assert_eq!(mode(&env.socket()), 0o600);
 
     // A second call talks to the same daemon and starts nothing.

@@ -116,7 +116,8 @@ impl Dirs {
     /// Create the socket directory (private) and the state directory, checking both are usable.
     pub fn ensure_for_daemon(&self) -> Result<(), DirsError> {
         ensure_private_dir(&self.run)?;
-        ensure_writable_dir(&self.state)?;
+        // VM disks, SSH keys, known_hosts and the database: nobody else's to read.
+        ensure_private_dir(&self.state)?;
         ensure_writable_dir(&self.cache)?;
         Ok(())
     }
