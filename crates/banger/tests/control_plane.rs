@@ -376,3 +376,55 @@ fn a_closed_output_pipe_ends_the_cli_quietly() {
 fn libc_sigpipe() -> i32 {
     nix::sys::signal::Signal::SIGPIPE as i32
 }
+
+/// Hostile or careless clients do not take the daemon down or lock others out: malformed JSON
+/// and a 100 MiB body are refused with an error, and 1500 idle connections (more than the usual
+/// default limit of 1024 open files) leave room for a
+/// client that asks something.
+#[test]
+fn malformed_and_huge_requests_and_1500_idle_connections_leave_the_daemon_serving() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    // The daemon starts with the common default soft limit of 1024 open files (it must raise its
+    // own); this test then holds 1500 sockets itself.
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    if hard < 2048 {
+        skip("idle connections", "the hard limit of open files is below 2048");
+        return;
+    }
+    let env = Env::new();
+    setrlimit(Resource::RLIMIT_NOFILE, 1024, hard).unwrap();
+    let pid = env.status()["pid"].as_i64().unwrap() as i32;
+    setrlimit(Resource::RLIMIT_NOFILE, hard.min(4096), hard).unwrap();
+    let socket = env.socket();
+    let url = "http://bangerd/v1/vms";
+    let post = ["-X", "POST", "-H", "content-type: application/json"];
+
+    let (code, body) = curl_socket(&socket, &[&post[..], &["--data", "{not json"]].concat(), url, None);
+    assert_eq!(code, "400", "{body}");
+    assert_eq!(body["code"], "bad_input", "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("JSON")), "{body}");
+
+    let big = env.path("big.json");
+    std::fs::write(&big, vec![b'a'; 100 << 20]).unwrap();
+    let data = format!("@{}", big.display());
+    let (code, body) = curl_socket(&socket, &[&post[..], &["--data-binary", &data]].concat(), url, None);
+    assert_eq!(code, "400", "{body}");
+    assert_eq!(body["message"], "the request body is larger than 2 MiB, the most bangerd reads");
+    std::fs::remove_file(&big).unwrap();
+
+    let idle: Vec<std::os::unix::net::UnixStream> =
+        (0..1500).map(|_| std::os::unix::net::UnixStream::connect(&socket).unwrap()).collect();
+    // Someone else still gets an answer (bounded, so a locked-out client fails the test).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let status_env = env.socket();
+    std::thread::spawn(move || {
+        let _ = tx.send(curl_socket(&status_env, &[], "http://bangerd/v1/daemon/status", None));
+    });
+    let (code, body) =
+        rx.recv_timeout(Duration::from_secs(30)).expect("the daemon answers beside 1500 idle connections");
+    assert_eq!(code, "200", "{body}");
+    assert_eq!(body["pid"].as_i64().unwrap() as i32, pid);
+    drop(idle);
+    assert!(alive(pid));
+    assert_eq!(env.status()["pid"].as_i64().unwrap() as i32, pid, "the same daemon, still serving");
+}

@@ -58,7 +58,20 @@ fn fail<E: std::fmt::Display>(code: i32) -> impl FnOnce(E) -> Failure {
     move |e| (code, e.to_string())
 }
 
+/// Open files up to the hard limit: every client connection is one, and a host's default soft
+/// limit (often 1024) would let a thousand idle connections lock everyone else out.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!("cannot raise the open files limit from {soft} to {hard}: {e}");
+    }
+}
+
 fn run() -> Result<(), Failure> {
+    raise_open_files_limit();
     let dirs = Dirs::from_env().map_err(|e| (e.exit_code(), e.to_string()))?;
     dirs.ensure_for_daemon().map_err(|e| (e.exit_code(), e.to_string()))?;
     let config = Config::load(&dirs.config_file()).map_err(|e| (e.exit_code(), e.to_string()))?;

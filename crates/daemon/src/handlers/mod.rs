@@ -54,6 +54,10 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Body(v)),
+            // axum's default limit: no request of banger's comes near it.
+            Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiErr(ApiError::bad_input("the request body is larger than 2 MiB, the most bangerd reads")))
+            }
             Err(e) => Err(ApiErr(ApiError::bad_input(format!("bad request body: {}", e.body_text())))),
         }
     }
