@@ -30,6 +30,7 @@ impl Manager {
     /// copy of the key `ssh_key_path` names, when config.toml sets it. (A copy of the bundle's
     /// shared key, what earlier versions kept there, is replaced by a generated one.)
     pub(super) fn ssh_key(&self) -> Result<PathBuf> {
+        let _one_at_a_time = self.key_lock.lock().unwrap_or_else(|e| e.into_inner());
         let dst = self.layout.ssh_key();
         let explicit = matches!(self.config.source("ssh_key_path"), banger_config::Source::File(_));
         if explicit {

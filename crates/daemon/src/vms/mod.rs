@@ -92,6 +92,8 @@ pub struct Manager {
     ops: Mutex<HashMap<String, &'static str>>,
     /// Serialises name choice and slot allocation with the disk creation of new VMs.
     creating: Mutex<()>,
+    /// Serialises making this installation's SSH key (many creates may ask for it at once).
+    key_lock: Mutex<()>,
     /// Interactive builds waiting for their shell to end, by image name.
     waiting_builds: Mutex<HashMap<String, std::sync::mpsc::Sender<bool>>>,
     /// How long a boot may take to answer SSH.
@@ -131,6 +133,7 @@ impl Manager {
             ops: Mutex::new(HashMap::new()),
             creating: Mutex::new(()),
             waiting_builds: Mutex::new(HashMap::new()),
+            key_lock: Mutex::new(()),
             boot_timeout: BOOT_TIMEOUT,
         }
     }
