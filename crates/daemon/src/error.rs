@@ -48,7 +48,7 @@ impl Error {
             Error::Host(e) | Error::Storage(StorageError::Host(e)) => host_code(e),
             Error::Storage(StorageError::Exists { .. }) => ErrorCode::Conflict,
             Error::Storage(StorageError::Shrink { .. }) => ErrorCode::BadInput,
-            Error::Storage(StorageError::Snapshot { .. }) => ErrorCode::InvalidState,
+            Error::Storage(StorageError::Snapshot { .. } | StorageError::NoSpace { .. }) => ErrorCode::InvalidState,
             Error::Storage(StorageError::Io { .. }) => ErrorCode::Internal,
             Error::Image(banger_image::Error::BadInput(_)) => ErrorCode::BadInput,
             Error::Image(banger_image::Error::NotFound(_) | banger_image::Error::ToolMissing { .. }) => {

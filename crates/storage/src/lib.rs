@@ -28,9 +28,42 @@ pub enum StorageError {
     Exists { path: PathBuf },
     #[error("the work disk can only grow: {path} is {current} bytes, asked for {requested}")]
     Shrink { path: PathBuf, current: u64, requested: u64 },
+    #[error(
+        "not enough free space in {path}: {what} needs {}, {} is free",
+        banger_config_free_size(*needed),
+        banger_config_free_size(*free)
+    )]
+    NoSpace { path: PathBuf, what: String, needed: u64, free: u64 },
     /// A copy-on-write store that cannot be flattened (see [`flatten`]).
     #[error("the copy-on-write store {path} {why}")]
     Snapshot { path: PathBuf, why: String },
+}
+
+/// `1.5G`-style sizes in messages.
+fn banger_config_free_size(bytes: u64) -> String {
+    const UNITS: [(&str, u32); 3] = [("G", 30), ("M", 20), ("K", 10)];
+    UNITS
+        .iter()
+        .find(|(_, s)| bytes >= 1 << s)
+        .map(|(u, s)| format!("{:.1}{u}", bytes as f64 / (1u64 << s) as f64))
+        .unwrap_or_else(|| format!("{bytes}B"))
+}
+
+/// Bytes free for us on the filesystem of `dir` (`None` when it cannot be asked).
+pub fn free_space(dir: &Path) -> Option<u64> {
+    let s = nix::sys::statvfs::statvfs(dir).ok()?;
+    Some(s.blocks_available() as u64 * s.fragment_size() as u64)
+}
+
+/// Refuse, before writing anything, to put `needed` bytes for `what` into `dir`'s filesystem
+/// when it has less free (with 16 MiB to spare for the database and logs).
+pub fn ensure_space(dir: &Path, what: &str, needed: u64) -> Result<(), StorageError> {
+    match free_space(dir) {
+        Some(free) if free < needed.saturating_add(16 << 20) => {
+            Err(StorageError::NoSpace { path: dir.into(), what: what.into(), needed, free })
+        }
+        _ => Ok(()),
+    }
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StorageError + 'a {
@@ -158,6 +191,8 @@ pub fn pin_base(images_dir: &Path, base: &Path) -> Result<PathBuf, StorageError>
     let _ = std::fs::remove_file(&tmp);
     let result = (|| {
         if std::fs::hard_link(base, &tmp).is_err() {
+            // A copy (another filesystem): only if it fits.
+            ensure_space(images_dir, &format!("a copy of the base image {}", base.display()), allocated(base))?;
             run("cp", ["--sparse=always".as_ref(), "--reflink=auto".as_ref(), base.as_os_str(), tmp.as_os_str()])?;
         }
         std::fs::rename(&tmp, &pinned).map_err(io("rename into place", &pinned))
