@@ -15,6 +15,17 @@ fn alive(phase: &VmPhase) -> Option<bool> {
     phase.live().map(|l| process::is_alive(l.instance.pid, &l.instance.control_socket))
 }
 
+/// When this host booted (`btime` of `/proc/stat`, Unix seconds).
+fn host_booted_at() -> Option<u64> {
+    std::fs::read_to_string("/proc/stat").ok()?.lines().find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())
+}
+
+/// Whether the host restarted since a VM started at `started_at`: its VMM is gone because the
+/// machine went down, not because anything failed.
+fn host_restarted_since(started_at: u64) -> bool {
+    host_booted_at().is_some_and(|b| started_at < b)
+}
+
 impl Manager {
     /// The VM's record and its phase, settled. Call only while holding the VM (no operation of
     /// its own is in flight, so `starting`/`stopping` mean one was interrupted).
@@ -39,6 +50,12 @@ impl Manager {
         let name = rec.name.as_str();
         let pid = phase.live().map(|l| l.instance.pid).unwrap_or_default();
         let (to, reason) = match (&phase, alive(&phase)) {
+            // The host went down with it (VMM, TAP and rules all gone): stopped, not failed.
+            (VmPhase::Running(live) | VmPhase::Starting(Some(live)) | VmPhase::Stopping(live), Some(false))
+                if host_restarted_since(live.started_at) =>
+            {
+                (VmPhase::Stopped, format!("the host restarted since VM {name} started; start it again"))
+            }
             (VmPhase::Running(_), Some(false)) => {
                 let why = format!("VM {name}'s VMM (pid {pid}) exited without being asked to");
                 (VmPhase::Failed(why.clone()), why)

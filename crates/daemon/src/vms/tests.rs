@@ -232,6 +232,33 @@ fn each_installation_logs_in_with_its_own_key() {
     assert!(t.fake.host().cmdlines.last().unwrap().contains(&arg));
 }
 
+/// A host reboot takes VMMs, TAPs and rules with it: VMs that ran before it show stopped (not
+/// failed), and start again cleanly.
+#[test]
+fn vms_running_before_a_host_reboot_are_stopped_and_start_again() {
+    let t = setup();
+    let vm = t.create("up");
+    let pid = vm.pid.unwrap();
+    // The host "reboots": the VMM and the TAP are gone, and the VM had started before it.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert!(wait_dead(pid));
+    t.fake.host().taps.clear();
+    let rec = t.m.record("up").unwrap();
+    let phase = VmPhase::from_record(&rec).unwrap();
+    let mut row = phase.row();
+    row.started_at = Some(1);
+    assert!(t.m.db().set_phase("up", "running", &row).unwrap());
+    t.m.reconcile(true);
+    assert_eq!(t.phase("up"), VmPhase::Stopped);
+    assert!(t.m.get("up").unwrap().last_error.is_none_or(|e| e.contains("host restarted")));
+    let said = t.events().into_iter().any(
+        |e| matches!(&e.kind, EventKind::Phase { from: R, to: D, reason: Some(r) } if r.contains("the host restarted")),
+    );
+    assert!(said, "the phase change says why");
+    let again = t.m.start("up", &()).unwrap();
+    assert_eq!(again.state, R);
+}
+
 #[test]
 fn every_phase_change_is_checked_allowed_ones_are_recorded_refused_ones_change_nothing() {
     let t = setup();
