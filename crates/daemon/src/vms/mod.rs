@@ -26,6 +26,8 @@ pub mod stop;
 pub mod view;
 
 #[cfg(test)]
+mod hostile_input;
+#[cfg(test)]
 mod tests;
 
 use crate::error::{Error, Result};

@@ -1,0 +1,77 @@
+//! Property tests of what users hand the daemon: names, signals, sizes and request bodies. No
+//! input panics; nothing accepted can leave the state directory or reach a shell (names are the
+//! only user text that becomes paths and arguments, and only DNS labels get through).
+
+use super::build::validate_image_name;
+use super::layout::Layout;
+use super::names;
+use super::stop::parse_signal;
+use proptest::prelude::*;
+use std::path::{Component, Path};
+
+/// `p` is exactly `parent/<one plain component>`.
+fn one_level_below(p: &Path, parent: &Path) -> bool {
+    p.parent() == Some(parent) && matches!(p.components().next_back(), Some(Component::Normal(_)))
+}
+
+/// Strings that are often (not always) DNS labels, and anything at all.
+fn name_like() -> impl Strategy<Value = String> {
+    prop_oneof!["[a-z0-9-]{1,70}", "[a-z0-9./ $;-]{0,20}", ".{0,80}"]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn accepted_vm_names_are_dns_labels_and_stay_in_their_directories(name in name_like()) {
+        let layout = Layout::new(Path::new("/state"), Path::new("/run"));
+        if names::validate(&name).is_ok() {
+            prop_assert!(name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
+            prop_assert!(!name.starts_with('-') && name.len() <= 63);
+            let p = layout.vm(&name);
+            prop_assert!(one_level_below(&p.dir, Path::new("/state/vms")), "{:?}", p.dir);
+            prop_assert!(one_level_below(&p.run_dir, Path::new("/run/vms")), "{:?}", p.run_dir);
+        }
+    }
+
+    #[test]
+    fn path_like_and_shell_like_names_are_refused(
+        name in prop::sample::select(vec!["..", ".", "a/b", "../etc", "a;rm", "$(id)", "a b", "A", "-x", "x-", "ä", "a\n"])
+    ) {
+        prop_assert!(names::validate(name).is_err());
+        prop_assert!(validate_image_name(name).is_err());
+    }
+
+    #[test]
+    fn accepted_image_names_stay_under_built_images(name in name_like()) {
+        let layout = Layout::new(Path::new("/state"), Path::new("/run"));
+        if validate_image_name(&name).is_ok() {
+            let p = layout.built_images().join(&name);
+            prop_assert!(one_level_below(&p, &layout.built_images()), "{:?}", p);
+            prop_assert!(name.len() <= 57);
+        }
+    }
+
+    #[test]
+    fn signals_never_panic_and_only_real_ones_pass(s in ".{0,20}", n in any::<i32>()) {
+        let _ = parse_signal(&s);
+        let by_number = parse_signal(&n.to_string());
+        prop_assert_eq!(by_number.is_ok(), nix::sys::signal::Signal::try_from(n).is_ok());
+    }
+
+    #[test]
+    fn sizes_never_panic_and_units_mean_binary_multiples(s in ".{0,24}", k in 1u64..4096, unit in 0usize..4) {
+        let _ = banger_config::size::parse_size(&s);
+        let (suffix, shift) = [("K", 10), ("M", 20), ("G", 30), ("T", 40)][unit];
+        prop_assert_eq!(banger_config::size::parse_size(&format!("{k}{suffix}")), Ok(k << shift));
+    }
+
+    #[test]
+    fn request_bodies_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let _ = serde_json::from_slice::<banger_api::request::CreateVm>(&bytes);
+        let _ = serde_json::from_slice::<banger_api::request::SetVm>(&bytes);
+        let _ = serde_json::from_slice::<banger_api::request::BuildImage>(&bytes);
+        let _ = serde_json::from_slice::<banger_api::request::StopVm>(&bytes);
+        let _ = serde_json::from_slice::<banger_api::request::KillVm>(&bytes);
+    }
+}
