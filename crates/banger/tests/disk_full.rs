@@ -40,6 +40,7 @@ fn a_full_state_filesystem_fails_clearly_and_leaves_nothing() {
     let out = env.run_rt(&rt, &["vm", "create", "--name", "full1", "--no-start", "--disk-size", "64M"]);
     assert_ne!(out.code(), 0);
     let err = out.stderr();
+    eprintln!("{err}");
     assert!(err.contains("not enough free space in"), "{err}");
     assert!(err.contains("a copy of the base image"), "{err}");
     assert_eq!(err.lines().filter(|l| l.starts_with("banger: error:")).count(), 1, "one sentence: {err}");
