@@ -56,13 +56,18 @@ impl Layout {
         self.state.join("built-images")
     }
 
-    /// The daemon's private copy of the bundle's SSH key.
+    /// This installation's SSH key for root logins into its VMs.
     pub fn ssh_key(&self) -> PathBuf {
         self.state.join("ssh").join("id_ed25519")
     }
 
+    /// One directory per VM (`STATE/vms/NAME/`: its disks and console log).
+    pub fn vms(&self) -> PathBuf {
+        self.state.join("vms")
+    }
+
     pub fn vm(&self, name: &str) -> VmPaths {
-        let dir = self.state.join("vms").join(name);
+        let dir = self.vms().join(name);
         VmPaths {
             run_dir: self.run.join("vms").join(name),
             overlay: dir.join(banger_storage::OVERLAY),

@@ -9,6 +9,7 @@ use crate::error::Result;
 use banger_api::event::EventKind;
 use banger_state::VmRecord;
 use banger_vmm::process;
+use std::path::Path;
 
 /// Is the recorded VMM process still there (and still the VM's, not a reused pid)?
 fn alive(phase: &VmPhase) -> Option<bool> {
@@ -131,6 +132,37 @@ impl Manager {
         }
         if at_start {
             self.remove_leftovers();
+            self.remove_orphans();
+        }
+    }
+
+    /// At daemon start: what a previous daemon that died mid-operation left without a VM —
+    /// VM directories without a row (a delete that removed the row), pinned base images no VM
+    /// uses and temporary copies (a create that stopped before registering).
+    fn remove_orphans(&self) {
+        let Ok(records) = self.db().vms() else { return };
+        if let Ok(dirs) = std::fs::read_dir(self.layout.vms()) {
+            for d in dirs.flatten() {
+                let name = d.file_name().to_string_lossy().into_owned();
+                if d.path().is_dir() && !records.iter().any(|r| r.name == name) {
+                    tracing::warn!(
+                        "removing {}: no VM {name} is registered (a delete that did not finish)",
+                        d.path().display()
+                    );
+                    if let Err(e) = banger_storage::remove(&d.path()) {
+                        tracing::warn!("{e}");
+                    }
+                }
+            }
+        }
+        if let Ok(files) = std::fs::read_dir(self.layout.images()) {
+            for f in files.flatten() {
+                let path = f.path();
+                if !records.iter().any(|r| Path::new(&r.base_path) == path) {
+                    tracing::info!("removing {}: no VM uses it", path.display());
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
         }
     }
 

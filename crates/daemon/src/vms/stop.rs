@@ -145,8 +145,10 @@ impl Manager {
                 self.transition(name, &stopping, VmPhase::Stopped, Some("deleted with --force".into()))?;
             }
             self.release(&rec);
-            banger_storage::remove(&self.layout.vm(name).dir)?;
+            // The row first: a daemon that dies after it leaves only disks without a VM, which
+            // the next one removes (`remove_orphans`) — never a VM without its disks.
             self.db().delete_vm(name)?;
+            banger_storage::remove(&self.layout.vm(name).dir)?;
             self.unpin_base(&rec.base_path);
             self.events.publish(Some(name), EventKind::Deleted);
             Ok(())

@@ -259,6 +259,25 @@ fn vms_running_before_a_host_reboot_are_stopped_and_start_again() {
     assert_eq!(again.state, R);
 }
 
+/// A daemon that died mid-delete (row gone, disks not yet) or mid-create (base pinned, VM not
+/// registered) leaves things the next one removes at start; VMs that are registered keep theirs.
+#[test]
+fn disks_and_pins_without_a_vm_are_removed_at_start() {
+    let t = setup();
+    let keep = t.m.create(CreateVm { no_start: true, ..req("keep") }, &()).unwrap();
+    t.m.create(CreateVm { no_start: true, ..req("gone") }, &()).unwrap();
+    let gone_dir = t.m.layout.vm("gone").dir;
+    assert!(t.m.db().delete_vm("gone").unwrap(), "the row went, then the daemon died");
+    let stray_pin = t.m.layout.images().join(".base-x.ext4.tmp-42");
+    std::fs::write(&stray_pin, b"half a copy").unwrap();
+    t.m.reconcile(true);
+    assert!(!gone_dir.exists(), "disks without a VM removed");
+    assert!(!stray_pin.exists(), "a temporary copy removed");
+    assert!(keep.dir.join(banger_storage::WORK).is_file(), "a registered VM keeps its disks");
+    let pinned: Vec<_> = std::fs::read_dir(t.m.layout.images()).unwrap().flatten().map(|e| e.path()).collect();
+    assert_eq!(pinned, [std::path::PathBuf::from(&t.m.record("keep").unwrap().base_path)], "its pinned base kept");
+}
+
 #[test]
 fn every_phase_change_is_checked_allowed_ones_are_recorded_refused_ones_change_nothing() {
     let t = setup();
