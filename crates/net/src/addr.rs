@@ -126,15 +126,19 @@ pub fn parse_addrs(json: &str) -> Vec<InUse> {
     out
 }
 
-/// `ip -j -4 route show table all` → each route's destination and link (default routes left out:
-/// they overlap everything and take nothing).
+/// `ip -j -4 route show table all` → each route's destination and link. Left out: routes
+/// broader than a /8 (default routes, a full-tunnel VPN's 0.0.0.0/1 + 128.0.0.0/1: they take no
+/// address, and a VM's more specific /30 wins over them), and routes with no link (blackhole,
+/// unreachable, prohibit, throw).
 pub fn parse_routes(json: &str) -> Vec<InUse> {
     let Ok(serde_json::Value::Array(routes)) = serde_json::from_str::<serde_json::Value>(json) else { return vec![] };
     routes
         .iter()
         .filter_map(|r| {
             let net = Net::parse(r["dst"].as_str()?)?;
-            (net.prefix > 0).then(|| InUse { net, dev: r["dev"].as_str().unwrap_or("?").to_string() })
+            let dev = r["dev"].as_str()?;
+            let no_link = matches!(r["type"].as_str(), Some("blackhole" | "unreachable" | "prohibit" | "throw"));
+            (net.prefix >= 8 && !no_link).then(|| InUse { net, dev: dev.to_string() })
         })
         .collect()
 }
@@ -198,6 +202,8 @@ mod tests {
             ]
         );
         let routes = r#"[{"dst":"default","gateway":"192.0.2.1","dev":"eth0"},{"dst":"10.8.0.0/16","dev":"tun0"},
+            {"dst":"0.0.0.0/1","gateway":"10.8.0.1","dev":"tun0"},{"dst":"128.0.0.0/1","dev":"tun0"},
+            {"type":"blackhole","dst":"172.30.0.0/24"},{"type":"unreachable","dst":"172.31.0.0/24","dev":"lo"},
             {"type":"local","dst":"192.0.2.2","dev":"eth0","table":"local"}]"#;
         assert_eq!(
             parse_routes(routes),

@@ -84,8 +84,18 @@ pub fn host_keys_from_console(console: &str) -> Option<Vec<String>> {
 /// each, and a guest that just booted under TCG can take seconds for one), every type if none.
 /// Tried twice.
 pub fn keyscan(ip: Ipv4Addr, types: &[&str]) -> Option<Vec<String>> {
-    let scan_types: Vec<&str> =
-        types.iter().map(|t| if t.starts_with("ecdsa-") { "ecdsa" } else { t.trim_start_matches("ssh-") }).collect();
+    let scan_types: Vec<&str> = types
+        .iter()
+        .map(|t| match *t {
+            "ssh-ed25519" => Some("ed25519"),
+            "ssh-rsa" => Some("rsa"),
+            "ssh-dss" => Some("dsa"),
+            t if t.starts_with("ecdsa-sha2-") => Some("ecdsa"),
+            _ => None,
+        })
+        .collect::<Option<_>>()
+        // A type ssh-keyscan has no name for: ask for every type.
+        .unwrap_or_default();
     let mut args = vec!["-T".to_string(), "15".into()];
     if !scan_types.is_empty() {
         args.extend(["-t".into(), scan_types.join(",")]);

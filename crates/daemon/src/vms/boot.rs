@@ -194,7 +194,7 @@ impl Manager {
             );
             self.wait_boot(name, i, guest, &paths.console_log, console_from, progress)?;
             let keys = self.check_host_key(rec, guest, &paths.console_log, console_from)?;
-            if rec.host_keys.is_none() {
+            if rec.host_keys.as_deref() != Some(keys.as_str()) {
                 self.db().set_vm_host_keys(name, &keys)?;
                 self.step(progress, name, "ssh", "pinned the VM's SSH host keys".into());
                 let mut fields = serde_json::Map::new();
@@ -298,10 +298,13 @@ impl Manager {
                 std::thread::sleep(Duration::from_millis(100));
             }
         };
-        let expected: Option<Vec<String>> = match &rec.host_keys {
-            Some(k) => Some(k.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()),
-            None => printed(),
-        };
+        // What the VM printed on its own console this boot (it may have new keys: the user
+        // regenerated them), else what was pinned at its first boot.
+        let pinned: Option<Vec<String>> =
+            rec.host_keys.as_ref().map(|k| k.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect());
+        let printed = printed();
+        let from_console = printed.is_some();
+        let expected = printed.or(pinned);
         let types: Vec<&str> =
             expected.iter().flatten().filter_map(|k| k.split_whitespace().next()).collect::<Vec<_>>();
         let served = self.guest.keyscan(guest, &types);
@@ -311,7 +314,7 @@ impl Manager {
                 "the SSH server at {guest} is not VM {name}: its host key is not the one {} (another machine \
                  has this address — another banger installation with the same subnet? Give one of them its \
                  own `subnet` in config.toml)",
-                if rec.host_keys.is_some() { "pinned at its first boot" } else { "it printed on its console" }
+                if from_console { "it printed on its console" } else { "pinned at its first boot" }
             ))
             .into()),
             (Some(_), None) => Err(ApiError::internal(format!(

@@ -136,15 +136,15 @@ impl Manager {
         }
     }
 
-    /// At daemon start: what a previous daemon that died mid-operation left without a VM —
-    /// VM directories without a row (a delete that removed the row), pinned base images no VM
-    /// uses and temporary copies (a create that stopped before registering).
+    /// At daemon start: what a previous daemon that died mid-operation left — VM directories a
+    /// delete marked and unregistered but did not remove, and temporary copies of base images.
+    /// Nothing else without a row is touched (a lost or replaced database must never cost disks).
     fn remove_orphans(&self) {
         let Ok(records) = self.db().vms() else { return };
         if let Ok(dirs) = std::fs::read_dir(self.layout.vms()) {
             for d in dirs.flatten() {
                 let name = d.file_name().to_string_lossy().into_owned();
-                if d.path().is_dir() && !records.iter().any(|r| r.name == name) {
+                if d.path().join(super::stop::DELETING).is_file() && !records.iter().any(|r| r.name == name) {
                     tracing::warn!(
                         "removing {}: no VM {name} is registered (a delete that did not finish)",
                         d.path().display()
@@ -158,8 +158,9 @@ impl Manager {
         if let Ok(files) = std::fs::read_dir(self.layout.images()) {
             for f in files.flatten() {
                 let path = f.path();
-                if !records.iter().any(|r| Path::new(&r.base_path) == path) {
-                    tracing::info!("removing {}: no VM uses it", path.display());
+                let temporary = f.file_name().to_string_lossy().contains(".tmp-");
+                if temporary && !records.iter().any(|r| Path::new(&r.base_path) == path) {
+                    tracing::info!("removing {}: an unfinished copy", path.display());
                     let _ = std::fs::remove_file(&path);
                 }
             }

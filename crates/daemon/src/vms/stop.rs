@@ -145,10 +145,14 @@ impl Manager {
                 self.transition(name, &stopping, VmPhase::Stopped, Some("deleted with --force".into()))?;
             }
             self.release(&rec);
-            // The row first: a daemon that dies after it leaves only disks without a VM, which
-            // the next one removes (`remove_orphans`) — never a VM without its disks.
+            // Marked, then the row: a daemon that dies after it leaves only marked disks without
+            // a VM, which the next one removes (`remove_orphans`) — never a VM without its disks.
+            let dir = self.layout.vm(name).dir;
+            let _ = std::fs::write(dir.join(DELETING), b"");
             self.db().delete_vm(name)?;
-            banger_storage::remove(&self.layout.vm(name).dir)?;
+            if let Err(e) = banger_storage::remove(&dir) {
+                tracing::warn!("VM {name} is deleted, but its directory stays: {e}");
+            }
             self.unpin_base(&rec.base_path);
             self.events.publish(Some(name), EventKind::Deleted);
             Ok(())
@@ -156,6 +160,9 @@ impl Manager {
         self.published(name, result)
     }
 }
+
+/// Put in a VM's directory just before its row is deleted: the directory may go.
+pub const DELETING: &str = ".deleting";
 
 /// `KILL`, `SIGKILL`, `kill`, `9` → SIGKILL.
 pub fn parse_signal(s: &str) -> Result<Signal> {

@@ -155,11 +155,19 @@ fn a_vm_is_ready_only_when_its_ssh_server_holds_its_own_host_key() {
     let vm = t.m.start("twin", &()).unwrap();
     assert!(vm.ssh.pinned);
     t.m.stop("twin", Duration::from_secs(5), &()).unwrap();
-    // Pinned: a later boot answered by another machine is refused too.
+    // A later boot answered by another machine is refused too: against what it printed, or,
+    // when it printed nothing this time, against the key pinned at its first boot.
     t.fake.host().impostor = true;
+    let e = t.m.start("twin", &()).unwrap_err();
+    assert!(e.to_string().contains("is not VM twin: its host key is not the one it printed"), "{e}");
+    t.fake.host().silent_keys = true;
     let e = t.m.start("twin", &()).unwrap_err();
     assert!(e.to_string().contains("pinned at its first boot"), "{e}");
     t.fake.host().impostor = false;
+    let vm = t.m.start("twin", &()).unwrap();
+    assert!(vm.ssh.pinned, "its own server, checked against the pin");
+    t.m.stop("twin", Duration::from_secs(5), &()).unwrap();
+    t.fake.host().silent_keys = false;
 
     // An image that prints no keys: refused, unless ssh_host_keys = "scan" (trust on first use).
     t.fake.host().silent_keys = true;
@@ -259,19 +267,25 @@ fn vms_running_before_a_host_reboot_are_stopped_and_start_again() {
     assert_eq!(again.state, R);
 }
 
-/// A daemon that died mid-delete (row gone, disks not yet) or mid-create (base pinned, VM not
-/// registered) leaves things the next one removes at start; VMs that are registered keep theirs.
+/// A daemon that died mid-delete (disks marked, row gone) or mid-copy of a base leaves things the
+/// next one removes at start; registered VMs keep theirs, and unmarked disks are never touched.
 #[test]
-fn disks_and_pins_without_a_vm_are_removed_at_start() {
+fn what_a_dead_delete_or_copy_left_is_removed_at_start() {
     let t = setup();
     let keep = t.m.create(CreateVm { no_start: true, ..req("keep") }, &()).unwrap();
     t.m.create(CreateVm { no_start: true, ..req("gone") }, &()).unwrap();
     let gone_dir = t.m.layout.vm("gone").dir;
-    assert!(t.m.db().delete_vm("gone").unwrap(), "the row went, then the daemon died");
+    std::fs::write(gone_dir.join(super::stop::DELETING), b"").unwrap();
+    assert!(t.m.db().delete_vm("gone").unwrap(), "marked, the row went, then the daemon died");
+    // A directory without a row and without the mark (a lost database?) is never touched.
+    t.m.create(CreateVm { no_start: true, ..req("unmarked") }, &()).unwrap();
+    let unmarked = t.m.layout.vm("unmarked").dir;
+    assert!(t.m.db().delete_vm("unmarked").unwrap());
     let stray_pin = t.m.layout.images().join(".base-x.ext4.tmp-42");
     std::fs::write(&stray_pin, b"half a copy").unwrap();
     t.m.reconcile(true);
-    assert!(!gone_dir.exists(), "disks without a VM removed");
+    assert!(!gone_dir.exists(), "disks a delete marked removed");
+    assert!(unmarked.join(banger_storage::WORK).is_file(), "unmarked disks kept");
     assert!(!stray_pin.exists(), "a temporary copy removed");
     assert!(keep.dir.join(banger_storage::WORK).is_file(), "a registered VM keeps its disks");
     let pinned: Vec<_> = std::fs::read_dir(t.m.layout.images()).unwrap().flatten().map(|e| e.path()).collect();
