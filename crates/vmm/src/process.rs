@@ -144,6 +144,12 @@ mod tests {
         assert!(!is_alive(pid, &tmp.path().join("other.sock")), "marker must be checked");
         // Its own session: the child is a session leader.
         assert_eq!(nix::unistd::getsid(Some(Pid::from_raw(pid as i32))).unwrap().as_raw(), pid as i32);
+        // Until sh has forked and exec'd its `sleep`, the child still shows sh's command line
+        // (with the marker): wait for that moment to pass.
+        let t0 = std::time::Instant::now();
+        while find_with_marker(&marker) != [pid] && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         assert_eq!(find_with_marker(&marker), [pid]);
         assert!(find_with_marker(&tmp.path().join("other.sock")).is_empty());
         signal(pid, &marker, Signal::SIGTERM).unwrap();
