@@ -58,9 +58,18 @@ impl Manager {
     /// The public half of [`Manager::ssh_key`] as `TYPE BASE64`.
     pub(super) fn ssh_public_key(&self) -> Result<String> {
         let key = self.ssh_key()?;
-        let out = banger_host::run("ssh-keygen", ["-y".as_ref(), "-f".as_ref(), key.as_os_str()])
-            .map_err(|e| ApiError::internal(format!("cannot read the public half of {}: {e}", key.display())))?;
-        let text = String::from_utf8_lossy(&out.stdout);
+        // A generated key has its `.pub` beside it (an explicit one's copy has none): no
+        // ssh-keygen at every boot.
+        let text = match std::fs::read_to_string(key.with_extension("pub")) {
+            Ok(text) => text,
+            Err(_) => {
+                let out =
+                    banger_host::run("ssh-keygen", ["-y".as_ref(), "-f".as_ref(), key.as_os_str()]).map_err(|e| {
+                        ApiError::internal(format!("cannot read the public half of {}: {e}", key.display()))
+                    })?;
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            }
+        };
         let mut w = text.split_whitespace();
         match (w.next(), w.next()) {
             (Some(t), Some(k)) => Ok(format!("{t} {k}")),
