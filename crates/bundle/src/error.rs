@@ -67,6 +67,22 @@ pub enum BundleError {
     #[error("bundle {url} contains an unsafe entry `{entry}`: {reason}")]
     UnsafeEntry { url: String, entry: String, reason: String },
 
+    /// The archive would unpack to more than the unpacker's limits allow: an entry or the
+    /// whole bundle too large, too many entries, or oversized headers or trailing data
+    /// (the shapes a decompression bomb takes).
+    #[error("bundle {url} is too large to unpack: {reason}")]
+    TooLarge { url: String, reason: String },
+
+    /// Writing the next entry would leave the filesystem that receives the bundle with
+    /// less than the reserve the unpacker keeps free.
+    #[error(
+        "not enough free space to unpack bundle {url} in {}: writing entry `{entry}` would leave less than {} free ({} available)",
+        path.display(),
+        human_bytes(*reserve),
+        human_bytes(*available)
+    )]
+    NoSpace { url: String, path: PathBuf, entry: String, available: u64, reserve: u64 },
+
     /// A file listed in the manifest's `files` is absent from the bundle.
     #[error("bundle {url} lacks `{file}`, which the manifest lists in `files`")]
     MissingFile { url: String, file: String },
@@ -92,14 +108,33 @@ impl BundleError {
             | BundleError::ChecksumMismatch { .. }
             | BundleError::CorruptArchive { .. }
             | BundleError::UnsafeEntry { .. }
+            | BundleError::TooLarge { .. }
             | BundleError::MissingFile { .. } => 7,
-            BundleError::HttpStatus { .. } | BundleError::Download { .. } | BundleError::Io { .. } => 1,
+            BundleError::HttpStatus { .. }
+            | BundleError::Download { .. }
+            | BundleError::NoSpace { .. }
+            | BundleError::Io { .. } => 1,
         }
     }
 
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, error: io::Error) -> Self {
         BundleError::Io { op, path: path.into(), error }
     }
+}
+
+/// `n` bytes in binary units, e.g. "64 GiB", "1.5 MiB", "512 bytes".
+pub(crate) fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if n < 1024 {
+        return format!("{n} bytes");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if v.fract() == 0.0 { format!("{v:.0} {}", UNITS[unit]) } else { format!("{v:.1} {}", UNITS[unit]) }
 }
 
 #[cfg(test)]
@@ -115,6 +150,20 @@ mod tests {
         assert_eq!(BundleError::HttpStatus { url: "u".into(), status: 404 }.exit_code(), 3);
         assert_eq!(BundleError::HttpStatus { url: "u".into(), status: 500 }.exit_code(), 1);
         assert_eq!(BundleError::io("read", "/x", io::Error::other("boom")).exit_code(), 1);
+        assert_eq!(BundleError::TooLarge { url: "u".into(), reason: "r".into() }.exit_code(), 7);
+        let full = BundleError::NoSpace { url: "u".into(), path: p, entry: "e".into(), available: 1, reserve: 2 };
+        assert_eq!(full.exit_code(), 1);
+    }
+
+    #[test]
+    fn human_bytes_uses_binary_units() {
+        assert_eq!(human_bytes(0), "0 bytes");
+        assert_eq!(human_bytes(1023), "1023 bytes");
+        assert_eq!(human_bytes(1024), "1 KiB");
+        assert_eq!(human_bytes(1536 << 10), "1.5 MiB");
+        assert_eq!(human_bytes(64 << 30), "64 GiB");
+        assert_eq!(human_bytes(1 << 40), "1 TiB");
+        assert_eq!(human_bytes(u64::MAX), "16 EiB");
     }
 
     #[test]

@@ -45,7 +45,21 @@ pub struct FetchSummary {
 /// The download is streamed to disk and hashed on the fly; nothing is unpacked
 /// before the checksum matches. On any error `runtime_dir` is left exactly as it
 /// was and the staging directory is removed.
+///
+/// Unpacking refuses entries and archives above fixed size limits (64 GiB per
+/// file, 128 GiB in all, 100,000 entries) and stops before the filesystem of
+/// `runtime_dir` has less than 5% (at most 256 MiB) free.
 pub fn fetch(manifest: &Manifest, runtime_dir: &Path, progress: &dyn Progress) -> Result<FetchSummary, BundleError> {
+    fetch_with(manifest, runtime_dir, progress, &unpack::Limits::default())
+}
+
+/// [`fetch`] with explicit unpacking limits.
+pub(crate) fn fetch_with(
+    manifest: &Manifest,
+    runtime_dir: &Path,
+    progress: &dyn Progress,
+    limits: &unpack::Limits,
+) -> Result<FetchSummary, BundleError> {
     let (url, source) = manifest.source()?;
     let expected = manifest.sha256.clone().ok_or_else(|| BundleError::ManifestField {
         path: manifest.path.clone(),
@@ -93,7 +107,13 @@ pub fn fetch(manifest: &Manifest, runtime_dir: &Path, progress: &dyn Progress) -
     fs::create_dir(&tree).map_err(|e| BundleError::io("create directory", &tree, e))?;
     fs::set_permissions(&tree, fs::Permissions::from_mode(0o755))
         .map_err(|e| BundleError::io("set permissions on", &tree, e))?;
-    let unpacked = unpack::unpack(&archive, &tree, &url, progress)?;
+    let unpacked = unpack::unpack(&archive, &tree, &url, progress, limits).map_err(|e| match e {
+        // The staging directory is an implementation detail: name where the runtime goes.
+        BundleError::NoSpace { url, entry, available, reserve, .. } => {
+            BundleError::NoSpace { url, path: parent.clone(), entry, available, reserve }
+        }
+        other => other,
+    })?;
     fs::remove_file(&archive).map_err(|e| BundleError::io("remove", &archive, e))?;
 
     for f in &manifest.files {

@@ -16,6 +16,8 @@
 
 mod error;
 mod fetch;
+#[cfg(test)]
+mod hostile_tests;
 mod manifest;
 mod package;
 mod progress;

@@ -3,26 +3,100 @@
 //! Only regular files, directories and symlinks that stay inside the tree are
 //! accepted (hard links to earlier regular files are allowed too). Absolute
 //! paths, `..` components, escaping links, writes through a symlink, devices,
-//! fifos and every other entry type are refused. Modes are normalised to
-//! 0644/0755 (executable bit preserved); ownership and times are not restored.
+//! fifos, GNU sparse entries and every other entry type are refused. Modes are
+//! normalised to 0644/0755 (executable bit preserved; setuid, setgid, sticky and
+//! group/other write bits never survive); ownership and times are not restored.
+//!
+//! Sizes are bounded so that neither a huge entry nor a decompression bomb can
+//! exhaust the disk, memory or time (see [`Limits`]): every decompressed byte is
+//! either the data of a regular entry, whose declared size is capped per entry
+//! and in total before anything is written, or header material (names, pax
+//! records, sparse maps, padding after the end), which is capped per entry and
+//! in total. Bytes actually written (all-zero blocks become holes, so sparse
+//! rootfs images cost only their data) are checked against the free space of
+//! the target filesystem, which always keeps a reserve.
 
+use std::cell::Cell;
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use flate2::bufread::MultiGzDecoder;
 use tar::EntryType;
 
-use crate::error::BundleError;
+use crate::error::{BundleError, human_bytes};
 use crate::progress::Progress;
 
 /// Maximum number of symlinks followed while resolving one link target.
 const MAX_LINK_HOPS: usize = 40;
 const IO_BUF: usize = 1 << 20;
 const SPARSE_BLOCK: usize = 64 << 10;
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+/// Free and total bytes of a filesystem.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Space {
+    pub available: u64,
+    pub total: u64,
+}
+
+impl Space {
+    /// What unpacking always leaves free: 5% of the filesystem, at most 256 MiB.
+    pub fn reserve(&self) -> u64 {
+        (self.total / 20).min(256 * MIB)
+    }
+}
+
+/// The free space of the filesystem holding `path` (statvfs).
+pub(crate) fn statvfs_space(path: &Path) -> io::Result<Space> {
+    let st = nix::sys::statvfs::statvfs(path).map_err(io::Error::from)?;
+    let frag = st.fragment_size() as u64;
+    Ok(Space {
+        available: (st.blocks_available() as u64).saturating_mul(frag),
+        total: (st.blocks() as u64).saturating_mul(frag),
+    })
+}
+
+/// What one unpack may consume. The defaults are generous for a real bundle
+/// (about 1,100 entries, rootfs images of 4 and 8 GiB that are mostly holes,
+/// about 12 GiB in all) while bounding what a hostile archive can cost.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Entries (files, directories, links) in the archive.
+    pub max_entries: u64,
+    /// Declared size of one regular file.
+    pub max_entry_bytes: u64,
+    /// Sum of the declared sizes of all regular files.
+    pub max_total_bytes: u64,
+    /// Header material before one entry (its header, long names, pax records,
+    /// sparse maps), and data after the end of the archive.
+    pub max_header_bytes: u64,
+    /// Header material of the whole archive.
+    pub max_total_header_bytes: u64,
+    /// Free space is re-checked at least this often while writing.
+    pub space_check_every: u64,
+    /// How free space is measured (statvfs; tests substitute their own).
+    pub space: fn(&Path) -> io::Result<Space>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_entries: 100_000,
+            max_entry_bytes: 64 * GIB,
+            max_total_bytes: 128 * GIB,
+            max_header_bytes: MIB,
+            max_total_header_bytes: 256 * MIB,
+            space_check_every: 64 * MIB,
+            space: statvfs_space,
+        }
+    }
+}
 
 pub(crate) struct Unpacked {
     pub entries: u64,
@@ -130,29 +204,102 @@ fn normalized_mode(header_mode: u32) -> u32 {
 }
 
 /// Reads `path` (a gzip-compressed tar) and extracts it into the existing,
-/// empty directory `dest`.
-pub(crate) fn unpack(archive: &Path, dest: &Path, url: &str, progress: &dyn Progress) -> Result<Unpacked, BundleError> {
+/// empty directory `dest`, within `limits`.
+pub(crate) fn unpack(
+    archive: &Path,
+    dest: &Path,
+    url: &str,
+    progress: &dyn Progress,
+    limits: &Limits,
+) -> Result<Unpacked, BundleError> {
     let file = File::open(archive).map_err(|e| BundleError::io("open", archive, e))?;
     let total = file.metadata().map(|m| m.len()).ok();
     progress.stage("unpacking bundle");
     progress.start(total);
     let counting = CountingReader { inner: file, progress };
     let gz = MultiGzDecoder::new(BufReader::with_capacity(IO_BUF, counting));
-    let mut ar = tar::Archive::new(gz);
+    let window = Rc::new(Window::default());
+    let mut ar = tar::Archive::new(Bounded { inner: gz, window: window.clone() });
     let corrupt = |e: io::Error| BundleError::CorruptArchive { url: url.to_string(), message: e.to_string() };
     let unsafe_entry = |entry: &[u8], reason: String| BundleError::UnsafeEntry {
         url: url.to_string(),
         entry: String::from_utf8_lossy(entry).into_owned(),
         reason,
     };
+    let too_large = |reason: String| BundleError::TooLarge { url: url.to_string(), reason };
+
+    // Header material read so far is everything read minus the data of the
+    // regular entries (with their padding to the next 512-byte block).
+    let mut data_total = 0u64;
+    let mut prev: Option<String> = None;
+    // Allows header material up to the per-entry cap (or what is left of the
+    // total), after `data` more bytes of entry data. Returns the reason used if
+    // the header material overruns.
+    let open_window = |data: u64, data_total: u64, prev: &Option<String>| -> String {
+        let header_used = window.pos.get().saturating_sub(data_total - data);
+        let left = limits.max_total_header_bytes.saturating_sub(header_used);
+        let allowed = left.min(limits.max_header_bytes);
+        window.limit.set(window.pos.get().saturating_add(data).saturating_add(allowed));
+        let after = match prev {
+            Some(p) => format!("after entry `{p}`"),
+            None => "at the start of the archive".to_string(),
+        };
+        if allowed < limits.max_header_bytes {
+            format!(
+                "its header material (names, pax records, sparse maps) exceeds {} in total, {after}",
+                human_bytes(limits.max_total_header_bytes)
+            )
+        } else {
+            format!(
+                "the header material (names, pax records, sparse maps) {after} exceeds {}",
+                human_bytes(limits.max_header_bytes)
+            )
+        }
+    };
+    let mut overrun = open_window(0, 0, &prev);
+    let read_failed = |e: io::Error, overrun: &str| {
+        if window.overrun.get() { too_large(overrun.to_string()) } else { corrupt(e) }
+    };
 
     let mut symlinks: Vec<PathBuf> = Vec::new();
     let mut entries = 0u64;
+    let mut declared_total = 0u64;
+    let mut space = SpaceGuard { dest, limits, allowance: 0 };
     let mut buf = vec![0u8; IO_BUF];
     for entry in ar.entries().map_err(corrupt)? {
-        let mut entry = entry.map_err(corrupt)?;
+        let mut entry = entry.map_err(|e| read_failed(e, &overrun))?;
         let raw = entry.path_bytes().into_owned();
+        let shown = String::from_utf8_lossy(&raw).into_owned();
         let kind = entry.header().entry_type();
+        let size = entry.size();
+        let is_file = matches!(kind, EntryType::Regular | EntryType::Continuous);
+        if is_file {
+            if size > limits.max_entry_bytes {
+                return Err(too_large(format!(
+                    "entry `{shown}` declares {}, more than the {} one entry may hold",
+                    human_bytes(size),
+                    human_bytes(limits.max_entry_bytes)
+                )));
+            }
+            if declared_total.saturating_add(size) > limits.max_total_bytes {
+                return Err(too_large(format!(
+                    "entry `{shown}` ({}) would take it past {} unpacked in total",
+                    human_bytes(size),
+                    human_bytes(limits.max_total_bytes)
+                )));
+            }
+            declared_total += size;
+        } else if size != 0 && matches!(kind, EntryType::Directory | EntryType::Symlink | EntryType::Link) {
+            return Err(unsafe_entry(
+                &raw,
+                format!("it is {} but carries {} of data", kind_name(kind), human_bytes(size)),
+            ));
+        }
+        let data = if is_file { size.div_ceil(512).saturating_mul(512) } else { 0 };
+        data_total = data_total.saturating_add(data);
+        overrun = open_window(data, data_total, &Some(shown.clone()));
+        prev = Some(shown.clone());
+
         if matches!(kind, EntryType::XGlobalHeader) {
             continue;
         }
@@ -164,6 +311,12 @@ pub(crate) fn unpack(archive: &Path, dest: &Path, url: &str, progress: &dyn Prog
             return Err(unsafe_entry(&raw, "a non-directory entry names the archive root".into()));
         }
         entries += 1;
+        if entries > limits.max_entries {
+            return Err(too_large(format!(
+                "it has more than {} entries (`{shown}` is one too many)",
+                limits.max_entries
+            )));
+        }
         let out = dest.join(&rel);
         match kind {
             EntryType::Directory => {
@@ -182,7 +335,6 @@ pub(crate) fn unpack(archive: &Path, dest: &Path, url: &str, progress: &dyn Prog
                 prepare_parents(dest, &rel).map_err(|r| unsafe_entry(&raw, r))?;
                 remove_non_dir(&out).map_err(|r| unsafe_entry(&raw, r))?;
                 let mode = normalized_mode(entry.header().mode().map_err(corrupt)?);
-                let size = entry.size();
                 // create_new (O_CREAT|O_EXCL) never follows a symlink at `out`.
                 let mut f = OpenOptions::new()
                     .write(true)
@@ -190,9 +342,17 @@ pub(crate) fn unpack(archive: &Path, dest: &Path, url: &str, progress: &dyn Prog
                     .mode(mode)
                     .open(&out)
                     .map_err(|e| BundleError::io("create", &out, e))?;
-                let written = copy_sparse(&mut entry, &mut f, &mut buf).map_err(|e| match e {
-                    CopyError::Read(e) => corrupt(e),
+                let written = copy_sparse(&mut entry, &mut f, &mut buf, &mut space).map_err(|e| match e {
+                    CopyError::Read(e) => read_failed(e, &overrun),
                     CopyError::Write(e) => BundleError::io("write", &out, e),
+                    CopyError::SpaceCheck(e) => BundleError::io("check the free space of", dest, e),
+                    CopyError::NoSpace(s) => BundleError::NoSpace {
+                        url: url.to_string(),
+                        path: dest.to_path_buf(),
+                        entry: shown.clone(),
+                        available: s.available,
+                        reserve: s.reserve(),
+                    },
                 })?;
                 if written != size {
                     return Err(corrupt(io::Error::new(
@@ -220,7 +380,15 @@ pub(crate) fn unpack(archive: &Path, dest: &Path, url: &str, progress: &dyn Prog
                     .link_name_bytes()
                     .ok_or_else(|| unsafe_entry(&raw, "the hard link has no target".into()))?
                     .into_owned();
-                let trel = sanitize(&target).map_err(|r| unsafe_entry(&raw, format!("hard link target: {r}")))?;
+                let trel = sanitize(&target).map_err(|r| {
+                    unsafe_entry(
+                        &raw,
+                        format!("its hard link target `{}` is refused: {r}", String::from_utf8_lossy(&target)),
+                    )
+                })?;
+                if trel == rel {
+                    return Err(unsafe_entry(&raw, "the hard link points at itself".into()));
+                }
                 check_existing_regular(dest, &trel).map_err(|r| unsafe_entry(&raw, r))?;
                 prepare_parents(dest, &rel).map_err(|r| unsafe_entry(&raw, r))?;
                 remove_non_dir(&out).map_err(|r| unsafe_entry(&raw, r))?;
@@ -230,26 +398,129 @@ pub(crate) fn unpack(archive: &Path, dest: &Path, url: &str, progress: &dyn Prog
             other => {
                 return Err(unsafe_entry(
                     &raw,
-                    format!("entry type {other:?} is not allowed (only files, directories and symlinks)"),
+                    format!(
+                        "it is {}, and a bundle may hold only regular files, directories, symlinks and hard links",
+                        kind_name(other)
+                    ),
                 ));
             }
         }
     }
-    // Drain the gzip stream so its CRC and length trailer are verified.
+    // Drain the gzip stream so its CRC and length trailer are verified; what
+    // follows the end of the archive counts as header material.
+    let overrun = match &prev {
+        Some(p) => format!(
+            "more than {} of data follows the end of the archive (after entry `{p}`)",
+            human_bytes(limits.max_header_bytes)
+        ),
+        None => format!("more than {} of data follows the end of the archive", human_bytes(limits.max_header_bytes)),
+    };
+    let header_used = window.pos.get().saturating_sub(data_total);
+    let left = limits.max_total_header_bytes.saturating_sub(header_used).min(limits.max_header_bytes);
+    window.limit.set(window.pos.get().saturating_add(left));
     let mut rest = ar.into_inner();
     loop {
         match rest.read(&mut buf) {
             Ok(0) => break,
             Ok(_) => {}
-            Err(e) => return Err(corrupt(e)),
+            Err(e) => return Err(read_failed(e, &overrun)),
         }
     }
-    // Links may chain through each other: resolve every symlink for real.
+    // Links may chain through each other: resolve every symlink for real (a
+    // symlink that a later entry replaced is gone and needs no check).
     for link in &symlinks {
+        if !fs::symlink_metadata(dest.join(link)).is_ok_and(|m| m.file_type().is_symlink()) {
+            continue;
+        }
         resolve_within(dest, link).map_err(|r| unsafe_entry(link.as_os_str().as_bytes(), r))?;
     }
     progress.finish();
     Ok(Unpacked { entries })
+}
+
+/// "a character device", "a FIFO", … for messages.
+fn kind_name(kind: EntryType) -> String {
+    match kind {
+        EntryType::Regular | EntryType::Continuous => "a regular file".into(),
+        EntryType::Directory => "a directory".into(),
+        EntryType::Symlink => "a symlink".into(),
+        EntryType::Link => "a hard link".into(),
+        EntryType::Char => "a character device".into(),
+        EntryType::Block => "a block device".into(),
+        EntryType::Fifo => "a FIFO".into(),
+        EntryType::GNUSparse => {
+            "a GNU sparse file (`banger runtime package` stores sparse images as plain files)".into()
+        }
+        other => format!("an entry of type `{}`", other.as_byte() as char),
+    }
+}
+
+/// Shared between [`unpack`] and the [`Bounded`] reader under the tar parser.
+#[derive(Default)]
+struct Window {
+    /// Decompressed bytes handed to the tar parser so far.
+    pos: Cell<u64>,
+    /// Reading past this position is refused.
+    limit: Cell<u64>,
+    /// Set when a read was refused.
+    overrun: Cell<bool>,
+}
+
+/// The decompressed stream as the tar parser sees it: it cannot read past
+/// [`Window::limit`], so header material (which the parser buffers in memory)
+/// and data after the end are bounded no matter what the headers declare.
+struct Bounded<R> {
+    inner: R,
+    window: Rc<Window>,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let room = self.window.limit.get().saturating_sub(self.window.pos.get());
+        if room == 0 {
+            // At the limit: the end of the stream is fine, anything more is not.
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => {
+                    self.window.overrun.set(true);
+                    Err(io::Error::other("the archive exceeds the unpacker's limits"))
+                }
+            };
+        }
+        let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.window.pos.set(self.window.pos.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// Counts the bytes written to disk against the free space of `dest`'s
+/// filesystem, keeping [`Space::reserve`] free.
+struct SpaceGuard<'a> {
+    dest: &'a Path,
+    limits: &'a Limits,
+    /// Bytes that may still be written before free space is measured again.
+    allowance: u64,
+}
+
+impl SpaceGuard<'_> {
+    fn take(&mut self, n: u64) -> Result<(), CopyError> {
+        if n <= self.allowance {
+            self.allowance -= n;
+            return Ok(());
+        }
+        let space = (self.limits.space)(self.dest).map_err(CopyError::SpaceCheck)?;
+        let room = space.available.saturating_sub(space.reserve());
+        if room < n {
+            return Err(CopyError::NoSpace(space));
+        }
+        self.allowance = room.min(self.limits.space_check_every.max(n)) - n;
+        Ok(())
+    }
 }
 
 /// Makes sure every ancestor of `rel` inside `dest` is a real directory (never a
@@ -323,10 +594,13 @@ fn check_existing_regular(dest: &Path, trel: &Path) -> Result<(), String> {
 enum CopyError {
     Read(io::Error),
     Write(io::Error),
+    SpaceCheck(io::Error),
+    NoSpace(Space),
 }
 
-/// Copies `r` into `f`, seeking over all-zero blocks so sparse images stay sparse.
-fn copy_sparse(r: &mut dyn Read, f: &mut File, buf: &mut [u8]) -> Result<u64, CopyError> {
+/// Copies `r` into `f`, seeking over all-zero blocks so sparse images stay
+/// sparse; the bytes actually written are taken from `space` first.
+fn copy_sparse(r: &mut dyn Read, f: &mut File, buf: &mut [u8], space: &mut SpaceGuard) -> Result<u64, CopyError> {
     let mut total = 0u64;
     let mut pending_hole = 0u64;
     loop {
@@ -346,6 +620,7 @@ fn copy_sparse(r: &mut dyn Read, f: &mut File, buf: &mut [u8]) -> Result<u64, Co
                 f.seek(SeekFrom::Current(pending_hole as i64)).map_err(CopyError::Write)?;
                 pending_hole = 0;
             }
+            space.take(block.len() as u64)?;
             f.write_all(block).map_err(CopyError::Write)?;
         }
     }
@@ -417,6 +692,17 @@ mod tests {
     }
 
     #[test]
+    fn statvfs_reports_the_filesystem_and_a_bounded_reserve() {
+        let d = tempfile::tempdir().unwrap();
+        let s = statvfs_space(d.path()).unwrap();
+        assert!(s.total > 0 && s.available <= s.total, "{s:?}");
+        assert!(s.reserve() <= 256 * MIB && s.reserve() <= s.total / 20);
+        assert!(statvfs_space(&d.path().join("missing")).is_err());
+        assert_eq!(Space { available: 0, total: 1000 * MIB }.reserve(), 50 * MIB);
+        assert_eq!(Space { available: 0, total: 100 * GIB }.reserve(), 256 * MIB);
+    }
+
+    #[test]
     fn copy_sparse_keeps_content_and_holes() {
         let d = tempfile::tempdir().unwrap();
         let mut data = vec![0u8; 3 * SPARSE_BLOCK + 10];
@@ -424,14 +710,16 @@ mod tests {
         let p = d.path().join("f");
         let mut f = File::create(&p).unwrap();
         let mut buf = vec![0u8; 100_000];
-        let n = copy_sparse(&mut &data[..], &mut f, &mut buf).ok().unwrap();
+        let limits = Limits::default();
+        let mut space = SpaceGuard { dest: d.path(), limits: &limits, allowance: 0 };
+        let n = copy_sparse(&mut &data[..], &mut f, &mut buf, &mut space).ok().unwrap();
         assert_eq!(n, data.len() as u64);
         drop(f);
         assert_eq!(fs::read(&p).unwrap(), data);
         let mut data2 = vec![0u8; 4 * SPARSE_BLOCK];
         data2[0] = 1;
         let mut f = File::create(&p).unwrap();
-        copy_sparse(&mut &data2[..], &mut f, &mut buf).ok().unwrap();
+        copy_sparse(&mut &data2[..], &mut f, &mut buf, &mut space).ok().unwrap();
         drop(f);
         assert_eq!(fs::read(&p).unwrap(), data2);
     }
