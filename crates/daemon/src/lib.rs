@@ -9,6 +9,7 @@ pub mod app;
 pub mod dns;
 pub mod error;
 pub mod events;
+pub mod fault;
 mod handlers;
 mod lock;
 pub mod platform;

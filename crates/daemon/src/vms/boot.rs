@@ -5,6 +5,7 @@
 use super::phase::{Live, VmPhase};
 use super::{Manager, Progress, now};
 use crate::error::{Error, Result};
+use crate::fault;
 use crate::platform::{Probe, ssh};
 use banger_api::ApiError;
 use banger_api::event::EventKind;
@@ -114,6 +115,11 @@ impl Manager {
             ))
             .into());
         }
+        // A grow of its work disk that a daemon which died left unfinished.
+        if self.layout.vm(name).growing.exists() {
+            self.step(progress, name, "disk", "finishing the work disk's grow".into());
+            self.finish_grow(name, rec.disk_size)?;
+        }
         // Root logs in with this installation's key only (the initrd installs it at each boot).
         let public_key = self.ssh_public_key()?;
         let kernel = PathBuf::from(&rec.kernel);
@@ -130,6 +136,7 @@ impl Manager {
         let (guest, host) = (address(&rec.guest_ip)?, address(&rec.host_ip)?);
 
         let mut current = self.transition(name, phase, VmPhase::Starting(None), None)?;
+        fault::point("start:starting");
         let paths = self.layout.vm(name);
         let console_from = std::fs::metadata(&paths.console_log).map(|m| m.len()).unwrap_or(0);
         let booted = (|| -> Result<Live> {
@@ -156,6 +163,7 @@ impl Manager {
             if let Some(port) = self.dns_port {
                 self.net.enable_dns_redirect(&self.dns_tag(name), &rec.tap, port)?;
             }
+            fault::point("start:tap");
             let lease = addr::Lease { slot: rec.slot, host, guest };
             let config = VmConfig {
                 name: name.into(),
@@ -184,6 +192,7 @@ impl Manager {
                 console_log: paths.console_log.clone(),
             };
             let instance = vmm.start(&config)?;
+            fault::point("start:spawned");
             let live = Live { instance, started_at: now() };
             // Record the process before waiting on it: a VMM the database does not know about
             // must not keep running, and a daemon restarted mid-boot must find it.
@@ -194,6 +203,7 @@ impl Manager {
                     return Err(e);
                 }
             }
+            fault::point("start:recorded");
             let i = &live.instance;
             self.step(
                 progress,
@@ -202,6 +212,7 @@ impl Manager {
                 format!("{} started ({}, pid {})", i.backend.as_str(), i.accel.as_str(), i.pid),
             );
             self.wait_boot(name, i, guest, &paths.console_log, console_from, progress)?;
+            fault::point("start:answered");
             let keys = self.check_host_key(rec, guest, &paths.console_log, console_from)?;
             if rec.host_keys.as_deref() != Some(keys.as_str()) {
                 self.db().set_vm_host_keys(name, &keys)?;
@@ -212,6 +223,7 @@ impl Manager {
             }
             ssh::write_known_hosts(&paths.known_hosts, &paths.host_key_alias, &keys)
                 .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", paths.known_hosts.display())))?;
+            fault::point("start:pinned");
             Ok(live)
         })();
         let live = match booted {

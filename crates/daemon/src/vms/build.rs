@@ -367,6 +367,7 @@ impl Manager {
             cmdline: " banger.work=none".into(),
         };
         self.start_with(&rec, &Self::phase_of(&rec)?, &extras, r)?;
+        crate::fault::point("build:booted");
         r.phase("boot", format!("builder ready in {:.1}s", t.elapsed().as_secs_f64()));
         r.check()?;
         let ssh = self.view(&self.record(&builder)?).ssh;
@@ -451,6 +452,7 @@ impl Manager {
         let image = dir.join(IMAGE_FILE);
         let chunks =
             banger_storage::flatten::flatten(Path::new(&rec.base_path), &self.layout.vm(&builder).overlay, &image)?;
+        crate::fault::point("build:flattened");
         if let Some(size) = plan.size
             && size > std::fs::metadata(&image)?.len()
         {

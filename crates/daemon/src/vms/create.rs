@@ -3,6 +3,7 @@
 
 use super::{Manager, Progress, names, now};
 use crate::error::Result;
+use crate::fault;
 use banger_api::ApiError;
 use banger_api::event::EventKind;
 use banger_api::request::CreateVm;
@@ -86,6 +87,7 @@ impl Manager {
         drop(creating);
         let rec = self.published(&name, result)?;
         self.events.publish(Some(&name), EventKind::Created);
+        fault::point("create:created");
         if req.no_start {
             return Ok(self.view(&rec));
         }
@@ -95,7 +97,19 @@ impl Manager {
     }
 
     /// Pin `new.base_path`, register `new` and make its disks; all or nothing.
-    pub(super) fn create_claimed(&self, mut new: NewVm, progress: &dyn Progress) -> Result<banger_state::VmRecord> {
+    pub(super) fn create_claimed(&self, new: NewVm, progress: &dyn Progress) -> Result<banger_state::VmRecord> {
+        // Marked first, unmarked once the disks are in place: a daemon that dies in between
+        // leaves the mark, and the next one rolls the create back (`finish_creates`).
+        let mark = self.layout.registering(&new.name);
+        std::fs::create_dir_all(self.layout.vms())
+            .and_then(|()| std::fs::write(&mark, b""))
+            .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", mark.display())))?;
+        let result = self.create_marked(new, progress);
+        let _ = std::fs::remove_file(&mark);
+        result
+    }
+
+    fn create_marked(&self, mut new: NewVm, progress: &dyn Progress) -> Result<banger_state::VmRecord> {
         let (name, disk_size, subnet) = (new.name.clone(), new.disk_size, self.config.subnet);
         let base = banger_storage::pin_base(&self.layout.images(), Path::new(&new.base_path))?;
         new.base_path = base.display().to_string();
@@ -106,6 +120,7 @@ impl Manager {
                 return Err(e.into());
             }
         };
+        fault::point("create:pinned");
         let prefix = &self.tap_prefix;
         // Slots whose /30 something else on this host already uses (another installation's VM,
         // a VPN route, a bridge) are skipped: its address would reach that instead.
@@ -132,6 +147,7 @@ impl Manager {
                 });
             }
         };
+        fault::point("create:registered");
         let name = name.as_str();
         self.step(
             progress,
@@ -144,6 +160,7 @@ impl Manager {
             self.unpin_base(&rec.base_path);
             return Err(e.into());
         }
+        fault::point("create:disks");
         Ok(rec)
     }
 }

@@ -20,6 +20,9 @@ pub struct VmPaths {
     pub work: PathBuf,
     pub console_log: PathBuf,
     pub known_hosts: PathBuf,
+    /// There while `vm set --disk-size` grows the work disk: a grow the database already
+    /// records but that may not have finished (finished by `Manager::finish_grow`).
+    pub growing: PathBuf,
     /// The name the VM's pinned host keys are filed under in `known_hosts`.
     pub host_key_alias: String,
 }
@@ -66,6 +69,12 @@ impl Layout {
         self.state.join("vms")
     }
 
+    /// `STATE/vms/.NAME.registering`: there while VM NAME is being created (see
+    /// `Manager::finish_creates`). VM names never start with a dot.
+    pub fn registering(&self, name: &str) -> PathBuf {
+        self.vms().join(format!(".{name}.registering"))
+    }
+
     pub fn vm(&self, name: &str) -> VmPaths {
         let dir = self.vms().join(name);
         VmPaths {
@@ -74,6 +83,7 @@ impl Layout {
             work: dir.join(banger_storage::WORK),
             console_log: dir.join("console.log"),
             known_hosts: dir.join("known_hosts"),
+            growing: dir.join(".growing"),
             host_key_alias: format!("banger-{name}"),
             dir,
         }

@@ -96,6 +96,8 @@ pub struct Manager {
     creating: Mutex<()>,
     /// Serialises making this installation's SSH key (many creates may ask for it at once).
     key_lock: Mutex<()>,
+    /// Stops a daemon that died had begun, being finished (see `reconcile`).
+    resumed_stops: Mutex<HashMap<String, std::time::Instant>>,
     /// Interactive builds waiting for their shell to end, by image name.
     waiting_builds: Mutex<HashMap<String, std::sync::mpsc::Sender<bool>>>,
     /// How long a boot may take to answer SSH.
@@ -135,6 +137,7 @@ impl Manager {
             ops: Mutex::new(HashMap::new()),
             creating: Mutex::new(()),
             waiting_builds: Mutex::new(HashMap::new()),
+            resumed_stops: Mutex::new(HashMap::new()),
             key_lock: Mutex::new(()),
             boot_timeout: BOOT_TIMEOUT,
         }

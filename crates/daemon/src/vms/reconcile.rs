@@ -6,10 +6,19 @@
 use super::Manager;
 use super::phase::VmPhase;
 use crate::error::Result;
+use crate::platform::ssh;
 use banger_api::event::EventKind;
 use banger_state::VmRecord;
+use banger_vmm::Instance;
 use banger_vmm::process;
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::MutexGuard;
+use std::time::{Duration, Instant};
+
+/// How long a stop that a daemon which died had begun may take to finish before its VMM is
+/// killed (the guest is asked again to power off at once).
+pub const RESUMED_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Is the recorded VMM process still there (and still the VM's, not a reused pid)?
 fn alive(phase: &VmPhase) -> Option<bool> {
@@ -28,6 +37,27 @@ fn host_restarted_since(started_at: u64) -> bool {
 }
 
 impl Manager {
+    /// Stops being finished for a daemon that died (see `settle`), by VM: since when.
+    pub(super) fn resumed_stops(&self) -> MutexGuard<'_, HashMap<String, Instant>> {
+        self.resumed_stops.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ask a guest to power off: over SSH (guests without ACPI, such as QEMU's microvm), and
+    /// through its VMM.
+    pub(super) fn ask_poweroff(&self, rec: &VmRecord, instance: &Instance) {
+        if rec.host_keys.is_some() && self.ssh_key().is_ok() {
+            self.guest.poweroff(&self.view(rec).ssh);
+        }
+        match self.hypervisor.for_instance(instance.backend, instance.accel) {
+            Ok(vmm) => {
+                if let Err(e) = vmm.request_shutdown(instance) {
+                    tracing::warn!("{}: {e}", rec.name);
+                }
+            }
+            Err(e) => tracing::warn!("{}: {e}", rec.name),
+        }
+    }
+
     /// The VM's record and its phase, settled. Call only while holding the VM (no operation of
     /// its own is in flight, so `starting`/`stopping` mean one was interrupted).
     pub(super) fn observe(&self, name: &str) -> Result<(VmRecord, VmPhase)> {
@@ -62,17 +92,61 @@ impl Manager {
                 (VmPhase::Failed(why.clone()), why)
             }
             (VmPhase::Stopping(_), Some(false)) => {
+                self.resumed_stops().remove(name);
                 (VmPhase::Stopped, "the VMM exited while bangerd was away during the stop".into())
             }
-            (VmPhase::Stopping(live), Some(true)) => (
-                VmPhase::Running(live.clone()),
-                "the stop did not finish (bangerd restarted); the VM still runs".into(),
-            ),
-            (VmPhase::Starting(Some(live)), Some(true)) => (
-                VmPhase::Running(live.clone()),
-                "the boot did not finish (bangerd restarted); the VMM still runs, the guest may still be booting"
-                    .into(),
-            ),
+            // A stop a daemon that died had begun: someone asked for it, so it is finished —
+            // the guest is asked (again) to power off, and its VMM killed if it has not within
+            // `RESUMED_STOP_TIMEOUT`. Meanwhile the VM stays `stopping`.
+            (VmPhase::Stopping(live), Some(true)) => {
+                let since = *self.resumed_stops().entry(name.to_string()).or_insert_with(|| {
+                    tracing::info!("{name}: finishing a stop that bangerd did not finish");
+                    self.ask_poweroff(rec, &live.instance);
+                    Instant::now()
+                });
+                if since.elapsed() < RESUMED_STOP_TIMEOUT {
+                    return Ok(phase);
+                }
+                self.resumed_stops().remove(name);
+                if !self.force_stop(name, pid, &live.instance.control_socket) {
+                    return Err(self.unkillable(name, &phase));
+                }
+                (
+                    VmPhase::Stopped,
+                    format!(
+                        "the stop bangerd did not finish was finished: the guest did not power off within {}s, so its \
+                         VMM was killed",
+                        RESUMED_STOP_TIMEOUT.as_secs()
+                    ),
+                )
+            }
+            // A boot a daemon that died had begun. With host keys pinned at an earlier boot the
+            // VM is running (SSH checks those keys); at a first boot nothing has shown that
+            // what answers is this VM, so its VMM is stopped and the VM can be started again.
+            (VmPhase::Starting(Some(live)), Some(true)) => match &rec.host_keys {
+                Some(keys) => {
+                    let paths = self.layout.vm(name);
+                    if let Err(e) = ssh::write_known_hosts(&paths.known_hosts, &paths.host_key_alias, keys) {
+                        tracing::warn!("{name}: cannot write {}: {e}", paths.known_hosts.display());
+                    }
+                    (
+                        VmPhase::Running(live.clone()),
+                        "the boot did not finish (bangerd restarted); the VMM still runs, the guest may still be \
+                         booting"
+                            .into(),
+                    )
+                }
+                None => {
+                    if !self.force_stop(name, pid, &live.instance.control_socket) {
+                        return Err(self.unkillable(name, &phase));
+                    }
+                    let why = format!(
+                        "the first boot of VM {name} did not finish (bangerd restarted) before its host keys were \
+                         checked, so its VMM was stopped; start it again"
+                    );
+                    (VmPhase::Failed(why.clone()), why)
+                }
+            },
             (VmPhase::Starting(_), _) => {
                 // A VMM spawned just before bangerd went away has no recorded pid: find it by the
                 // VM's run directory in its command line, so it does not hold the disks.
@@ -136,21 +210,66 @@ impl Manager {
         }
     }
 
-    /// At daemon start: what a previous daemon that died mid-operation left — VM directories a
-    /// delete marked and unregistered but did not remove, and temporary copies of base images.
-    /// Nothing else without a row is touched (a lost or replaced database must never cost disks).
+    /// At daemon start: finish or undo what a previous daemon that died mid-operation left.
+    /// - a create (`vms/.NAME.registering`): complete if its disks were moved into place, else
+    ///   its row (if any) is removed, with its half-made disks (`vms/.NAME.creating-PID`);
+    /// - a delete: a directory it marked (`.deleting`) goes once no row names it; a marked
+    ///   directory whose row is still there was not deleted (the mark goes);
+    /// - a work disk grow the database records (`.growing`) is finished;
+    /// - temporary copies of base images go, and so do pinned bases no VM uses — but only when
+    ///   every VM directory has its row (a lost or replaced database must never cost disks).
     fn remove_orphans(&self) {
+        let vms_dir = self.layout.vms();
+        let entries: Vec<(String, std::path::PathBuf)> = std::fs::read_dir(&vms_dir)
+            .map(|d| d.flatten().map(|e| (e.file_name().to_string_lossy().into_owned(), e.path())).collect())
+            .unwrap_or_default();
+        for (file, path) in &entries {
+            if let Some(name) = file.strip_prefix('.').and_then(|f| f.strip_suffix(".registering")) {
+                let registered = self.db().vm(name);
+                if self.layout.vm(name).dir.is_dir() {
+                    tracing::info!("VM {name}: its create had finished making its disks; kept");
+                } else if let Ok(Some(rec)) = registered {
+                    tracing::warn!("VM {name}: its create did not finish (bangerd died); removing it");
+                    if let Err(e) = self.db().delete_vm(name) {
+                        tracing::warn!("{e}");
+                        continue;
+                    }
+                    self.events.publish(Some(name), EventKind::Deleted);
+                    self.unpin_base(&rec.base_path);
+                }
+                let _ = std::fs::remove_file(path);
+            } else if file.starts_with('.') && file.contains(".creating-") {
+                tracing::info!("removing {}: disks of a create that did not finish", path.display());
+                let _ = banger_storage::remove(path);
+            }
+        }
         let Ok(records) = self.db().vms() else { return };
-        if let Ok(dirs) = std::fs::read_dir(self.layout.vms()) {
-            for d in dirs.flatten() {
-                let name = d.file_name().to_string_lossy().into_owned();
-                if d.path().join(super::stop::DELETING).is_file() && !records.iter().any(|r| r.name == name) {
+        let mut unregistered = false;
+        for (name, path) in entries.iter().filter(|(f, p)| !f.starts_with('.') && p.is_dir()) {
+            let rec = records.iter().find(|r| &r.name == name);
+            let marked = path.join(super::stop::DELETING);
+            match rec {
+                None if marked.is_file() => {
                     tracing::warn!(
                         "removing {}: no VM {name} is registered (a delete that did not finish)",
-                        d.path().display()
+                        path.display()
                     );
-                    if let Err(e) = banger_storage::remove(&d.path()) {
+                    if let Err(e) = banger_storage::remove(path) {
                         tracing::warn!("{e}");
+                    }
+                }
+                None => unregistered = true,
+                Some(rec) => {
+                    if marked.is_file() {
+                        tracing::info!("VM {name}: a delete that did not finish left it; kept");
+                        let _ = std::fs::remove_file(&marked);
+                    }
+                    let idle = Self::phase_of(rec).map(|p| p.live().is_none()).unwrap_or(false);
+                    if idle && self.layout.vm(name).growing.exists() {
+                        tracing::info!("VM {name}: finishing the work disk's grow to {} bytes", rec.disk_size);
+                        if let Err(e) = self.finish_grow(name, rec.disk_size) {
+                            tracing::warn!("VM {name}: {e} (retried at its next start)");
+                        }
                     }
                 }
             }
@@ -158,9 +277,16 @@ impl Manager {
         if let Ok(files) = std::fs::read_dir(self.layout.images()) {
             for f in files.flatten() {
                 let path = f.path();
-                let temporary = f.file_name().to_string_lossy().contains(".tmp-");
-                if temporary && !records.iter().any(|r| Path::new(&r.base_path) == path) {
+                let file = f.file_name().to_string_lossy().into_owned();
+                let used = records.iter().any(|r| Path::new(&r.base_path) == path);
+                if used || !path.is_file() {
+                    continue;
+                }
+                if file.contains(".tmp-") {
                     tracing::info!("removing {}: an unfinished copy", path.display());
+                    let _ = std::fs::remove_file(&path);
+                } else if !unregistered {
+                    tracing::info!("removing {}: a pinned base no VM uses", path.display());
                     let _ = std::fs::remove_file(&path);
                 }
             }

@@ -5,6 +5,7 @@
 use super::phase::VmPhase;
 use super::{Manager, Progress, create::validate_resources};
 use crate::error::Result;
+use crate::fault;
 use banger_api::ApiError;
 use banger_api::event::EventKind;
 use banger_api::request::SetVm;
@@ -62,16 +63,6 @@ impl Manager {
         if new == old {
             return Ok(self.view(rec));
         }
-        if new.disk_size > old.disk_size {
-            let work = self.layout.vm(name).work;
-            self.step(
-                progress,
-                name,
-                "disk",
-                format!("growing the work disk from {} to {}", format_size(old.disk_size), format_size(new.disk_size)),
-            );
-            banger_storage::grow_work(&work, new.disk_size)?;
-        }
         // NAT follows the VM at once while a VMM runs; otherwise it is applied at the next start.
         let live = matches!(phase, VmPhase::Running(_));
         if live && new.nat != old.nat {
@@ -87,6 +78,7 @@ impl Manager {
                 self.step(progress, name, "nat", format!("disabling NAT for {} on {}", rec.guest_ip, rec.tap));
                 self.net.disable_nat(&tag, &rec.tap, guest)?;
             }
+            fault::point("set:nat");
             let written = self.db().set_vm_settings(name, &new, false);
             if !matches!(written, Ok(true)) {
                 // Put the rules back as the database still says.
@@ -100,8 +92,38 @@ impl Manager {
                     ApiError::internal(format!("VM {name} changed while being set; nothing was changed")).into()
                 );
             }
-        } else if !self.db().set_vm_settings(name, &new, resources)? {
-            return Err(ApiError::invalid_state(format!("VM {name} started meanwhile; nothing was changed")).into());
+        } else {
+            // A bigger work disk: recorded (and marked) first, then grown. A daemon that dies in
+            // between finishes the grow when it starts again (`finish_grow`); a grow that fails
+            // puts the old settings back.
+            let grow = new.disk_size > old.disk_size;
+            let growing = self.layout.vm(name).growing;
+            if grow {
+                std::fs::write(&growing, b"")
+                    .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", growing.display())))?;
+            }
+            if !self.db().set_vm_settings(name, &new, resources)? {
+                let _ = std::fs::remove_file(&growing);
+                return Err(ApiError::invalid_state(format!("VM {name} started meanwhile; nothing was changed")).into());
+            }
+            if grow {
+                fault::point("set:recorded");
+                self.step(
+                    progress,
+                    name,
+                    "disk",
+                    format!(
+                        "growing the work disk from {} to {}",
+                        format_size(old.disk_size),
+                        format_size(new.disk_size)
+                    ),
+                );
+                if let Err(e) = self.finish_grow(name, new.disk_size) {
+                    let _ = self.db().set_vm_settings(name, &old, true);
+                    let _ = std::fs::remove_file(&growing);
+                    return Err(e);
+                }
+            }
         }
         let mut fields = Map::new();
         for (key, changed, value) in [
@@ -117,5 +139,15 @@ impl Manager {
         tracing::info!("VM {name}: set {}", serde_json::Value::Object(fields.clone()));
         self.events.publish(Some(name), EventKind::Changed { fields });
         Ok(self.view(&self.record(name)?))
+    }
+
+    /// Grow VM `name`'s (stopped) work disk to `size` and drop its `growing` mark. Also what
+    /// finishes a grow a dead daemon left marked (at daemon start, and before a boot).
+    pub(super) fn finish_grow(&self, name: &str, size: u64) -> Result<()> {
+        let paths = self.layout.vm(name);
+        banger_storage::grow_work(&paths.work, size)?;
+        fault::point("set:grown");
+        let _ = std::fs::remove_file(&paths.growing);
+        Ok(())
     }
 }

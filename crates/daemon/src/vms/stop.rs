@@ -3,6 +3,7 @@
 use super::phase::VmPhase;
 use super::{Manager, Progress};
 use crate::error::Result;
+use crate::fault;
 use banger_api::ApiError;
 use banger_api::event::EventKind;
 use banger_api::response::{Phase, Vm};
@@ -44,19 +45,11 @@ impl Manager {
             return Err(super::refusal(name, phase.kind(), Phase::Stopping));
         };
         let stopping = self.transition(name, phase, VmPhase::Stopping(live.clone()), None)?;
+        fault::point("stop:stopping");
         let instance = &live.instance;
         self.step(progress, name, "stopping", format!("asking {name} to power off"));
-        if rec.host_keys.is_some() && self.ssh_key().is_ok() {
-            self.guest.poweroff(&self.view(rec).ssh);
-        }
-        match self.hypervisor.for_instance(instance.backend, instance.accel) {
-            Ok(vmm) => {
-                if let Err(e) = vmm.request_shutdown(instance) {
-                    tracing::warn!("{name}: {e}");
-                }
-            }
-            Err(e) => tracing::warn!("{name}: {e}"),
-        }
+        self.ask_poweroff(rec, instance);
+        fault::point("stop:asked");
         let clean = process::wait_exit(instance.pid, &instance.control_socket, timeout);
         if !clean {
             self.step(
@@ -69,7 +62,9 @@ impl Manager {
                 return Err(self.unkillable(name, &stopping));
             }
         }
+        fault::point("stop:exited");
         self.release(rec);
+        fault::point("stop:released");
         let stopped = self.transition(name, &stopping, VmPhase::Stopped, None)?;
         self.step(progress, name, "stopped", format!("{name} stopped"));
         Ok((stopped, clean))
@@ -82,6 +77,7 @@ impl Manager {
             let (rec, mut phase) = self.observe(name)?;
             if phase.kind() == Phase::Running {
                 phase = self.stop_claimed(&rec, &phase, timeout, progress)?;
+                fault::point("restart:stopped");
             }
             self.start_claimed(&self.record(name)?, &phase, progress)
         })();
@@ -99,6 +95,7 @@ impl Manager {
             };
             let instance = &live.instance;
             process::signal(instance.pid, &instance.control_socket, sig)?;
+            fault::point("kill:signalled");
             if process::wait_exit(instance.pid, &instance.control_socket, Duration::from_secs(5)) {
                 self.release(&rec);
                 self.transition(name, &phase, VmPhase::Stopped, Some(format!("killed with {}", sig.as_str())))?;
@@ -131,25 +128,34 @@ impl Manager {
                 }
                 Err(e) => return Err(e.context("delete it with --force to remove it anyway")),
             };
-            if let VmPhase::Running(live) = &phase {
+            if let VmPhase::Running(live) | VmPhase::Stopping(live) = &phase {
                 if !force {
-                    return Err(ApiError::invalid_state(format!(
-                        "VM {name} is running; stop it first or delete it with --force"
-                    ))
-                    .into());
+                    let what = match phase {
+                        VmPhase::Running(_) => "running; stop it first",
+                        _ => "stopping; wait until it has stopped",
+                    };
+                    return Err(
+                        ApiError::invalid_state(format!("VM {name} is {what} or delete it with --force")).into()
+                    );
                 }
-                let stopping = self.transition(name, &phase, VmPhase::Stopping(live.clone()), None)?;
+                let stopping = match &phase {
+                    VmPhase::Running(_) => self.transition(name, &phase, VmPhase::Stopping(live.clone()), None)?,
+                    _ => phase.clone(),
+                };
                 if !self.force_stop(name, live.instance.pid, &live.instance.control_socket) {
                     return Err(self.unkillable(name, &stopping));
                 }
                 self.transition(name, &stopping, VmPhase::Stopped, Some("deleted with --force".into()))?;
+                fault::point("delete:stopped");
             }
             self.release(&rec);
             // Marked, then the row: a daemon that dies after it leaves only marked disks without
             // a VM, which the next one removes (`remove_orphans`) — never a VM without its disks.
             let dir = self.layout.vm(name).dir;
             let _ = std::fs::write(dir.join(DELETING), b"");
+            fault::point("delete:marked");
             self.db().delete_vm(name)?;
+            fault::point("delete:unregistered");
             if let Err(e) = banger_storage::remove(&dir) {
                 tracing::warn!("VM {name} is deleted, but its directory stays: {e}");
             }

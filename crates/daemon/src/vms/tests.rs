@@ -446,23 +446,11 @@ fn a_vm_whose_control_socket_is_missing_still_runs_and_still_stops() {
     assert!(t.fake.host().taps.is_empty());
 }
 
-#[test]
-fn a_restarted_daemon_settles_operations_it_was_in_the_middle_of() {
-    let t = setup();
-    // A stop that never finished, VMM still up → running again.
-    t.create("a");
-    let live = t.phase("a").live().unwrap().clone();
-    t.set_row("a", &VmPhase::Stopping(live.clone()));
-    // A boot whose VMM was spawned and still runs → running.
-    t.create("b");
-    let live_b = t.phase("b").live().unwrap().clone();
-    t.set_row("b", &VmPhase::Starting(Some(live_b)));
-    // A boot whose VMM was spawned but never recorded → that VMM is found and killed; failed.
-    t.m.create(CreateVm { no_start: true, ..req("c") }, &()).unwrap();
-    t.set_row("c", &VmPhase::Starting(None));
-    let paths = t.m.layout.vm("c");
-    let config = banger_vmm::VmConfig {
-        name: "c".into(),
+/// A fake VMM's configuration for VM `name` (one started behind the lifecycle's back).
+fn config_of(t: &T, name: &str) -> banger_vmm::VmConfig {
+    let paths = t.m.layout.vm(name);
+    banger_vmm::VmConfig {
+        name: name.into(),
         kernel: "/k".into(),
         initrd: None,
         cmdline: String::new(),
@@ -472,16 +460,120 @@ fn a_restarted_daemon_settles_operations_it_was_in_the_middle_of() {
         nic: None,
         run_dir: paths.run_dir.clone(),
         console_log: paths.console_log.clone(),
-    };
-    let orphan = t.m.hypervisor.select("/k".as_ref(), None).unwrap().start(&config).unwrap().pid;
+    }
+}
+
+#[test]
+fn a_restarted_daemon_settles_operations_it_was_in_the_middle_of() {
+    let t = setup();
+    // A stop that never finished, VMM still up → the stop is finished: asked again, stopped.
+    t.create("a");
+    let live = t.phase("a").live().unwrap().clone();
+    t.set_row("a", &VmPhase::Stopping(live.clone()));
+    let poweroffs = t.fake.host().poweroffs;
+    // A boot whose VMM was spawned and still runs, keys pinned at an earlier boot → running.
+    t.create("b");
+    let live_b = t.phase("b").live().unwrap().clone();
+    t.set_row("b", &VmPhase::Starting(Some(live_b)));
+    // The same at a first boot (no keys pinned: nothing showed the guest is this VM) → its
+    // VMM is stopped, failed.
+    t.m.create(CreateVm { no_start: true, ..req("d") }, &()).unwrap();
+    let vmm = t.m.hypervisor.select("/k".as_ref(), None).unwrap();
+    let live_d = Live { instance: vmm.start(&config_of(&t, "d")).unwrap(), started_at: now() };
+    t.set_row("d", &VmPhase::Starting(Some(live_d.clone())));
+    // A boot whose VMM was spawned but never recorded → that VMM is found and killed; failed.
+    t.m.create(CreateVm { no_start: true, ..req("c") }, &()).unwrap();
+    t.set_row("c", &VmPhase::Starting(None));
+    let orphan = t.m.hypervisor.select("/k".as_ref(), None).unwrap().start(&config_of(&t, "c")).unwrap().pid;
     assert!(alive(orphan));
     t.m.reconcile(true);
     assert!(wait_dead(orphan), "a VMM the database never recorded was left running");
-    assert_eq!(t.phase("a"), VmPhase::Running(live));
+    assert_eq!(t.phase("a"), VmPhase::Stopping(live.clone()), "stopping until its VMM exits");
+    assert_eq!(t.fake.host().poweroffs, poweroffs + 1, "the guest was asked to power off");
+    assert!(wait_dead(live.instance.pid), "the fake VMM exits when asked");
+    t.m.reconcile(false);
+    assert_eq!(t.phase("a"), VmPhase::Stopped);
+    assert_eq!(t.changes("a").last(), Some(&(P, D)));
     assert_eq!(t.phase("b").kind(), R);
+    assert!(wait_dead(live_d.instance.pid), "a first boot's VMM is stopped");
+    assert!(matches!(t.phase("d"), VmPhase::Failed(ref why) if why.contains("first boot")), "{:?}", t.phase("d"));
     assert!(matches!(t.phase("c"), VmPhase::Failed(ref why) if why.contains("did not finish")));
-    assert_eq!(t.changes("a").last(), Some(&(P, R)));
     assert_eq!(t.changes("c"), [(S, F)]);
+}
+
+/// A stop being finished for a dead daemon whose guest does not power off: its VMM is killed
+/// after `RESUMED_STOP_TIMEOUT`; meanwhile it is `stopping`, and only `delete --force` acts.
+#[test]
+fn a_resumed_stop_the_guest_ignores_ends_in_a_kill_and_delete_force_still_works() {
+    let t = setup();
+    t.fake.host().ignore_shutdown = true;
+    t.create("a");
+    let live = t.phase("a").live().unwrap().clone();
+    t.set_row("a", &VmPhase::Stopping(live.clone()));
+    t.m.reconcile(true);
+    assert_eq!(t.phase("a").kind(), P);
+    let e = t.m.stop("a", Duration::from_secs(1), &()).unwrap_err();
+    assert!(e.to_string().contains("is stopping; wait"), "{e}");
+    let e = t.m.delete("a", false).unwrap_err();
+    assert!(e.to_string().contains("is stopping; wait until it has stopped or delete it with --force"), "{e}");
+    // Pretend the grace period has passed.
+    *t.m.resumed_stops().get_mut("a").unwrap() -= super::reconcile::RESUMED_STOP_TIMEOUT;
+    t.m.reconcile(false);
+    assert!(wait_dead(live.instance.pid));
+    assert!(matches!(t.phase("a"), VmPhase::Stopped));
+    // The same again, this time deleted with --force while stopping.
+    t.m.start("a", &()).unwrap();
+    let live = t.phase("a").live().unwrap().clone();
+    t.set_row("a", &VmPhase::Stopping(live.clone()));
+    t.m.reconcile(true);
+    t.m.delete("a", true).unwrap();
+    assert!(wait_dead(live.instance.pid), "delete --force of a stopping VM stops its VMM");
+    assert!(t.m.db().vm("a").unwrap().is_none());
+}
+
+/// What a daemon that died mid-create, mid-delete or mid-grow left is finished or undone at
+/// the next start (crates/banger/tests/crash.rs does the same with real kills).
+#[test]
+fn unfinished_creates_deletes_and_grows_are_settled_at_start() {
+    let t = setup();
+    // Registered, no disks yet: rolled back, with its half-made disks.
+    let kept = t.m.create(CreateVm { no_start: true, ..req("done") }, &()).unwrap();
+    t.m.create(CreateVm { no_start: true, ..req("half") }, &()).unwrap();
+    let half = t.m.layout.vm("half");
+    std::fs::remove_dir_all(&half.dir).unwrap();
+    let staging = t.m.layout.vms().join(".half.creating-4242");
+    std::fs::create_dir_all(&staging).unwrap();
+    for n in ["half", "done"] {
+        std::fs::write(t.m.layout.registering(n), b"").unwrap();
+    }
+    // A delete that marked a VM but died before removing its row: the VM stays, unmarked.
+    let undeleted = t.m.create(CreateVm { no_start: true, ..req("undeleted") }, &()).unwrap();
+    let mark = std::path::Path::new(&undeleted.dir).join(super::stop::DELETING);
+    std::fs::write(&mark, b"").unwrap();
+    // A grow recorded (and marked) but not done.
+    let grown = t.m.create(CreateVm { no_start: true, ..req("grown") }, &()).unwrap();
+    let g = t.m.layout.vm("grown");
+    let bigger = (64 << 20) * 2;
+    let rec = t.m.record("grown").unwrap();
+    let settings = banger_state::Settings { disk_size: bigger, ..rec.settings() };
+    assert!(t.m.db().set_vm_settings("grown", &settings, true).unwrap());
+    std::fs::write(&g.growing, b"").unwrap();
+    // A pinned base nobody uses (pinned, then the daemon died before registering).
+    let stray = t.m.layout.images().join("base-1-2-3-4-5.ext4");
+    std::fs::write(&stray, b"pinned").unwrap();
+
+    t.m.reconcile(true);
+    assert!(t.m.db().vm("half").unwrap().is_none(), "a create without disks is rolled back");
+    assert!(!staging.exists() && !t.m.layout.registering("half").exists());
+    assert!(t.kinds("half").ends_with(&["deleted"]), "{:?}", t.kinds("half"));
+    assert!(t.m.db().vm("done").unwrap().is_some(), "a create whose disks were in place is kept");
+    assert!(std::path::Path::new(&kept.dir).join(banger_storage::WORK).is_file());
+    assert!(!t.m.layout.registering("done").exists());
+    assert!(t.m.db().vm("undeleted").unwrap().is_some() && !mark.exists(), "an unfinished delete is undone");
+    assert_eq!(std::fs::metadata(&g.work).unwrap().len(), bigger, "the recorded grow is finished");
+    assert!(!g.growing.exists());
+    assert!(std::path::Path::new(&grown.dir).is_dir());
+    assert!(!stray.exists(), "a pinned base no VM uses is removed when every VM directory has its row");
 }
 
 #[test]
