@@ -90,6 +90,13 @@ impl Env {
         self.started.borrow_mut().retain(|&p| p != pid);
     }
 
+    /// `banger daemon stop`; daemons this test started that are gone by then are forgotten.
+    pub fn stop_daemon(&self, rt: &Path) {
+        let out = self.run_rt(rt, &["daemon", "stop"]);
+        assert_eq!(out.code(), 0, "daemon stop: {}", out.stderr());
+        self.started.borrow_mut().retain(|&p| !wait_gone(p, Duration::from_secs(5)));
+    }
+
     pub fn note_started(&self, stderr: &str) {
         for line in stderr.lines() {
             if let Some(rest) = line.strip_prefix("banger: started bangerd (pid ") {
