@@ -44,42 +44,6 @@ fn fake_upstream() -> std::net::SocketAddr {
 
 const UPSTREAM_ANSWER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 77);
 
-/// `dig` until it says `status` (bangerd follows the event stream: a name changes a few
-/// milliseconds after the phase); the last (status, answers).
-fn dig_until(server: &str, name: &str, status: &str) -> (String, Vec<String>) {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let got = dig(server, name);
-        if got.0 == status || Instant::now() > deadline {
-            return got;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// `dig @server NAME A`: (status, answers).
-fn dig(server: &str, name: &str) -> (String, Vec<String>) {
-    let (ip, port) = server.rsplit_once(':').unwrap();
-    let out = std::process::Command::new("dig")
-        .args([&format!("@{ip}"), "-p", port, "+time=2", "+tries=1", name, "A"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let status = text
-        .lines()
-        .find_map(|l| l.split("status: ").nth(1))
-        .map(|s| s.split(',').next().unwrap().to_string())
-        .unwrap_or_else(|| format!("no reply: {text}"));
-    let answers = text
-        .lines()
-        .skip_while(|l| !l.starts_with(";; ANSWER SECTION"))
-        .skip(1)
-        .take_while(|l| !l.trim().is_empty())
-        .filter_map(|l| l.split_whitespace().last().map(String::from))
-        .collect();
-    (status, answers)
-}
-
 #[test]
 fn stats_set_nat_and_dns_against_real_guests() {
     let Some(rt) = runtime() else { return };

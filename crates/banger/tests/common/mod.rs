@@ -429,3 +429,39 @@ impl Drop for Tmux {
         let _ = self.tmux(&["kill-server"]);
     }
 }
+
+/// `dig` until it says `status` (bangerd follows the event stream: a name changes a few
+/// milliseconds after the phase); the last (status, answers).
+pub fn dig_until(server: &str, name: &str, status: &str) -> (String, Vec<String>) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let got = dig(server, name);
+        if got.0 == status || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `dig @server NAME A`: (status, answers).
+pub fn dig(server: &str, name: &str) -> (String, Vec<String>) {
+    let (ip, port) = server.rsplit_once(':').unwrap();
+    let out = std::process::Command::new("dig")
+        .args([&format!("@{ip}"), "-p", port, "+time=2", "+tries=1", name, "A"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let status = text
+        .lines()
+        .find_map(|l| l.split("status: ").nth(1))
+        .map(|s| s.split(',').next().unwrap().to_string())
+        .unwrap_or_else(|| format!("no reply: {text}"));
+    let answers = text
+        .lines()
+        .skip_while(|l| !l.starts_with(";; ANSWER SECTION"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().last().map(String::from))
+        .collect();
+    (status, answers)
+}
