@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::UnixStream;
 
 #[derive(Debug, thiserror::Error)]
@@ -160,14 +161,20 @@ impl Client {
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| unreachable(&e))?;
         tokio::spawn(conn);
-        let mut req = Request::builder().method(method).uri(path).header("host", "bangerd");
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "bangerd")
+            .header(banger_api::BUILD_HEADER, banger_api::build());
         if body.is_some() {
             req = req.header("content-type", "application/json");
         }
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        sender.send_request(req).await.map_err(|e| unreachable(&e))
+        let resp = sender.send_request(req).await.map_err(|e| unreachable(&e))?;
+        note_build(resp.headers());
+        Ok(resp)
     }
 
     async fn send<T: DeserializeOwned>(
@@ -191,6 +198,45 @@ impl Client {
             .map_err(|e| ClientError::Protocol(format!("reading the response failed: {e}")))?
             .to_bytes();
         if status.is_success() { Ok(bytes) } else { Err(error_from(status, &bytes)) }
+    }
+}
+
+/// Set once a build warning was printed (or silenced): one a process at most.
+static BUILD_WARNED: AtomicBool = AtomicBool::new(false);
+
+/// Print no build warning from now on: for a caller that owns the terminal (the TUI, once its
+/// screen is up) or that is restarting the daemon anyway (`daemon stop`).
+pub fn silence_build_warning() {
+    BUILD_WARNED.store(true, Ordering::Relaxed);
+}
+
+/// The warning for a daemon of another build than this process ([`banger_api::build`]), from a
+/// response's headers; `None` when the builds match.
+pub fn build_warning(headers: &hyper::HeaderMap) -> Option<String> {
+    let ours = banger_api::build();
+    let fix = "run `banger daemon stop` to restart it with this one";
+    let Some(theirs) = headers.get(banger_api::BUILD_HEADER) else {
+        // Every bangerd since builds were compared names its build: one that does not is older.
+        return Some(format!("bangerd is an older build than this banger (build {ours}); {fix}"));
+    };
+    let theirs = String::from_utf8_lossy(theirs.as_bytes());
+    if theirs == ours {
+        return None;
+    }
+    let pid = headers.get(banger_api::PID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("?");
+    Some(format!("bangerd (pid {pid}) is build {theirs}, this banger is build {ours}; {fix}"))
+}
+
+/// Warn on stderr, once a process, when the daemon that answered is another build: stdout (and so
+/// `--json` output) stays clean.
+fn note_build(headers: &hyper::HeaderMap) {
+    if BUILD_WARNED.load(Ordering::Relaxed) {
+        return;
+    }
+    if let Some(warning) = build_warning(headers)
+        && !BUILD_WARNED.swap(true, Ordering::Relaxed)
+    {
+        eprintln!("banger: warning: {warning}");
     }
 }
 
@@ -235,4 +281,40 @@ fn error_from(status: hyper::StatusCode, bytes: &[u8]) -> ClientError {
             format!("bangerd answered {status}: {}", String::from_utf8_lossy(bytes).trim()),
         )
     }))
+}
+
+#[cfg(test)]
+mod build_tests {
+    use super::*;
+
+    fn headers(build: Option<&str>, pid: Option<&str>) -> hyper::HeaderMap {
+        let mut h = hyper::HeaderMap::new();
+        if let Some(b) = build {
+            h.insert(banger_api::BUILD_HEADER, b.parse().unwrap());
+        }
+        if let Some(p) = pid {
+            h.insert(banger_api::PID_HEADER, p.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn a_daemon_of_another_build_is_named_with_its_pid() {
+        let ours = banger_api::build();
+        assert_eq!(build_warning(&headers(Some(ours), Some("42"))), None);
+        assert_eq!(
+            build_warning(&headers(Some("0.0.9+0123abc"), Some("42"))).unwrap(),
+            format!(
+                "bangerd (pid 42) is build 0.0.9+0123abc, this banger is build {ours}; run `banger daemon stop` to \
+                 restart it with this one"
+            )
+        );
+        assert_eq!(
+            build_warning(&headers(None, None)).unwrap(),
+            format!(
+                "bangerd is an older build than this banger (build {ours}); run `banger daemon stop` to restart it \
+                 with this one"
+            )
+        );
+    }
 }

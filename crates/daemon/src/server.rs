@@ -5,7 +5,7 @@ use crate::handlers::{self, ApiErr};
 use axum::Router;
 use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{Method, Uri};
+use axum::http::{HeaderValue, Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -65,7 +65,19 @@ pub fn router(state: Arc<App>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), only_our_user))
+        .layer(middleware::map_response(name_this_build))
         .with_state(state)
+}
+
+/// Every response names the daemon's build and pid, so a client of another build can say so
+/// (a CLI upgraded while the old daemon kept running).
+async fn name_this_build(mut resp: Response) -> Response {
+    let headers = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(banger_api::build()) {
+        headers.insert(banger_api::BUILD_HEADER, v);
+    }
+    headers.insert(banger_api::PID_HEADER, HeaderValue::from(std::process::id()));
+    resp
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiErr {
@@ -107,7 +119,13 @@ pub async fn serve(state: Arc<App>) -> Result<(), ServeError> {
     let listener = UnixListener::bind(&path).map_err(|source| ServeError::Bind { path: path.clone(), source })?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
         .map_err(|source| ServeError::Bind { path: path.clone(), source })?;
-    tracing::info!("bangerd {} (pid {}) listening on {}", banger_api::VERSION, std::process::id(), path.display());
+    tracing::info!(
+        "bangerd {} (build {}, pid {}) listening on {}",
+        banger_api::VERSION,
+        banger_api::build(),
+        std::process::id(),
+        path.display()
+    );
     let app = router(state.clone()).into_make_service_with_connect_info::<Peer>();
     let stopper = state.clone();
     let stopper_deadline = state.clone();

@@ -8,6 +8,10 @@ use std::path::PathBuf;
 pub struct DaemonStatus {
     pub pid: u32,
     pub version: String,
+    /// The build (`VERSION+COMMIT`, see `banger_api::build`); empty from a daemon older than this
+    /// field.
+    #[serde(default)]
+    pub build: String,
     /// Seconds since the Unix epoch when the daemon started.
     pub started_at: u64,
     pub uptime_secs: f64,

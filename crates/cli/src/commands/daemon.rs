@@ -44,6 +44,10 @@ fn status(ctx: &Ctx, json: bool, no_start: bool) -> CliResult {
     output::pairs(&[
         ("pid", s.pid.to_string()),
         ("version", s.version.clone()),
+        (
+            "build",
+            if s.build.is_empty() { "unknown (bangerd is older than build ids)".into() } else { s.build.clone() },
+        ),
         ("uptime", output::duration(s.uptime_secs)),
         ("socket", s.socket.display().to_string()),
         ("log", s.log_file.display().to_string()),
@@ -79,6 +83,8 @@ fn stop(ctx: &Ctx, timeout: Duration) -> CliResult {
         println!("bangerd is not running");
         return Ok(());
     }
+    // Stopping is what a build warning would advise.
+    banger_client::silence_build_warning();
     let accepted: ShutdownAccepted = block_on(ctx.client_no_start().post(routes::DAEMON_SHUTDOWN, &Shutdown {}))?;
     // The daemon removes its socket and releases its lock as its last acts.
     let lock = ctx.dirs.daemon_lock();

@@ -16,7 +16,10 @@ pub fn run(ctx: &Ctx, trace: Option<std::path::PathBuf>) -> CliResult {
     if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
         return Err(CliError::new(banger_api::exit::BAD_INPUT, "banger tui needs a terminal"));
     }
-    ctx.client()?; // starts the daemon now (its message before the screen is taken)
+    // Start the daemon now, and ask it once: its messages (started, another build) come before
+    // the screen is taken; none is printed over it.
+    let _ = block_on(ctx.client()?.get_raw(routes::DAEMON_STATUS));
+    banger_client::silence_build_warning();
     let daemon = Api { ctx: Ctx { dirs: ctx.dirs.clone() } };
     banger_tui::term::run(Arc::new(daemon), banger_tui::term::Options { trace }).map_err(CliError::failure)
 }

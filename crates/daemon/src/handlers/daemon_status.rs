@@ -11,6 +11,7 @@ pub async fn handle(State(s): State<Arc<App>>) -> ApiResult<DaemonStatus> {
     Ok(Json(DaemonStatus {
         pid: std::process::id(),
         version: banger_api::VERSION.into(),
+        build: banger_api::build().into(),
         started_at: s.started_at,
         uptime_secs: s.started.elapsed().as_secs_f64(),
         socket: s.dirs.socket(),
