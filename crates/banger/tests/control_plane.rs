@@ -29,6 +29,11 @@ fn autostart_status_and_graceful_stop() {
     assert_eq!(mode(&env.run_dir()), 0o700);
     assert_eq!(mode(&env.state_dir()), 0o700);
     assert_eq!(mode(&env.socket()), 0o600);
+    banger_testkit::report(
+        "Many users on one host",
+        "modes of what the daemon makes: run dir, state dir, socket",
+        "0700, 0700, 0600 (keys 0600: see below)",
+    );
 
     // A second call talks to the same daemon and starts nothing.
     let again = env.run(&["daemon", "status", "--json"]);
@@ -151,6 +156,11 @@ fn socket_owned_by_another_user_is_refused() {
     );
     assert!(env.log().is_empty(), "a daemon was started anyway");
     drop(listener);
+    banger_testkit::report(
+        "Many users on one host",
+        "the socket path holds a socket of uid 65534",
+        "the CLI refuses to talk to it (exit 6) and starts nothing",
+    );
 }
 
 #[test]
@@ -170,6 +180,11 @@ fn daemon_refuses_peers_of_another_uid_with_structured_json() {
     assert_eq!(code, "403", "{body}");
     assert_eq!(body["code"], "permission_denied");
     assert_eq!(body["message"], "bangerd serves only uid 0; the connection from uid 65534 was refused");
+    banger_testkit::report(
+        "Hostile input",
+        "a request from uid 65534 with the socket opened up to it",
+        "403 permission_denied: \"bangerd serves only uid 0; the connection from uid 65534 was refused\" (SO_PEERCRED)",
+    );
     // The same request from our own uid works: the API is curl-able.
     let (code, body) = curl_socket(&env.socket(), &[], "http://bangerd/v1/daemon/status", None);
     assert_eq!(code, "200", "{body}");
@@ -371,6 +386,11 @@ fn a_closed_output_pipe_ends_the_cli_quietly() {
     assert!(stderr.is_empty(), "nothing on stderr: {stderr}");
     assert_ne!(out.status.code(), Some(101), "no panic");
     assert!(out.status.success() || out.status.signal() == Some(libc_sigpipe()), "{:?}", out.status);
+    banger_testkit::report(
+        "Hostile input",
+        "`banger completions bash | head -1`",
+        "ends quietly: no panic, nothing on stderr",
+    );
 }
 
 fn libc_sigpipe() -> i32 {
@@ -403,6 +423,11 @@ fn malformed_and_huge_requests_and_1500_idle_connections_leave_the_daemon_servin
     assert_eq!(code, "400", "{body}");
     assert_eq!(body["code"], "bad_input", "{body}");
     assert!(body["message"].as_str().is_some_and(|m| m.contains("JSON")), "{body}");
+    banger_testkit::report(
+        "Hostile input",
+        "malformed JSON body",
+        &format!("400 bad_input: \"{}\"", body["message"].as_str().unwrap()),
+    );
 
     let big = env.path("big.json");
     std::fs::write(&big, vec![b'a'; 100 << 20]).unwrap();
@@ -411,9 +436,25 @@ fn malformed_and_huge_requests_and_1500_idle_connections_leave_the_daemon_servin
     assert_eq!(code, "400", "{body}");
     assert_eq!(body["message"], "the request body is larger than 2 MiB, the most bangerd reads");
     std::fs::remove_file(&big).unwrap();
+    banger_testkit::report(
+        "Hostile input",
+        "a 100 MiB request body",
+        "400 bad_input: \"the request body is larger than 2 MiB, the most bangerd reads\"",
+    );
 
-    let idle: Vec<std::os::unix::net::UnixStream> =
-        (0..1500).map(|_| std::os::unix::net::UnixStream::connect(&socket).unwrap()).collect();
+    // 1500 connections: two thirds idle, one third slow (a request started, then nothing).
+    let idle: Vec<std::os::unix::net::UnixStream> = (0..1500)
+        .map(|i| {
+            let mut s = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+            if i % 3 == 0 {
+                use std::io::Write;
+                let partial = "POST /v1/vms HTTP/1.1\r\nHost: b\r\ncontent-type: application/json\r\n\
+                               content-length: 1000\r\n\r\n{\"name\": \"slo";
+                s.write_all(partial.as_bytes()).unwrap();
+            }
+            s
+        })
+        .collect();
     // Someone else still gets an answer (bounded, so a locked-out client fails the test).
     let (tx, rx) = std::sync::mpsc::channel();
     let status_env = env.socket();
@@ -427,4 +468,9 @@ fn malformed_and_huge_requests_and_1500_idle_connections_leave_the_daemon_servin
     drop(idle);
     assert!(alive(pid));
     assert_eq!(env.status()["pid"].as_i64().unwrap() as i32, pid, "the same daemon, still serving");
+    banger_testkit::report(
+        "Hostile input",
+        "1500 connections held open (1000 idle, 500 stalled mid-request)",
+        "another client is answered at once; the same daemon keeps serving",
+    );
 }

@@ -53,4 +53,14 @@ fn a_full_state_filesystem_fails_clearly_and_leaves_nothing() {
     assert!(images.is_empty(), "no pinned or temporary image: {images:?}");
     let vms: Vec<_> = std::fs::read_dir(state.join("vms")).map(|d| d.flatten().collect()).unwrap_or_default();
     assert!(vms.is_empty(), "no VM directory: {vms:?}");
+    let said = err.lines().find(|l| l.starts_with("banger: error:")).unwrap_or_default().to_string();
+    banger_testkit::report(
+        "Disk full",
+        "`vm create` with a 200 MiB state filesystem",
+        &format!(
+            "refused (exit {}): \"{}\"; nothing left, database readable",
+            out.code(),
+            said.trim_start_matches("banger: error: ")
+        ),
+    );
 }

@@ -9,6 +9,7 @@
 mod common;
 
 use common::*;
+use std::os::unix::process::CommandExt;
 
 #[test]
 fn two_installations_with_one_subnet_never_share_an_address() {
@@ -55,4 +56,39 @@ fn two_installations_with_one_subnet_never_share_an_address() {
         assert_eq!(out.status.code(), Some(255), "{} must not log in: {out:?}", key.display());
         assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"), "{out:?}");
     }
+    banger_testkit::report(
+        "Many users on one host",
+        "two installations with one subnet",
+        "distinct /30s; a VM whose /30 the other took refuses to start (exit 4); each VM opens only to its own \
+         installation's key (the other's and the bundle's: Permission denied)",
+    );
+
+    // Another (non-root) user cannot read A's key, disks or database, nor use its socket.
+    let state = a.state_dir();
+    for (what, path) in [
+        ("key", state.join("ssh/id_ed25519")),
+        ("work disk", state.join("vms/a1/work.ext4")),
+        ("database", state.join("state.db")),
+    ] {
+        let out = std::process::Command::new("cat").arg(&path).uid(65534).gid(65534).output().unwrap();
+        assert!(!out.status.success(), "uid 65534 read A's {what}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"), "{what}: {out:?}");
+    }
+    assert_eq!(mode(&state) & 0o077, 0, "state dir private");
+    assert_eq!(mode(&state.join("ssh/id_ed25519")), 0o600);
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--unix-socket"])
+        .arg(a.socket())
+        .arg("http://bangerd/v1/vms")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7), "uid 65534 cannot even connect to A's socket: {out:?}");
+    banger_testkit::report(
+        "Many users on one host",
+        "uid 65534 reads another user's key, work disk, database; uses its socket",
+        "Permission denied (state dir 0700, key 0600); the socket cannot be reached (run dir 0700; the daemon also \
+         refuses other uids by SO_PEERCRED)",
+    );
 }

@@ -3,7 +3,8 @@
 //! upgrade — a new copy of the binaries starting on a database the previous release left (one
 //! schema version older). Each time the new daemon re-attaches: same VMM process, SSH with the
 //! pinned key, NAT and DNS redirect rules in place, the name resolving from the host and inside
-//! the guest; and at the end a clean stop.
+//! the guest. Then a host reboot (VMM, TAP and rules gone): the VM is stopped, not failed, and
+//! starts again with its data.
 //!
 //! Needs root and a runtime bundle (`BANGER_TEST_RUNTIME`; `make test` sets it); skipped loudly
 //! otherwise — unless `BANGER_E2E_REQUIRED=1`, when that is a failure.
@@ -158,9 +159,40 @@ fn running_vms_survive_daemon_stop_crash_and_upgrade() {
         &format!("migrated to {latest}; VM re-attached, everything works"),
     );
 
-    // And the re-attached VM stops cleanly, keeping its data for the next start.
+    // A host reboot: the VMM, its TAP and rules are gone, and the VM started before the host
+    // did (its start time is moved to before this host's boot time: the one part of a reboot a
+    // test cannot do for real).
+    env.stop_daemon(&rt);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(vm.pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert!(wait_gone(vm.pid as i32, Duration::from_secs(10)));
+    let tap = created["tap"].as_str().unwrap();
+    assert!(Command::new("ip").args(["link", "del", tap]).status().unwrap().success());
+    flush_rules(&vm.prefix);
+    let btime: i64 = std::fs::read_to_string("/proc/stat")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())
+        .unwrap();
+    {
+        let db = rusqlite::Connection::open(&db_path).unwrap();
+        db.execute("UPDATE vms SET started_at = ?1 WHERE name = 'lr'", [btime - 60]).unwrap();
+    }
+    let shown = env.ok_rt(&rt, &["vm", "show", "lr", "--json"]).json();
+    assert_eq!(shown["state"], "stopped", "stopped, not failed: {shown}");
+    assert!(shown["last_error"].is_null(), "a reboot is no error: {shown}");
+    assert!(env.log().contains("the host restarted since VM lr started"), "says why: {}", env.log());
+    let started = env.ok_rt(&rt, &["vm", "start", "lr", "--json"]).json();
+    let out = env.ok_rt(&rt, &["vm", "ssh", "lr", "--", "cat /root/data"]).stdout();
+    assert_eq!(out, "kept\n", "data intact after the reboot");
+    banger_testkit::report(
+        "Host reboot",
+        "VMM killed, TAP deleted, rules flushed, VM started before the host's boot time",
+        "VM shown stopped (no error, reason given); starts again with its data",
+    );
+
+    // And it stops cleanly, releasing everything.
     let stopped = env.ok_rt(&rt, &["vm", "stop", "lr", "--json"]).json();
     assert_eq!(stopped["state"], "stopped");
-    assert!(wait_gone(vm.pid as i32, Duration::from_secs(10)));
+    assert!(wait_gone(started["pid"].as_i64().unwrap() as i32, Duration::from_secs(10)));
     assert!(rules(&vm.prefix).is_empty(), "rules released: {:?}", rules(&vm.prefix));
 }

@@ -32,6 +32,7 @@ proptest! {
             prop_assert!(one_level_below(&p.dir, Path::new("/state/vms")), "{:?}", p.dir);
             prop_assert!(one_level_below(&p.run_dir, Path::new("/run/vms")), "{:?}", p.run_dir);
         }
+        banger_testkit::report("Hostile input (property tests)", "2000 random VM names (labels, paths, shell text, any Unicode)", "accepted only as DNS labels (a-z, 0-9, -; ≤ 63); their directories stay one level under vms/");
     }
 
     #[test]
@@ -40,6 +41,7 @@ proptest! {
     ) {
         prop_assert!(names::validate(name).is_err());
         prop_assert!(validate_image_name(name).is_err());
+        banger_testkit::report("Hostile input (property tests)", "names such as `..`, `a/b`, `$(id)`, `a;rm`, `-x`, `ä`, a newline", "refused as VM and image names");
     }
 
     #[test]
@@ -50,6 +52,7 @@ proptest! {
             prop_assert!(one_level_below(&p, &layout.built_images()), "{:?}", p);
             prop_assert!(name.len() <= 57);
         }
+        banger_testkit::report("Hostile input (property tests)", "2000 random image names", "accepted ones stay one level under built-images/");
     }
 
     #[test]
@@ -57,6 +60,7 @@ proptest! {
         let _ = parse_signal(&s);
         let by_number = parse_signal(&n.to_string());
         prop_assert_eq!(by_number.is_ok(), nix::sys::signal::Signal::try_from(n).is_ok());
+        banger_testkit::report("Hostile input (property tests)", "2000 random signal names and numbers", "no panic; a number passes only if it is a real signal");
     }
 
     #[test]
@@ -64,6 +68,7 @@ proptest! {
         let _ = banger_config::size::parse_size(&s);
         let (suffix, shift) = [("K", 10), ("M", 20), ("G", 30), ("T", 40)][unit];
         prop_assert_eq!(banger_config::size::parse_size(&format!("{k}{suffix}")), Ok(k << shift));
+        banger_testkit::report("Hostile input (property tests)", "2000 random size strings", "no panic; K/M/G/T are binary multiples");
     }
 
     #[test]
@@ -73,5 +78,6 @@ proptest! {
         let _ = serde_json::from_slice::<banger_api::request::BuildImage>(&bytes);
         let _ = serde_json::from_slice::<banger_api::request::StopVm>(&bytes);
         let _ = serde_json::from_slice::<banger_api::request::KillVm>(&bytes);
+        banger_testkit::report("Hostile input (property tests)", "2000 random request bodies (0–512 bytes) for create/set/build/stop/kill", "decoding never panics");
     }
 }
