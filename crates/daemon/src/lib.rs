@@ -126,6 +126,8 @@ fn run() -> Result<(), Failure> {
     app.vms.cleanup_builds();
     rt.block_on(dns::Dns::start(app.clone()));
     rt.spawn(monitor(app.clone()));
+    let grows = app.clone();
+    rt.spawn_blocking(move || grows.vms.finish_grows());
     let result = rt.block_on(server::serve(app.clone()));
     // Operations still running (a boot whose client went away) finish before the lock is let
     // go: a new daemon must not take over a VM this one is still changing.

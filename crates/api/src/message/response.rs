@@ -87,7 +87,7 @@ impl Phase {
         matches!(
             (self, to),
             (Stopped | Failed, Starting)
-                | (Starting, Starting | Running | Failed)
+                | (Starting, Starting | Running | Stopping | Failed)
                 | (Running, Stopping | Stopped | Failed)
                 | (Stopping, Stopped | Running | Failed)
         )

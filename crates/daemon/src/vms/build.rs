@@ -322,6 +322,9 @@ impl Manager {
         let disk_dir = work.join("disk");
         let build_disk = work.join("build.ext4");
         let installs = !plan.packages.is_empty() || !plan.debs.is_empty();
+        // The image will take at least what the base does: refuse now, not after the script.
+        let what = format!("image {}", plan.name);
+        banger_storage::ensure_space(dir, &what, banger_storage::allocated(Path::new(&rec.base_path)))?;
 
         // Packages: downloaded on the host, a local repository on the build disk.
         let t = Instant::now();
@@ -450,6 +453,9 @@ impl Manager {
         r.phase("flatten", format!("stopped in {:.1}s; writing the standalone image", t.elapsed().as_secs_f64()));
         let t = Instant::now();
         let image = dir.join(IMAGE_FILE);
+        let overlay = self.layout.vm(&builder).overlay;
+        let needed = banger_storage::allocated(Path::new(&rec.base_path)) + banger_storage::allocated(&overlay);
+        banger_storage::ensure_space(dir, &what, needed)?;
         let chunks =
             banger_storage::flatten::flatten(Path::new(&rec.base_path), &self.layout.vm(&builder).overlay, &image)?;
         crate::fault::point("build:flattened");
@@ -624,12 +630,20 @@ impl Manager {
     }
 
     /// At daemon start: builds a previous daemon left unfinished (a directory under
-    /// `built-images/` without an image row) are removed with their builder VMs.
+    /// `built-images/` without an image row, still with its work directory or its builder VM,
+    /// or without an image file) are removed with their builder VMs. A finished image without a
+    /// row (a lost or replaced database) is kept.
     pub fn cleanup_builds(&self) {
         let Ok(entries) = std::fs::read_dir(self.layout.built_images()) else { return };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if e.path().is_dir() && matches!(self.db().image(&name), Ok(None)) {
+            let path = e.path();
+            let builder = self.db().vm(&format!("{BUILDER_PREFIX}{name}")).ok().flatten().is_some();
+            let unfinished = path.join(".work").exists() || builder || !path.join(IMAGE_FILE).exists();
+            let registered = !matches!(self.db().image(&name), Ok(None));
+            if path.is_dir() && !registered && !unfinished {
+                tracing::warn!("keeping {}: a built image without a row (a lost database?)", path.display());
+            } else if path.is_dir() && !registered {
                 tracing::warn!("removing the unfinished build of image {name}");
                 self.cleanup_build(&name);
             }
@@ -746,10 +760,12 @@ mod tests {
     fn unfinished_builds_are_removed_at_start_and_registered_ones_kept() {
         let (_tmp, m) = fake();
         let built = m.layout.built_images();
-        for n in ["done", "half"] {
+        for n in ["done", "half", "rowless"] {
             std::fs::create_dir_all(built.join(n)).unwrap();
             std::fs::write(built.join(n).join(LOG_FILE), "log").unwrap();
         }
+        // A finished image whose row is gone (a lost database): kept.
+        std::fs::write(built.join("rowless").join(IMAGE_FILE), "image").unwrap();
         m.db().insert_image(&record("done", &built.join("done").join(IMAGE_FILE))).unwrap();
         let create = banger_api::request::CreateVm {
             name: Some("build-half".into()),
@@ -761,6 +777,7 @@ mod tests {
         m.cleanup_builds();
         assert!(built.join("done").join(LOG_FILE).is_file());
         assert!(!built.join("half").exists());
+        assert!(built.join("rowless").join(IMAGE_FILE).is_file(), "a finished image is never removed");
         assert!(m.db().vm("build-half").unwrap().is_none());
         let logs: Vec<_> = std::fs::read_dir(m.layout.failed_build_logs()).unwrap().flatten().collect();
         assert_eq!(logs.len(), 1);

@@ -99,7 +99,7 @@ impl Manager {
     /// Pin `new.base_path`, register `new` and make its disks; all or nothing.
     pub(super) fn create_claimed(&self, new: NewVm, progress: &dyn Progress) -> Result<banger_state::VmRecord> {
         // Marked first, unmarked once the disks are in place: a daemon that dies in between
-        // leaves the mark, and the next one rolls the create back (`finish_creates`).
+        // leaves the mark, and the next one rolls the create back (`remove_orphans`).
         let mark = self.layout.registering(&new.name);
         std::fs::create_dir_all(self.layout.vms())
             .and_then(|()| std::fs::write(&mark, b""))

@@ -70,7 +70,7 @@ impl Layout {
     }
 
     /// `STATE/vms/.NAME.registering`: there while VM NAME is being created (see
-    /// `Manager::finish_creates`). VM names never start with a dot.
+    /// `Manager::remove_orphans`). VM names never start with a dot.
     pub fn registering(&self, name: &str) -> PathBuf {
         self.vms().join(format!(".{name}.registering"))
     }

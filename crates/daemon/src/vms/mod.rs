@@ -96,8 +96,9 @@ pub struct Manager {
     creating: Mutex<()>,
     /// Serialises making this installation's SSH key (many creates may ask for it at once).
     key_lock: Mutex<()>,
-    /// Stops a daemon that died had begun, being finished (see `reconcile`).
-    resumed_stops: Mutex<HashMap<String, std::time::Instant>>,
+    /// Stops a daemon that died had begun, being finished (see `reconcile`): since when, and
+    /// when the guest was last asked.
+    resumed_stops: Mutex<HashMap<String, (std::time::Instant, std::time::Instant)>>,
     /// Interactive builds waiting for their shell to end, by image name.
     waiting_builds: Mutex<HashMap<String, std::sync::mpsc::Sender<bool>>>,
     /// How long a boot may take to answer SSH.
@@ -249,6 +250,7 @@ impl Manager {
             tracing::warn!("{}: {e}", rec.name);
         }
         let _ = std::fs::remove_dir_all(self.layout.vm(&rec.name).run_dir);
+        self.resumed_stops.lock().unwrap_or_else(|e| e.into_inner()).remove(&rec.name);
     }
 }
 

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 /// How long a stop that a daemon which died had begun may take to finish before its VMM is
 /// killed (the guest is asked again to power off at once).
 pub const RESUMED_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often such a guest is asked again.
+const RESUMED_STOP_ASK_EVERY: Duration = Duration::from_secs(5);
 
 /// Is the recorded VMM process still there (and still the VM's, not a reused pid)?
 fn alive(phase: &VmPhase) -> Option<bool> {
@@ -38,23 +40,34 @@ fn host_restarted_since(started_at: u64) -> bool {
 
 impl Manager {
     /// Stops being finished for a daemon that died (see `settle`), by VM: since when.
-    pub(super) fn resumed_stops(&self) -> MutexGuard<'_, HashMap<String, Instant>> {
+    pub(super) fn resumed_stops(&self) -> MutexGuard<'_, HashMap<String, (Instant, Instant)>> {
         self.resumed_stops.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Ask a guest to power off: over SSH (guests without ACPI, such as QEMU's microvm), and
-    /// through its VMM.
-    pub(super) fn ask_poweroff(&self, rec: &VmRecord, instance: &Instance) {
-        if rec.host_keys.is_some() && self.ssh_key().is_ok() {
-            self.guest.poweroff(&self.view(rec).ssh);
-        }
-        match self.hypervisor.for_instance(instance.backend, instance.accel) {
-            Ok(vmm) => {
-                if let Err(e) = vmm.request_shutdown(instance) {
-                    tracing::warn!("{}: {e}", rec.name);
-                }
+    /// through its VMM. With `wait` false both requests run on their own thread (a daemon
+    /// settling VMs at start must not wait on a guest or a VMM before it serves anyone).
+    pub(super) fn ask_poweroff(&self, rec: &VmRecord, instance: &Instance, wait: bool) {
+        let ssh = (rec.host_keys.is_some() && self.ssh_key().is_ok()).then(|| (self.guest.clone(), self.view(rec).ssh));
+        let vmm = self.hypervisor.for_instance(instance.backend, instance.accel);
+        let (name, instance) = (rec.name.clone(), instance.clone());
+        let ask = move || {
+            if let Some((guest, ssh)) = ssh {
+                guest.poweroff(&ssh);
             }
-            Err(e) => tracing::warn!("{}: {e}", rec.name),
+            match vmm {
+                Ok(vmm) => {
+                    if let Err(e) = vmm.request_shutdown(&instance) {
+                        tracing::warn!("{name}: {e}");
+                    }
+                }
+                Err(e) => tracing::warn!("{name}: {e}"),
+            }
+        };
+        if wait {
+            ask();
+        } else {
+            std::thread::spawn(ask);
         }
     }
 
@@ -99,11 +112,21 @@ impl Manager {
             // the guest is asked (again) to power off, and its VMM killed if it has not within
             // `RESUMED_STOP_TIMEOUT`. Meanwhile the VM stays `stopping`.
             (VmPhase::Stopping(live), Some(true)) => {
-                let since = *self.resumed_stops().entry(name.to_string()).or_insert_with(|| {
-                    tracing::info!("{name}: finishing a stop that bangerd did not finish");
-                    self.ask_poweroff(rec, &live.instance);
-                    Instant::now()
-                });
+                // Asked at once and every few seconds (a guest still booting may miss the first).
+                let (since, ask) = {
+                    let mut stops = self.resumed_stops();
+                    let now = Instant::now();
+                    let (since, asked) = stops.entry(name.to_string()).or_insert((now, now - RESUMED_STOP_ASK_EVERY));
+                    let ask = asked.elapsed() >= RESUMED_STOP_ASK_EVERY;
+                    if ask {
+                        *asked = now;
+                    }
+                    (*since, ask)
+                };
+                if ask {
+                    tracing::info!("{name}: asking the guest to power off (finishing a stop bangerd did not finish)");
+                    self.ask_poweroff(rec, &live.instance, false);
+                }
                 if since.elapsed() < RESUMED_STOP_TIMEOUT {
                     return Ok(phase);
                 }
@@ -136,16 +159,15 @@ impl Manager {
                             .into(),
                     )
                 }
-                None => {
-                    if !self.force_stop(name, pid, &live.instance.control_socket) {
-                        return Err(self.unkillable(name, &phase));
-                    }
-                    let why = format!(
+                // Stopped cleanly, as a stop would be (killing a guest in its first boot can
+                // lose what it has not written out yet, such as its new host keys).
+                None => (
+                    VmPhase::Stopping(live.clone()),
+                    format!(
                         "the first boot of VM {name} did not finish (bangerd restarted) before its host keys were \
-                         checked, so its VMM was stopped; start it again"
-                    );
-                    (VmPhase::Failed(why.clone()), why)
-                }
+                         checked; stopping it (start it again)"
+                    ),
+                ),
             },
             (VmPhase::Starting(_), _) => {
                 // A VMM spawned just before bangerd went away has no recorded pid: find it by the
@@ -153,7 +175,10 @@ impl Manager {
                 if phase.live().is_none() {
                     for pid in process::find_with_marker(&self.layout.vm(name).run_dir) {
                         tracing::warn!("{name}: killing VMM pid {pid}, which the database never recorded");
-                        let _ = process::signal(pid, &self.layout.vm(name).run_dir, nix::sys::signal::Signal::SIGKILL);
+                        let run_dir = self.layout.vm(name).run_dir;
+                        if process::signal(pid, &run_dir, nix::sys::signal::Signal::SIGKILL).is_ok() {
+                            process::wait_exit(pid, &run_dir, Duration::from_secs(5));
+                        }
                     }
                 }
                 let why = format!("the boot of VM {name} did not finish (bangerd restarted) and its VMM is gone");
@@ -215,9 +240,10 @@ impl Manager {
     ///   its row (if any) is removed, with its half-made disks (`vms/.NAME.creating-PID`);
     /// - a delete: a directory it marked (`.deleting`) goes once no row names it; a marked
     ///   directory whose row is still there was not deleted (the mark goes);
-    /// - a work disk grow the database records (`.growing`) is finished;
     /// - temporary copies of base images go, and so do pinned bases no VM uses — but only when
     ///   every VM directory has its row (a lost or replaced database must never cost disks).
+    ///
+    /// (Work disk grows are finished by [`Manager::finish_grows`], once the daemon serves.)
     fn remove_orphans(&self) {
         let vms_dir = self.layout.vms();
         let entries: Vec<(String, std::path::PathBuf)> = std::fs::read_dir(&vms_dir)
@@ -259,17 +285,10 @@ impl Manager {
                     }
                 }
                 None => unregistered = true,
-                Some(rec) => {
+                Some(_) => {
                     if marked.is_file() {
                         tracing::info!("VM {name}: a delete that did not finish left it; kept");
                         let _ = std::fs::remove_file(&marked);
-                    }
-                    let idle = Self::phase_of(rec).map(|p| p.live().is_none()).unwrap_or(false);
-                    if idle && self.layout.vm(name).growing.exists() {
-                        tracing::info!("VM {name}: finishing the work disk's grow to {} bytes", rec.disk_size);
-                        if let Err(e) = self.finish_grow(name, rec.disk_size) {
-                            tracing::warn!("VM {name}: {e} (retried at its next start)");
-                        }
                     }
                 }
             }
@@ -278,7 +297,9 @@ impl Manager {
             for f in files.flatten() {
                 let path = f.path();
                 let file = f.file_name().to_string_lossy().into_owned();
-                let used = records.iter().any(|r| Path::new(&r.base_path) == path);
+                // By file name (a content id), not by the whole path: the same state directory
+                // may be spelled another way this time (a symlinked home, a moved directory).
+                let used = records.iter().any(|r| Path::new(&r.base_path).file_name() == path.file_name());
                 if used || !path.is_file() {
                     continue;
                 }
@@ -288,6 +309,26 @@ impl Manager {
                 } else if !unregistered {
                     tracing::info!("removing {}: a pinned base no VM uses", path.display());
                     let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+    }
+
+    /// Finish the work disk grows (`.growing`) that a daemon which died recorded but did not
+    /// do; run once the daemon serves (e2fsck and resize2fs of a big disk take a while). Each
+    /// VM is held meanwhile: an operation on it is told another is in progress, and a `vm
+    /// start` that comes first finishes the grow itself.
+    pub fn finish_grows(&self) {
+        let Ok(records) = self.db().vms() else { return };
+        for rec in records.iter().filter(|r| self.layout.vm(&r.name).growing.exists()) {
+            let name = rec.name.as_str();
+            let Ok(_op) = self.claim(name, "set") else { continue };
+            let Ok(rec) = self.record(name) else { continue };
+            let idle = Self::phase_of(&rec).map(|p| p.live().is_none()).unwrap_or(false);
+            if idle && self.layout.vm(name).growing.exists() {
+                tracing::info!("VM {name}: finishing the work disk's grow to {} bytes", rec.disk_size);
+                if let Err(e) = self.finish_grow(name, rec.disk_size) {
+                    tracing::warn!("VM {name}: {e} (retried at its next start)");
                 }
             }
         }

@@ -48,7 +48,7 @@ impl Manager {
         fault::point("stop:stopping");
         let instance = &live.instance;
         self.step(progress, name, "stopping", format!("asking {name} to power off"));
-        self.ask_poweroff(rec, instance);
+        self.ask_poweroff(rec, instance, true);
         fault::point("stop:asked");
         let clean = process::wait_exit(instance.pid, &instance.control_socket, timeout);
         if !clean {

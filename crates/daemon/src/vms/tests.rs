@@ -307,7 +307,7 @@ fn every_phase_change_is_checked_allowed_ones_are_recorded_refused_ones_change_n
         P => VmPhase::Stopping(live.clone()),
         F => VmPhase::Failed("boom".into()),
     };
-    let allowed = [(D, S), (F, S), (S, S), (S, R), (S, F), (R, P), (R, D), (R, F), (P, D), (P, R), (P, F)];
+    let allowed = [(D, S), (F, S), (S, S), (S, R), (S, P), (S, F), (R, P), (R, D), (R, F), (P, D), (P, R), (P, F)];
     for from in Phase::ALL {
         for to in Phase::ALL {
             t.set_row("x", &of(from));
@@ -489,14 +489,22 @@ fn a_restarted_daemon_settles_operations_it_was_in_the_middle_of() {
     t.m.reconcile(true);
     assert!(wait_dead(orphan), "a VMM the database never recorded was left running");
     assert_eq!(t.phase("a"), VmPhase::Stopping(live.clone()), "stopping until its VMM exits");
-    assert_eq!(t.fake.host().poweroffs, poweroffs + 1, "the guest was asked to power off");
+    // Asked over SSH on its own thread (a starting daemon does not wait on guests).
+    let asked = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        t.fake.host().poweroffs == poweroffs + 1
+    });
+    assert!(asked, "the guest was asked to power off");
     assert!(wait_dead(live.instance.pid), "the fake VMM exits when asked");
     t.m.reconcile(false);
     assert_eq!(t.phase("a"), VmPhase::Stopped);
     assert_eq!(t.changes("a").last(), Some(&(P, D)));
     assert_eq!(t.phase("b").kind(), R);
-    assert!(wait_dead(live_d.instance.pid), "a first boot's VMM is stopped");
-    assert!(matches!(t.phase("d"), VmPhase::Failed(ref why) if why.contains("first boot")), "{:?}", t.phase("d"));
+    assert!(wait_dead(live_d.instance.pid), "a first boot's VMM is asked to stop");
+    t.m.reconcile(false);
+    assert_eq!(t.phase("d"), VmPhase::Stopped, "stopped, not failed");
+    assert_eq!(t.changes("d").last(), Some(&(P, D)));
+    assert!(t.changes("d").contains(&(S, P)), "{:?}", t.changes("d"));
     assert!(matches!(t.phase("c"), VmPhase::Failed(ref why) if why.contains("did not finish")));
     assert_eq!(t.changes("c"), [(S, F)]);
 }
@@ -517,7 +525,7 @@ fn a_resumed_stop_the_guest_ignores_ends_in_a_kill_and_delete_force_still_works(
     let e = t.m.delete("a", false).unwrap_err();
     assert!(e.to_string().contains("is stopping; wait until it has stopped or delete it with --force"), "{e}");
     // Pretend the grace period has passed.
-    *t.m.resumed_stops().get_mut("a").unwrap() -= super::reconcile::RESUMED_STOP_TIMEOUT;
+    t.m.resumed_stops().get_mut("a").unwrap().0 -= super::reconcile::RESUMED_STOP_TIMEOUT;
     t.m.reconcile(false);
     assert!(wait_dead(live.instance.pid));
     assert!(matches!(t.phase("a"), VmPhase::Stopped));
@@ -563,6 +571,7 @@ fn unfinished_creates_deletes_and_grows_are_settled_at_start() {
     std::fs::write(&stray, b"pinned").unwrap();
 
     t.m.reconcile(true);
+    t.m.finish_grows();
     assert!(t.m.db().vm("half").unwrap().is_none(), "a create without disks is rolled back");
     assert!(!staging.exists() && !t.m.layout.registering("half").exists());
     assert!(t.kinds("half").ends_with(&["deleted"]), "{:?}", t.kinds("half"));
