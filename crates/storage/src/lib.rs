@@ -153,8 +153,14 @@ pub fn grow_work(path: &Path, new_size: u64) -> Result<(), StorageError> {
     if new_size < current {
         return Err(StorageError::Shrink { path: path.into(), current, requested: new_size });
     }
-    // resize2fs insists on a freshly checked filesystem; -p repairs only what is safe.
-    run("e2fsck", ["-f".as_ref(), "-p".as_ref(), path.as_os_str()])?;
+    // resize2fs insists on a freshly checked filesystem; -p repairs only what is safe. Exit 1
+    // means it corrected something (say, after a grow killed mid-resize2fs): checked, go on.
+    match run("e2fsck", ["-f".as_ref(), "-p".as_ref(), path.as_os_str()]) {
+        Err(HostError::Failed { status, .. }) if status == "exit status: 1" => {}
+        other => {
+            other?;
+        }
+    }
     if new_size > current {
         File::options()
             .write(true)
