@@ -17,13 +17,14 @@ TEST_DEBS := $(RUN_DEBS) $(IMAGE_DEBS) curl sudo conntrack iputils-ping dnsutils
 INIT_BIN := target/guest-init/x86_64-unknown-linux-gnu/release/banger-init
 BENCH_DEBS := hyperfine python3 bc qemu-system-x86 iproute2
 
-.PHONY: guest-init runtime-build rootfs runtime-bundle runtime-package help deps test-deps build test verify check install uninstall quickstart bench bench-status bench-bundle bench-daemon bench-events bench-vm bench-features bench-image bench-tui bench-boot fmt clippy clean check-cargo
+.PHONY: reliability guest-init runtime-build rootfs runtime-bundle runtime-package help deps test-deps build test verify check install uninstall quickstart bench bench-status bench-bundle bench-daemon bench-events bench-vm bench-features bench-image bench-tui bench-boot fmt clippy clean check-cargo
 
 help:
 	@echo "make quickstart   install packages, build, build the runtime bundle, create a VM, run a command in it over SSH"
 	@echo "make build        build target/release/{banger,bangerd}"
 	@echo "make check        fmt, clippy -D warnings and unit tests: no root, no network, no runtime bundle"
 	@echo "make test         install test packages, run every test"
+	@echo "make reliability  run the crash/restore/concurrency/hostile-input tests, write docs/reliability.md"
 	@echo "make verify       check this machine end to end on a throwaway VM (banger verify --nat)"
 	@echo "make runtime-build    build the runtime bundle from Debian packages into ./runtime (NO_DOCKER=1: skip the docker image)"
 	@echo "make rootfs           rebuild rootfs-docker.ext4 if packages.apt changed (FORCE=1, BASE_ROOTFS=…)"
@@ -52,8 +53,26 @@ test: check-cargo test-deps guest-init
 	$(CARGO) build --profile dev $(CARGO_FLAGS) -p banger
 	@if [ -f $(RUNTIME_DIR)/bundle.toml ]; then echo "using the runtime bundle in $(RUNTIME_DIR)"; \
 	else target/debug/banger runtime build --dir $(RUNTIME_DIR) --init $(INIT_BIN); fi
-	BANGER_TEST_RUNTIME=$(abspath $(RUNTIME_DIR)) BANGER_E2E_REQUIRED=1 $(CARGO) test $(CARGO_FLAGS) --workspace
+	rm -f $(REPORT_ROWS) && mkdir -p $(dir $(REPORT_ROWS))
+	BANGER_TEST_RUNTIME=$(abspath $(RUNTIME_DIR)) BANGER_E2E_REQUIRED=1 BANGER_REPORT=$(abspath $(REPORT_ROWS)) $(CARGO) test $(CARGO_FLAGS) --workspace
+	scripts/reliability-report.sh $(REPORT_ROWS) docs/reliability.md
 	BANGER_RUNTIME_DIR=$(abspath $(RUNTIME_DIR)) scripts/ci-verify.sh
+
+# docs/reliability.md from the tests that prove reliability and security properties (crash
+# consistency at every fault point, live restore, host reboot, concurrency, disk full, many
+# users, hostile input and bundles, version skew); `make test` regenerates it too.
+REPORT_ROWS := target/reliability.tsv
+reliability: check-cargo test-deps guest-init
+	$(CARGO) build --profile dev $(CARGO_FLAGS) -p banger
+	@if [ -f $(RUNTIME_DIR)/bundle.toml ]; then echo "using the runtime bundle in $(RUNTIME_DIR)"; \
+	else target/debug/banger runtime build --dir $(RUNTIME_DIR) --init $(INIT_BIN); fi
+	rm -f $(REPORT_ROWS) && mkdir -p $(dir $(REPORT_ROWS))
+	BANGER_TEST_RUNTIME=$(abspath $(RUNTIME_DIR)) BANGER_E2E_REQUIRED=1 BANGER_REPORT=$(abspath $(REPORT_ROWS)) \
+	  $(CARGO) test $(CARGO_FLAGS) -p banger-api -p banger-bundle -p banger-daemon --lib
+	BANGER_TEST_RUNTIME=$(abspath $(RUNTIME_DIR)) BANGER_E2E_REQUIRED=1 BANGER_REPORT=$(abspath $(REPORT_ROWS)) \
+	  $(CARGO) test $(CARGO_FLAGS) -p banger --test crash --test live_restore --test concurrency --test disk_full \
+	  --test installations --test control_plane --test version_skew
+	scripts/reliability-report.sh $(REPORT_ROWS) docs/reliability.md
 
 # This machine, end to end, with the installed-style binary: a throwaway VM through create, ssh,
 # stats, stop, set, start, DNS and NAT, then deleted (`banger verify --help`).
