@@ -388,6 +388,24 @@ pub enum VmCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Run one program in a running VM, its arguments exactly as given (unlike `vm ssh -- …`,
+    /// where the guest's shell joins and re-parses them): `banger vm exec NAME -- ARGV…`. Input
+    /// and output stream; banger exits with the program's exit code.
+    Exec {
+        name: String,
+        /// A terminal for the program (the default when standard input is one).
+        #[arg(short = 't', long)]
+        tty: bool,
+        /// Set an environment variable for the program (repeatable).
+        #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// Run it in this directory of the guest (default: root's home, /root).
+        #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+        workdir: Option<String>,
+        /// The program and its arguments.
+        #[arg(last = true, required = true, value_name = "ARGV")]
+        argv: Vec<String>,
+    },
     /// Open an SSH session to a VM, or run a command in it: `banger vm ssh NAME -- CMD…`.
     Ssh {
         name: String,

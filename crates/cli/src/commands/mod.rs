@@ -11,6 +11,7 @@ pub mod runtime;
 pub mod tui;
 pub mod verify;
 pub mod vm;
+pub mod vm_exec;
 pub mod vm_set;
 pub mod vm_stats;
 pub mod watch;

@@ -78,6 +78,9 @@ pub fn run(ctx: &Ctx, cmd: VmCommand) -> CliResult {
             Ok(())
         }
         VmCommand::Ssh { name, command } => ssh(ctx, &name, &command),
+        VmCommand::Exec { name, tty, env, workdir, argv } => {
+            crate::commands::vm_exec::run(ctx, &name, tty, &env, workdir.as_deref(), &argv)
+        }
         VmCommand::Logs { name, follow, json } => logs(ctx, &name, follow, json),
     }
 }

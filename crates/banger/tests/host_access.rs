@@ -1,0 +1,70 @@
+//! Working with a VM from the host, on a real guest: `vm exec` keeps every argument exactly
+//! (spaces, quotes, `$`, newlines), streams standard input, returns the program's exit code, and
+//! takes `-e`/`-w`.
+//!
+//! Needs root and a runtime bundle (`BANGER_TEST_RUNTIME`; `make test` sets it); skipped loudly
+//! otherwise — unless `BANGER_E2E_REQUIRED=1`, when that is a failure.
+
+mod common;
+
+use common::*;
+use std::io::Write;
+use std::process::Stdio;
+
+#[test]
+fn exec_keeps_arguments_streams_input_and_returns_the_exit_code() {
+    let Some(rt) = e2e_runtime("host_access", None) else { return };
+    let env = Env::new();
+    env.write_config("subnet = \"10.213.233.0/24\"\nvmm = \"qemu\"\ndefault_memory = 512\n");
+    let _left = Leftovers { env: &env, rt: &rt, vms: &["hx"], images: &[] };
+    env.ok_rt(&rt, &["vm", "create", "--name", "hx", "--disk-size", "128M"]);
+
+    // Arguments arrive as given: one per line out of printf, byte for byte.
+    let args = ["a b", "it's", "\"double\"", "$HOME", "`id`", "line\nbreak", "*", "; rm -rf /", "", "ä"];
+    let mut argv = vec!["vm", "exec", "hx", "--", "printf", "[%s]\\n"];
+    argv.extend(args);
+    let out = env.ok_rt(&rt, &argv).stdout();
+    let want: String = args.iter().map(|a| format!("[{a}]\n")).collect();
+    assert_eq!(out, want);
+
+    // Exit codes are the program's.
+    for (cmd, code) in [(vec!["true"], 0), (vec!["false"], 1), (vec!["sh", "-c", "exit 42"], 42)] {
+        let mut argv = vec!["vm", "exec", "hx", "--"];
+        argv.extend(cmd.iter());
+        assert_eq!(env.run_rt(&rt, &argv).code(), code, "{cmd:?}");
+    }
+
+    // Standard input streams through (a pipe: no terminal).
+    let mut child = env
+        .banger(&["vm", "exec", "hx", "--", "sh", "-c", "tr a-z A-Z; echo done"])
+        .env("BANGER_RUNTIME_DIR", &rt)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let big: String = (0..20000).map(|i| format!("line {i}\n")).collect();
+    let writer = std::thread::spawn(move || stdin.write_all(big.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 20001);
+    assert!(text.starts_with("LINE 0\n") && text.ends_with("LINE 19999\ndone\n"));
+
+    // Environment and working directory.
+    let out = env.ok_rt(&rt, &["vm", "exec", "-e", "A=x y", "-w", "/tmp", "hx", "--", "sh", "-c", "echo \"$A\"; pwd"]);
+    assert_eq!(out.stdout(), "x y\n/tmp\n");
+    let bad = env.run_rt(&rt, &["vm", "exec", "-e", "1A=x", "hx", "--", "true"]);
+    assert_eq!(bad.code(), 2, "{}", bad.stderr());
+    // Unlike `vm ssh -- …`, whose words the guest's shell re-parses.
+    assert_eq!(env.ok_rt(&rt, &["vm", "ssh", "hx", "--", "echo", "a;", "echo", "b"]).stdout(), "a\nb\n");
+    assert_eq!(env.ok_rt(&rt, &["vm", "exec", "hx", "--", "echo", "a;", "echo", "b"]).stdout(), "a; echo b\n");
+
+    // A stopped VM: one sentence, the conflict code.
+    env.ok_rt(&rt, &["vm", "stop", "hx"]);
+    let stopped = env.run_rt(&rt, &["vm", "exec", "hx", "--", "true"]);
+    assert_eq!(stopped.code(), 4, "{}", stopped.stderr());
+    assert!(stopped.stderr().contains("VM hx is stopped"), "{}", stopped.stderr());
+}
