@@ -62,9 +62,44 @@ fn exec_keeps_arguments_streams_input_and_returns_the_exit_code() {
     assert_eq!(env.ok_rt(&rt, &["vm", "ssh", "hx", "--", "echo", "a;", "echo", "b"]).stdout(), "a\nb\n");
     assert_eq!(env.ok_rt(&rt, &["vm", "exec", "hx", "--", "echo", "a;", "echo", "b"]).stdout(), "a; echo b\n");
 
+    // `ssh NAME.vm` with the config bangerd keeps: printed, or included from ~/.ssh/config.
+    let printed = env.ok_rt(&rt, &["ssh-config"]).stdout();
+    assert!(printed.contains("Host hx.vm\n"), "{printed}");
+    let file = env.path("ssh_config");
+    std::fs::write(&file, &printed).unwrap();
+    let ssh = |config: &std::path::Path| {
+        std::process::Command::new("ssh")
+            .arg("-F")
+            .arg(config)
+            .args(["-o", "BatchMode=yes", "hx.vm", "hostname"])
+            .output()
+            .unwrap()
+    };
+    let out = ssh(&file);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hx\n");
+    let installed = env.ok_rt(&rt, &["ssh-config", "--install"]).stdout();
+    assert!(installed.contains("now includes"), "{installed}");
+    assert!(env.ok_rt(&rt, &["ssh-config", "--install"]).stdout().contains("already includes"));
+    let user_config = env.path("home/.ssh/config");
+    let out = ssh(&user_config);
+    assert!(out.status.success(), "through the Include: {out:?}");
+    assert_eq!(mode(&user_config), 0o600);
+    banger_testkit::report(
+        "Host access",
+        "`ssh -F <banger ssh-config> hx.vm`, and through `--install`'s Include",
+        "logged in with the installation's key, host key checked strictly",
+    );
+
     // A stopped VM: one sentence, the conflict code.
     env.ok_rt(&rt, &["vm", "stop", "hx"]);
     let stopped = env.run_rt(&rt, &["vm", "exec", "hx", "--", "true"]);
     assert_eq!(stopped.code(), 4, "{}", stopped.stderr());
     assert!(stopped.stderr().contains("VM hx is stopped"), "{}", stopped.stderr());
+
+    // Kept current: a deleted VM's block goes; --uninstall takes the Include out.
+    env.ok_rt(&rt, &["vm", "delete", "hx"]);
+    assert!(!env.ok_rt(&rt, &["ssh-config"]).stdout().contains("Host hx.vm"));
+    env.ok_rt(&rt, &["ssh-config", "--uninstall"]);
+    assert!(!std::fs::read_to_string(&user_config).unwrap().contains("Include"));
 }

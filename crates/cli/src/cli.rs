@@ -42,6 +42,17 @@ pub enum Command {
     Runtime(RuntimeCommand),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
+    /// Print an OpenSSH config with a `Host NAME.vm` block per VM (address, user, this
+    /// installation's key, the VM's pinned host key), which bangerd keeps current; `--install`
+    /// includes it from ~/.ssh/config so `ssh NAME.vm`, scp, rsync, git and editors work as is.
+    SshConfig {
+        /// Add `Include <that file>` at the top of ~/.ssh/config (once).
+        #[arg(long)]
+        install: bool,
+        /// Remove what --install added.
+        #[arg(long, conflicts_with = "install")]
+        uninstall: bool,
+    },
     /// Check this installation end to end on a throwaway VM.
     ///
     /// Steps: create, run a command over SSH, stats, stop, grow memory and disk, start, files

@@ -127,25 +127,45 @@ pub struct SshInfo {
 }
 
 impl SshInfo {
-    /// `ssh` options that use exactly the bundle key and check the VM's pinned host key strictly.
+    /// What reaching the VM takes beyond user, host and port: exactly this installation's key,
+    /// and the VM's pinned host key, checked strictly (`ssh -o` names and values).
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("IdentityFile", self.key.display().to_string()),
+            ("IdentitiesOnly", "yes".into()),
+            ("UserKnownHostsFile", self.known_hosts.display().to_string()),
+            ("GlobalKnownHostsFile", "/dev/null".into()),
+            ("StrictHostKeyChecking", "yes".into()),
+            ("HostKeyAlias", self.host_key_alias.clone()),
+            ("LogLevel", "ERROR".into()),
+        ]
+    }
+
+    /// `ssh` options for [`Self::destination`]: see `settings`.
     pub fn options(&self) -> Vec<String> {
-        let mut o = vec!["-i".to_string(), self.key.display().to_string()];
-        for opt in [
-            "IdentitiesOnly=yes".to_string(),
-            format!("UserKnownHostsFile={}", self.known_hosts.display()),
-            "GlobalKnownHostsFile=/dev/null".into(),
-            "StrictHostKeyChecking=yes".into(),
-            format!("HostKeyAlias={}", self.host_key_alias),
-            "LogLevel=ERROR".into(),
-        ] {
+        let mut o = Vec::new();
+        for (key, value) in self.settings() {
             o.push("-o".into());
-            o.push(opt);
+            o.push(format!("{key}={value}"));
         }
         if self.port != 22 {
             o.push("-p".into());
             o.push(self.port.to_string());
         }
         o
+    }
+
+    /// An OpenSSH `ssh_config` block for `Host PATTERN` with the same settings, plus user,
+    /// address and port: `ssh PATTERN` (and scp, rsync, git…) then need no options.
+    pub fn config_block(&self, pattern: &str) -> String {
+        // Values with spaces are quoted; ssh_config has no escape for `"` itself.
+        let q = |v: &str| if v.contains(char::is_whitespace) { format!("\"{v}\"") } else { v.to_string() };
+        let mut block =
+            format!("Host {pattern}\n    HostName {}\n    User {}\n    Port {}\n", self.host, self.user, self.port);
+        for (key, value) in self.settings() {
+            block.push_str(&format!("    {key} {}\n", q(&value)));
+        }
+        block
     }
 
     /// `user@host`.

@@ -8,6 +8,7 @@ pub mod events;
 pub mod image;
 pub mod internal;
 pub mod runtime;
+pub mod ssh_config;
 pub mod tui;
 pub mod verify;
 pub mod vm;
@@ -23,6 +24,7 @@ use crate::error::CliResult;
 pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Completions(args) => completions::run(args),
+        Command::SshConfig { install, uninstall } => ssh_config::run(&Ctx::new()?, install, uninstall),
         Command::Vm(cmd) => vm::run(&Ctx::new()?, cmd),
         Command::Events { json, since } => events::run(&Ctx::new()?, json, since),
         Command::Daemon(cmd) => daemon::run(&Ctx::new()?, cmd),

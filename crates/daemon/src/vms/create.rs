@@ -87,6 +87,7 @@ impl Manager {
         drop(creating);
         let rec = self.published(&name, result)?;
         self.events.publish(Some(&name), EventKind::Created);
+        self.write_ssh_config();
         fault::point("create:created");
         if req.no_start {
             return Ok(self.view(&rec));

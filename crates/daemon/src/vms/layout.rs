@@ -64,6 +64,11 @@ impl Layout {
         self.state.join("ssh").join("id_ed25519")
     }
 
+    /// `STATE/ssh_config`: a `Host NAME.vm` block per VM (see `vms::ssh_config`).
+    pub fn ssh_config(&self) -> PathBuf {
+        self.state.join("ssh_config")
+    }
+
     /// One directory per VM (`STATE/vms/NAME/`: its disks and console log).
     pub fn vms(&self) -> PathBuf {
         self.state.join("vms")

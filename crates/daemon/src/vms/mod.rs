@@ -21,6 +21,7 @@ pub mod names;
 pub mod phase;
 pub mod reconcile;
 pub mod set;
+pub mod ssh_config;
 pub mod stats;
 pub mod stop;
 pub mod view;

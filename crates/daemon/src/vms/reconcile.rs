@@ -232,6 +232,7 @@ impl Manager {
         if at_start {
             self.remove_leftovers();
             self.remove_orphans();
+            self.write_ssh_config();
         }
     }
 

@@ -161,6 +161,7 @@ impl Manager {
             }
             self.unpin_base(&rec.base_path);
             self.events.publish(Some(name), EventKind::Deleted);
+            self.write_ssh_config();
             Ok(())
         })();
         self.published(name, result)
