@@ -9,6 +9,7 @@ mod common;
 
 use common::*;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 
 #[test]
@@ -61,6 +62,55 @@ fn exec_keeps_arguments_streams_input_and_returns_the_exit_code() {
     // Unlike `vm ssh -- …`, whose words the guest's shell re-parses.
     assert_eq!(env.ok_rt(&rt, &["vm", "ssh", "hx", "--", "echo", "a;", "echo", "b"]).stdout(), "a\nb\n");
     assert_eq!(env.ok_rt(&rt, &["vm", "exec", "hx", "--", "echo", "a;", "echo", "b"]).stdout(), "a; echo b\n");
+
+    // vm cp, both ways: a 64 MiB random file, and a tree with modes, times and a symlink.
+    let work = env.path("cp");
+    std::fs::create_dir_all(work.join("tree/sub")).unwrap();
+    let big: Vec<u8> = (0..64u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    std::fs::write(work.join("big.bin"), &big).unwrap();
+    std::fs::write(work.join("tree/sub/x.sh"), "#!/bin/sh\necho x\n").unwrap();
+    std::fs::set_permissions(work.join("tree/sub/x.sh"), std::fs::Permissions::from_mode(0o754)).unwrap();
+    std::os::unix::fs::symlink("sub/x.sh", work.join("tree/link")).unwrap();
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+    std::fs::File::options().write(true).open(work.join("tree/sub/x.sh")).unwrap().set_modified(old).unwrap();
+    let w = |p: &str| work.join(p).display().to_string();
+    env.ok_rt(&rt, &["vm", "cp", &w("big.bin"), "hx:/root/"]);
+    let sum = env.ok_rt(&rt, &["vm", "exec", "hx", "--", "sha256sum", "/root/big.bin"]).stdout();
+    let host_sum = std::process::Command::new("sha256sum").arg(work.join("big.bin")).output().unwrap();
+    assert_eq!(sum.split_whitespace().next(), String::from_utf8_lossy(&host_sum.stdout).split_whitespace().next());
+    env.ok_rt(&rt, &["vm", "cp", "hx:/root/big.bin", &w("back.bin")]);
+    assert!(std::fs::read(work.join("back.bin")).unwrap() == big, "64 MiB back intact");
+    env.ok_rt(&rt, &["vm", "cp", &w("tree"), "hx:/tmp/tree2"]);
+    let listing = env.ok_rt(&rt, &["vm", "exec", "hx", "--", "stat", "-c", "%n %a %Y", "/tmp/tree2/sub/x.sh"]).stdout();
+    assert_eq!(listing.trim(), "/tmp/tree2/sub/x.sh 754 1600000000");
+    std::fs::create_dir_all(work.join("back")).unwrap();
+    env.ok_rt(&rt, &["vm", "cp", "hx:/tmp/tree2", &w("back")]);
+    let got = work.join("back/tree2");
+    assert_eq!(std::fs::read_to_string(got.join("sub/x.sh")).unwrap(), "#!/bin/sh\necho x\n");
+    assert_eq!(mode(&got.join("sub/x.sh")), 0o754);
+    assert_eq!(std::fs::read_link(got.join("link")).unwrap(), std::path::Path::new("sub/x.sh"));
+    assert_eq!(std::fs::metadata(got.join("sub/x.sh")).unwrap().modified().unwrap(), old);
+    // Missing paths, on either side, and two host paths.
+    for (args, code) in [
+        (vec![w("nope"), "hx:/root/".into()], 3),
+        (vec!["hx:/nope".into(), w("x")], 3),
+        (vec![w("big.bin"), "hx:/nope/dir/x".into()], 3),
+        (vec![w("big.bin"), w("other")], 2),
+    ] {
+        let mut argv = vec!["vm", "cp"];
+        argv.extend(args.iter().map(String::as_str));
+        let out = env.run_rt(&rt, &argv);
+        assert_eq!(out.code(), code, "{args:?}: {}", out.stderr());
+        assert_eq!(out.stderr().lines().count(), 1, "one sentence: {}", out.stderr());
+    }
+    let staged =
+        env.ok_rt(&rt, &["vm", "exec", "hx", "--", "sh", "-c", "ls -a /root /tmp | grep -c banger-cp || true"]);
+    assert_eq!(staged.stdout().trim(), "0", "no staging directory left in the guest");
+    banger_testkit::report(
+        "Host access",
+        "`vm cp` both ways: a 64 MiB random file, a tree with a 0754 file, an old mtime and a symlink; missing paths",
+        "checksums, modes, times and the link equal; missing paths: one sentence, exit 3",
+    );
 
     // `ssh NAME.vm` with the config bangerd keeps: printed, or included from ~/.ssh/config.
     let printed = env.ok_rt(&rt, &["ssh-config"]).stdout();

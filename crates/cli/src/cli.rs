@@ -417,6 +417,9 @@ pub enum VmCommand {
         #[arg(last = true, required = true, value_name = "ARGV")]
         argv: Vec<String>,
     },
+    /// Copy files or directories between the host and a running VM (`NAME:/path` on one side),
+    /// keeping modes and times; into DST if it is a directory, else as DST.
+    Cp { src: String, dst: String },
     /// Open an SSH session to a VM, or run a command in it: `banger vm ssh NAME -- CMD…`.
     Ssh {
         name: String,

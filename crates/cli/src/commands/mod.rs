@@ -12,6 +12,7 @@ pub mod ssh_config;
 pub mod tui;
 pub mod verify;
 pub mod vm;
+pub mod vm_cp;
 pub mod vm_exec;
 pub mod vm_set;
 pub mod vm_stats;

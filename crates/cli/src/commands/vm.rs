@@ -78,6 +78,7 @@ pub fn run(ctx: &Ctx, cmd: VmCommand) -> CliResult {
             Ok(())
         }
         VmCommand::Ssh { name, command } => ssh(ctx, &name, &command),
+        VmCommand::Cp { src, dst } => crate::commands::vm_cp::run(ctx, &src, &dst),
         VmCommand::Exec { name, tty, env, workdir, argv } => {
             crate::commands::vm_exec::run(ctx, &name, tty, &env, workdir.as_deref(), &argv)
         }

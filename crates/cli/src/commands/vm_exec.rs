@@ -55,7 +55,7 @@ pub fn remote_command(env: &[String], workdir: Option<&str>, argv: &[String]) ->
 }
 
 /// `'…'` for a POSIX shell: everything literal, `'` written as `'\''`.
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 

@@ -1,0 +1,269 @@
+//! `banger vm cp SRC DST`: files and directories between the host and a running VM, either
+//! way (`NAME:/path` on one side, as `docker cp` and `limactl copy` have it), modes and times
+//! kept. A tar stream over SSH: `tar -c` on the source side, `tar -x` into a staging directory
+//! beside the destination on the other, renamed into place only once complete — a copy that
+//! fails leaves nothing half-written. Where the destination is:
+//! - an existing directory: the source goes into it under its own name;
+//! - anything else: the source is written as that path (its directory must exist).
+
+use crate::context::{Ctx, block_on};
+use crate::error::{CliError, CliResult};
+use banger_api::response::Vm;
+use banger_api::{exit, routes};
+use std::io::{IsTerminal, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+/// One side of a copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Loc {
+    Host(String),
+    Guest { vm: String, path: String },
+}
+
+impl Loc {
+    /// `NAME:/path` (a VM name never has `/` or `:`) or a host path (`./a:b` stays a host path).
+    pub fn parse(s: &str) -> Loc {
+        match s.split_once(':') {
+            Some((vm, path)) if !vm.is_empty() && !vm.contains('/') => {
+                Loc::Guest { vm: vm.into(), path: if path.is_empty() { "/root".into() } else { path.into() } }
+            }
+            _ => Loc::Host(s.into()),
+        }
+    }
+    fn path(&self) -> &str {
+        match self {
+            Loc::Host(p) | Loc::Guest { path: p, .. } => p,
+        }
+    }
+    fn describe(&self) -> String {
+        match self {
+            Loc::Host(p) => format!("{p} (on the host)"),
+            Loc::Guest { vm, path } => format!("{path} (in VM {vm})"),
+        }
+    }
+}
+
+/// What is at a path: a directory, something else, or nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Dir,
+    Other,
+    Missing,
+}
+
+/// (directory, last component) of a path; `.` for a bare name. Trailing slashes ignored.
+fn split(path: &str) -> (String, String) {
+    let trimmed = path.trim_end_matches('/');
+    let p = Path::new(if trimmed.is_empty() { "/" } else { trimmed });
+    let dir = p.parent().map(|d| d.display().to_string()).filter(|d| !d.is_empty()).unwrap_or_else(|| ".".into());
+    let base = p.file_name().map(|b| b.to_string_lossy().into_owned()).unwrap_or_else(|| ".".into());
+    (dir, base)
+}
+
+pub fn run(ctx: &Ctx, src: &str, dst: &str) -> CliResult {
+    let (src, dst) = (Loc::parse(src), Loc::parse(dst));
+    let vm_name = match (&src, &dst) {
+        (Loc::Guest { vm, .. }, Loc::Host(_)) | (Loc::Host(_), Loc::Guest { vm, .. }) => vm.clone(),
+        _ => {
+            return Err(CliError::new(
+                exit::BAD_INPUT,
+                "vm cp copies between the host and one VM: give NAME:/path on exactly one side (e.g. `banger vm cp \
+                 ./src calm-otter:/root/`)",
+            ));
+        }
+    };
+    let vm: Vm = block_on(ctx.client()?.get(&routes::vm_path(routes::VM, &vm_name)))?;
+    let ssh_base = super::vm::ssh_args(&vm, &["-T", "-o", "BatchMode=yes"], &[])?;
+    let kinds = |loc: &Loc, paths: &[&str]| -> CliResult<Vec<Kind>> {
+        match loc {
+            Loc::Host(_) => Ok(paths
+                .iter()
+                .map(|p| match std::fs::metadata(p) {
+                    Ok(m) if m.is_dir() => Kind::Dir,
+                    Ok(_) => Kind::Other,
+                    Err(_) => Kind::Missing,
+                })
+                .collect()),
+            Loc::Guest { .. } => {
+                let script = "for p; do if [ -d \"$p\" ]; then echo d; elif [ -e \"$p\" ] || [ -L \"$p\" ]; then echo f; \
+                              else echo -; fi; done";
+                let mut cmd = format!("sh -c {} sh", super::vm_exec::quote(script));
+                for p in paths {
+                    cmd.push(' ');
+                    cmd.push_str(&super::vm_exec::quote(p));
+                }
+                let out = Command::new("ssh").args(&ssh_base).arg(cmd).output()?;
+                if !out.status.success() {
+                    return Err(CliError::failure(format!(
+                        "cannot reach VM {vm_name} over SSH: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )));
+                }
+                Ok(String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .map(|l| match l {
+                        "d" => Kind::Dir,
+                        "f" => Kind::Other,
+                        _ => Kind::Missing,
+                    })
+                    .collect())
+            }
+        }
+    };
+
+    if kinds(&src, &[src.path()])?[0] == Kind::Missing {
+        return Err(CliError::new(exit::NOT_FOUND, format!("no such file or directory: {}", src.describe())));
+    }
+    let (src_dir, src_base) = split(src.path());
+    let (dst_parent, dst_base) = split(dst.path());
+    let k = kinds(&dst, &[dst.path(), &dst_parent])?;
+    let (dest_dir, name) = match k[0] {
+        Kind::Dir => (dst.path().trim_end_matches('/').to_string(), src_base.clone()),
+        _ if dst.path().ends_with('/') => {
+            return Err(CliError::new(exit::NOT_FOUND, format!("no such directory: {}", dst.describe())));
+        }
+        _ if k[1] != Kind::Dir => {
+            return Err(CliError::new(
+                exit::NOT_FOUND,
+                format!("no such directory: {dst_parent} (the directory of {})", dst.describe()),
+            ));
+        }
+        _ => (dst_parent, dst_base),
+    };
+    let dest_dir = if dest_dir.is_empty() { "/".to_string() } else { dest_dir };
+
+    // The two ends of the stream.
+    let q = super::vm_exec::quote;
+    let producer = match &src {
+        Loc::Host(_) => Command::new("tar")
+            .args(["-C", &src_dir, "-cf", "-", "--", &src_base])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn(),
+        Loc::Guest { .. } => Command::new("ssh")
+            .args(&ssh_base)
+            .arg(format!("tar -C {} -cf - -- {}", q(&src_dir), q(&src_base)))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn(),
+    }?;
+    let mut host_staging = None;
+    let consumer = match &dst {
+        Loc::Host(_) => {
+            let staging = tempfile::Builder::new()
+                .prefix(".banger-cp.")
+                .tempdir_in(&dest_dir)
+                .map_err(|e| CliError::failure(format!("cannot write in {dest_dir}: {e}")))?;
+            let child = Command::new("tar")
+                .args(["-C"])
+                .arg(staging.path())
+                .args(["-xpf", "-"])
+                .stdin(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn();
+            host_staging = Some(staging);
+            child
+        }
+        Loc::Guest { .. } => {
+            // Staged beside the destination, renamed into place when complete; removed on failure.
+            let script = format!(
+                "set -e; t=$(mktemp -d {dir}/.banger-cp.XXXXXX); trap 'rm -rf \"$t\"' EXIT; tar -C \"$t\" -xpf -; \
+                 if [ -d {dst} ] && [ ! -L {dst} ] && [ -d \"$t\"/{src} ]; then echo \"{shown} is a directory \
+                 already\" >&2; exit 17; fi; mv -f -T \"$t\"/{src} {dst}",
+                dir = q(&dest_dir),
+                dst = q(&format!("{}/{name}", dest_dir.trim_end_matches('/'))),
+                src = q(&src_base),
+                shown = format!("{}/{name}", dest_dir.trim_end_matches('/')).replace(['"', '\\', '$', '`'], "_"),
+            );
+            Command::new("ssh").args(&ssh_base).arg(script).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn()
+        }
+    }?;
+    let copied = pump(producer, consumer);
+    let (bytes, secs) = copied?;
+    if let Some(staging) = host_staging {
+        let from = staging.path().join(&src_base);
+        let to = Path::new(&dest_dir).join(&name);
+        if to.is_dir() && from.is_dir() {
+            return Err(CliError::new(exit::CONFLICT, format!("{} is a directory already", to.display())));
+        }
+        std::fs::rename(&from, &to).map_err(|e| CliError::failure(format!("cannot write {}: {e}", to.display())))?;
+    }
+    if std::io::stderr().is_terminal() {
+        eprintln!("copied {} in {secs:.1}s", banger_config::size::format_size(bytes));
+    }
+    Ok(())
+}
+
+/// Stream the producer's output into the consumer, showing progress on a terminal; both must
+/// succeed. (bytes, seconds).
+fn pump(mut producer: Child, mut consumer: Child) -> CliResult<(u64, f64)> {
+    let t0 = Instant::now();
+    let mut from = producer.stdout.take().expect("piped");
+    let mut to = consumer.stdin.take().expect("piped");
+    let show = std::io::stderr().is_terminal();
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut total, mut shown) = (0u64, Instant::now());
+    let mut write_error = None;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CliError::failure(format!("reading the copy: {e}"))),
+        };
+        if let Err(e) = to.write_all(&buf[..n]) {
+            write_error = Some(e);
+            break;
+        }
+        total += n as u64;
+        if show && shown.elapsed().as_millis() >= 500 {
+            shown = Instant::now();
+            let rate = total as f64 / t0.elapsed().as_secs_f64().max(0.001);
+            eprint!(
+                "\r{} copied ({}/s)   ",
+                banger_config::size::format_size(total),
+                banger_config::size::format_size(rate as u64)
+            );
+        }
+    }
+    drop(to);
+    if show && total > 0 {
+        eprint!("\r\x1b[K");
+    }
+    let stderr_of = |c: &mut Child| {
+        let mut s = String::new();
+        if let Some(mut e) = c.stderr.take() {
+            let _ = e.read_to_string(&mut s);
+        }
+        s.trim().to_string()
+    };
+    let (p_err, c_err) = (stderr_of(&mut producer), stderr_of(&mut consumer));
+    let (p, c) = (producer.wait()?, consumer.wait()?);
+    if !c.success() {
+        let code = if c.code() == Some(17) { exit::CONFLICT } else { exit::FAILURE };
+        return Err(CliError::new(code, format!("the copy failed on the receiving side: {c_err}")));
+    }
+    if !p.success() || write_error.is_some() {
+        return Err(CliError::failure(format!("the copy failed on the sending side: {p_err}")));
+    }
+    Ok((total, t0.elapsed().as_secs_f64()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sides_and_paths() {
+        assert_eq!(Loc::parse("calm-otter:/etc/x"), Loc::Guest { vm: "calm-otter".into(), path: "/etc/x".into() });
+        assert_eq!(Loc::parse("vm:"), Loc::Guest { vm: "vm".into(), path: "/root".into() });
+        assert_eq!(Loc::parse("./a:b"), Loc::Host("./a:b".into()));
+        assert_eq!(Loc::parse("/abs/a:b"), Loc::Host("/abs/a:b".into()));
+        assert_eq!(Loc::parse("plain"), Loc::Host("plain".into()));
+        assert_eq!(split("/a/b/"), ("/a".into(), "b".into()));
+        assert_eq!(split("b"), (".".into(), "b".into()));
+        assert_eq!(split("/b"), ("/".into(), "b".into()));
+    }
+}
