@@ -17,7 +17,7 @@ TEST_DEBS := $(RUN_DEBS) $(IMAGE_DEBS) curl sudo conntrack iputils-ping dnsutils
 INIT_BIN := target/guest-init/x86_64-unknown-linux-gnu/release/banger-init
 BENCH_DEBS := hyperfine python3 bc qemu-system-x86 iproute2
 
-.PHONY: reliability guest-init runtime-build rootfs runtime-bundle runtime-package help deps test-deps build test verify check install uninstall quickstart bench bench-status bench-bundle bench-daemon bench-events bench-vm bench-features bench-image bench-tui bench-boot fmt clippy clean check-cargo
+.PHONY: reliability guest-init runtime-build rootfs runtime-bundle runtime-package help deps test-deps build test verify check install uninstall quickstart bench bench-status bench-bundle bench-daemon bench-events bench-vm bench-features bench-image bench-tui bench-boot bench-host-access fmt clippy clean check-cargo
 
 help:
 	@echo "make quickstart   install packages, build, build the runtime bundle, create a VM, run a command in it over SSH"
@@ -125,7 +125,7 @@ uninstall:
 quickstart:
 	scripts/quickstart.sh
 
-bench: bench-status bench-bundle bench-daemon bench-events bench-vm bench-features bench-image bench-tui bench-boot
+bench: bench-status bench-bundle bench-daemon bench-events bench-vm bench-features bench-image bench-tui bench-boot bench-host-access
 
 bench-status: build
 	scripts/apt-deps.sh $(BENCH_DEBS)
@@ -167,6 +167,11 @@ bench-tui: build
 	scripts/bench-tui.sh
 
 # Boot-to-SSH of banger's image vs a naive Debian image (builds the naive one with mmdebstrap; root).
+# vm exec and vm cp vs plain ssh/scp with the same options (root, a runtime bundle).
+bench-host-access: build
+	scripts/apt-deps.sh $(BENCH_DEBS) openssh-client
+	RUNTIME=$(RUNTIME_DIR) scripts/bench-host-access.sh
+
 bench-boot:
 	scripts/apt-deps.sh $(BENCH_DEBS) $(IMAGE_DEBS) openssh-client
 	RUNTIME=$(RUNTIME_DIR) scripts/bench-boot.sh
