@@ -149,6 +149,17 @@ pub fn run(ctx: &Ctx, src: &str, dst: &str) -> CliResult {
             .stderr(Stdio::piped())
             .spawn(),
     }?;
+    // Without a terminal to show progress on, the sender's output is the receiver's input
+    // directly: no copy through this process.
+    let mut producer = producer;
+    let direct = !std::io::stderr().is_terminal();
+    let input = match producer.stdout.take() {
+        Some(out) if direct => Stdio::from(out),
+        out => {
+            producer.stdout = out;
+            Stdio::piped()
+        }
+    };
     let mut host_staging = None;
     let consumer = match &dst {
         Loc::Host(_) => {
@@ -160,7 +171,7 @@ pub fn run(ctx: &Ctx, src: &str, dst: &str) -> CliResult {
                 .args(["-C"])
                 .arg(staging.path())
                 .args(["-xpf", "-"])
-                .stdin(Stdio::piped())
+                .stdin(input)
                 .stderr(Stdio::piped())
                 .spawn();
             host_staging = Some(staging);
@@ -177,7 +188,7 @@ pub fn run(ctx: &Ctx, src: &str, dst: &str) -> CliResult {
                 src = q(&src_base),
                 shown = format!("{}/{name}", dest_dir.trim_end_matches('/')).replace(['"', '\\', '$', '`'], "_"),
             );
-            Command::new("ssh").args(&ssh_base).arg(script).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn()
+            Command::new("ssh").args(&ssh_base).arg(script).stdin(input).stderr(Stdio::piped()).spawn()
         }
     }?;
     let copied = pump(producer, consumer);
@@ -196,13 +207,14 @@ pub fn run(ctx: &Ctx, src: &str, dst: &str) -> CliResult {
     Ok(())
 }
 
-/// Stream the producer's output into the consumer, showing progress on a terminal; both must
-/// succeed. (bytes, seconds).
+/// Stream the producer's output into the consumer (unless it already goes there directly),
+/// showing progress on a terminal; both must succeed. (bytes, seconds).
 fn pump(mut producer: Child, mut consumer: Child) -> CliResult<(u64, f64)> {
     let t0 = Instant::now();
-    let mut from = producer.stdout.take().expect("piped");
-    let mut to = consumer.stdin.take().expect("piped");
     let show = std::io::stderr().is_terminal();
+    let (Some(mut from), Some(mut to)) = (producer.stdout.take(), consumer.stdin.take()) else {
+        return finish(producer, consumer, 0, None, t0);
+    };
     let mut buf = vec![0u8; 1 << 20];
     let (mut total, mut shown) = (0u64, Instant::now());
     let mut write_error = None;
@@ -232,6 +244,17 @@ fn pump(mut producer: Child, mut consumer: Child) -> CliResult<(u64, f64)> {
     if show && total > 0 {
         eprint!("\r\x1b[K");
     }
+    finish(producer, consumer, total, write_error, t0)
+}
+
+/// Wait for both ends of a copy; the receiving side's error first (it says more).
+fn finish(
+    mut producer: Child,
+    mut consumer: Child,
+    total: u64,
+    write_error: Option<std::io::Error>,
+    t0: Instant,
+) -> CliResult<(u64, f64)> {
     let stderr_of = |c: &mut Child| {
         let mut s = String::new();
         if let Some(mut e) = c.stderr.take() {
