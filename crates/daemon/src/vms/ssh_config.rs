@@ -10,6 +10,10 @@ use std::os::unix::fs::OpenOptionsExt;
 impl Manager {
     /// Rewrite `STATE/ssh_config` from the registered VMs (builders excepted); all or nothing.
     pub fn write_ssh_config(&self) {
+        // One writer at a time (creates and deletes finish on many threads): the last one to
+        // read the VMs writes last.
+        static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let Ok(records) = self.db().vms() else { return };
         let mut text = String::from(
             "# Written by bangerd: one block per VM of this installation, kept current as VMs come and go.\n\

@@ -865,3 +865,27 @@ fn images_bundle_ones_listed_built_ones_resolved_and_never_deleted_while_used() 
     assert!(!dir.exists(), "its directory goes with it");
     assert_eq!(t.m.image("go").unwrap_err().code(), ErrorCode::NotFound);
 }
+
+/// `STATE/ssh_config` follows VMs as they come and go, also when many come at once.
+#[test]
+fn the_ssh_config_has_a_block_per_vm_whatever_the_order_of_creates_and_deletes() {
+    let t = setup();
+    std::thread::scope(|s| {
+        for i in 0..12 {
+            let m = &t.m;
+            s.spawn(move || m.create(CreateVm { no_start: true, ..req(&format!("c{i:02}")) }, &()).unwrap());
+        }
+    });
+    let text = std::fs::read_to_string(t.m.layout.ssh_config()).unwrap();
+    assert_eq!(text.matches("\nHost c").count(), 12, "{text}");
+    std::thread::scope(|s| {
+        for i in 0..6 {
+            let m = &t.m;
+            s.spawn(move || m.delete(&format!("c{i:02}"), false).unwrap());
+        }
+    });
+    let text = std::fs::read_to_string(t.m.layout.ssh_config()).unwrap();
+    assert_eq!(text.matches("\nHost c").count(), 6, "{text}");
+    assert!(text.contains("Host c11.vm\n    HostName ") && !text.contains("Host c00.vm"), "{text}");
+    assert!(text.contains("    StrictHostKeyChecking yes\n"), "{text}");
+}
