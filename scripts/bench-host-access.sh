@@ -52,7 +52,8 @@ times = {k: [] for k in cmds}
 for _ in range(rounds):
     for k, c in cmds.items():
         t = time.perf_counter()
-        subprocess.run(c, check=True, stdin=subprocess.DEVNULL)
+        # stderr not a terminal for both (vm cp then streams sender → ssh directly, as in scripts).
+        subprocess.run(c, check=True, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         times[k].append(time.perf_counter() - t)
 c, s = statistics.median(times["vm cp"]), statistics.median(times["scp"])
 print(f"vm cp median {c:.1f} s, scp median {s:.1f} s: ratio {c / s:.2f} (target <= 1.0); rounds {times}")

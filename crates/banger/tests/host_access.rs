@@ -103,13 +103,35 @@ fn exec_keeps_arguments_streams_input_and_returns_the_exit_code() {
         assert_eq!(out.code(), code, "{args:?}: {}", out.stderr());
         assert_eq!(out.stderr().lines().count(), 1, "one sentence: {}", out.stderr());
     }
+    // A copy that fails midway (the filesystem it goes to fills up) leaves nothing, either way.
+    let mount_small = "mkdir -p /mnt/small && mount -t tmpfs -o size=8m tmpfs /mnt/small";
+    env.ok_rt(&rt, &["vm", "exec", "hx", "--", "sh", "-c", mount_small]);
+    let full = env.run_rt(&rt, &["vm", "cp", &w("big.bin"), "hx:/mnt/small/"]);
+    assert_eq!(full.code(), 1, "{}", full.stderr());
+    assert!(full.stderr().contains("the copy failed on the receiving side"), "{}", full.stderr());
+    let left = env.ok_rt(&rt, &["vm", "exec", "hx", "--", "ls", "-A", "/mnt/small"]).stdout();
+    assert_eq!(left, "", "nothing half-written in the guest");
+    let host_small = work.join("small");
+    std::fs::create_dir_all(&host_small).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+        .arg(&host_small)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let full = env.run_rt(&rt, &["vm", "cp", "hx:/root/big.bin", &host_small.display().to_string()]);
+    let host_left: Vec<_> = std::fs::read_dir(&host_small).unwrap().flatten().map(|e| e.file_name()).collect();
+    let _ = std::process::Command::new("umount").arg(&host_small).status();
+    assert_eq!(full.code(), 1, "{}", full.stderr());
+    assert!(host_left.is_empty(), "nothing half-written on the host: {host_left:?}");
     let staged =
         env.ok_rt(&rt, &["vm", "exec", "hx", "--", "sh", "-c", "ls -a /root /tmp | grep -c banger-cp || true"]);
     assert_eq!(staged.stdout().trim(), "0", "no staging directory left in the guest");
     banger_testkit::report(
         "Host access",
         "`vm cp` both ways: a 64 MiB random file, a tree with a 0754 file, an old mtime and a symlink; missing paths",
-        "checksums, modes, times and the link equal; missing paths: one sentence, exit 3",
+        "checksums, modes, times and the link equal; missing paths: one sentence, exit 3; a copy that fills the \
+         filesystem it goes to fails (exit 1) and leaves nothing, either way",
     );
 
     // `ssh NAME.vm` with the config bangerd keeps: printed, or included from ~/.ssh/config.

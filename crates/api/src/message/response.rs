@@ -128,12 +128,17 @@ pub struct SshInfo {
 
 impl SshInfo {
     /// What reaching the VM takes beyond user, host and port: exactly this installation's key,
-    /// and the VM's pinned host key, checked strictly (`ssh -o` names and values).
+    /// and the VM's pinned host key, checked strictly (`ssh -o` names and values, written as
+    /// ssh_config wants them: `%` doubled, a value with spaces in double quotes).
     fn settings(&self) -> Vec<(&'static str, String)> {
+        let path = |p: &std::path::Path| {
+            let v = p.display().to_string().replace('%', "%%");
+            if v.contains(char::is_whitespace) { format!("\"{v}\"") } else { v }
+        };
         vec![
-            ("IdentityFile", self.key.display().to_string()),
+            ("IdentityFile", path(&self.key)),
             ("IdentitiesOnly", "yes".into()),
-            ("UserKnownHostsFile", self.known_hosts.display().to_string()),
+            ("UserKnownHostsFile", path(&self.known_hosts)),
             ("GlobalKnownHostsFile", "/dev/null".into()),
             ("StrictHostKeyChecking", "yes".into()),
             ("HostKeyAlias", self.host_key_alias.clone()),
@@ -158,12 +163,10 @@ impl SshInfo {
     /// An OpenSSH `ssh_config` block for `Host PATTERN` with the same settings, plus user,
     /// address and port: `ssh PATTERN` (and scp, rsync, git…) then need no options.
     pub fn config_block(&self, pattern: &str) -> String {
-        // Values with spaces are quoted; ssh_config has no escape for `"` itself.
-        let q = |v: &str| if v.contains(char::is_whitespace) { format!("\"{v}\"") } else { v.to_string() };
         let mut block =
             format!("Host {pattern}\n    HostName {}\n    User {}\n    Port {}\n", self.host, self.user, self.port);
         for (key, value) in self.settings() {
-            block.push_str(&format!("    {key} {}\n", q(&value)));
+            block.push_str(&format!("    {key} {value}\n"));
         }
         block
     }

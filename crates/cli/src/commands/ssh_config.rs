@@ -82,6 +82,9 @@ fn read_or_empty(config: &Path) -> CliResult<String> {
 /// Replace `config` whole (a temporary file renamed over it), keeping its mode; a new one is
 /// 0600 in a 0700 `~/.ssh`, as OpenSSH wants.
 fn write_config(config: &Path, text: &str) -> CliResult {
+    // A symlinked config (dotfile managers) is written where it points, and stays a link.
+    let real = std::fs::canonicalize(config).ok();
+    let config = real.as_deref().unwrap_or(config);
     let fail = |e: std::io::Error| CliError::failure(format!("cannot write {}: {e}", config.display()));
     let dir = config.parent().unwrap_or(Path::new("."));
     if !dir.exists() {

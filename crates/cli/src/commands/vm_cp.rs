@@ -116,7 +116,18 @@ pub fn run(ctx: &Ctx, src: &str, dst: &str) -> CliResult {
     if kinds(&src, &[src.path()])?[0] == Kind::Missing {
         return Err(CliError::new(exit::NOT_FOUND, format!("no such file or directory: {}", src.describe())));
     }
+    // A host source by its real name (`.` is the directory it names).
+    let src = match src {
+        Loc::Host(p) => Loc::Host(std::fs::canonicalize(&p).map(|c| c.display().to_string()).unwrap_or(p)),
+        guest => guest,
+    };
     let (src_dir, src_base) = split(src.path());
+    if src_base == "." || src_base == ".." || src.path().ends_with("/.") || src.path().ends_with("/..") {
+        return Err(CliError::new(
+            exit::BAD_INPUT,
+            format!("give the source by name, not as `/`, `.` or `..`: {}", src.describe()),
+        ));
+    }
     let (dst_parent, dst_base) = split(dst.path());
     let k = kinds(&dst, &[dst.path(), &dst_parent])?;
     let (dest_dir, name) = match k[0] {
@@ -139,12 +150,14 @@ pub fn run(ctx: &Ctx, src: &str, dst: &str) -> CliResult {
     let producer = match &src {
         Loc::Host(_) => Command::new("tar")
             .args(["-C", &src_dir, "-cf", "-", "--", &src_base])
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn(),
         Loc::Guest { .. } => Command::new("ssh")
             .args(&ssh_base)
             .arg(format!("tar -C {} -cf - -- {}", q(&src_dir), q(&src_base)))
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn(),
@@ -170,7 +183,7 @@ pub fn run(ctx: &Ctx, src: &str, dst: &str) -> CliResult {
             let child = Command::new("tar")
                 .args(["-C"])
                 .arg(staging.path())
-                .args(["-xpf", "-"])
+                .args(["--no-same-owner", "-xpf", "-"])
                 .stdin(input)
                 .stderr(Stdio::piped())
                 .spawn();
@@ -180,7 +193,7 @@ pub fn run(ctx: &Ctx, src: &str, dst: &str) -> CliResult {
         Loc::Guest { .. } => {
             // Staged beside the destination, renamed into place when complete; removed on failure.
             let script = format!(
-                "set -e; t=$(mktemp -d {dir}/.banger-cp.XXXXXX); trap 'rm -rf \"$t\"' EXIT; tar -C \"$t\" -xpf -; \
+                "set -e; t=$(mktemp -d {dir}/.banger-cp.XXXXXX); trap 'rm -rf \"$t\"' EXIT; tar -C \"$t\" --no-same-owner -xpf -; \
                  if [ -d {dst} ] && [ ! -L {dst} ] && [ -d \"$t\"/{src} ]; then echo \"{shown} is a directory \
                  already\" >&2; exit 17; fi; mv -f -T \"$t\"/{src} {dst}",
                 dir = q(&dest_dir),
@@ -191,7 +204,7 @@ pub fn run(ctx: &Ctx, src: &str, dst: &str) -> CliResult {
             Command::new("ssh").args(&ssh_base).arg(script).stdin(input).stderr(Stdio::piped()).spawn()
         }
     }?;
-    let copied = pump(producer, consumer);
+    let copied = pump(Running::new(producer), Running::new(consumer));
     let (bytes, secs) = copied?;
     if let Some(staging) = host_staging {
         let from = staging.path().join(&src_base);
@@ -207,26 +220,56 @@ pub fn run(ctx: &Ctx, src: &str, dst: &str) -> CliResult {
     Ok(())
 }
 
+/// A child of a copy with its standard error read on a thread from the start (so that neither
+/// end blocks on a full stderr pipe while the other waits on it).
+struct Running {
+    child: Child,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Running {
+    fn new(mut child: Child) -> Running {
+        let stderr = child.stderr.take().map(|mut e| {
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = e.read_to_string(&mut s);
+                s
+            })
+        });
+        Running { child, stderr }
+    }
+
+    /// Wait for it: its exit status and what it said on stderr.
+    fn wait(mut self) -> (Option<std::process::ExitStatus>, String) {
+        let status = self.child.wait().ok();
+        let said = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
+        (status, said.trim().to_string())
+    }
+}
+
 /// Stream the producer's output into the consumer (unless it already goes there directly),
 /// showing progress on a terminal; both must succeed. (bytes, seconds).
-fn pump(mut producer: Child, mut consumer: Child) -> CliResult<(u64, f64)> {
+fn pump(mut producer: Running, mut consumer: Running) -> CliResult<(u64, f64)> {
     let t0 = Instant::now();
     let show = std::io::stderr().is_terminal();
-    let (Some(mut from), Some(mut to)) = (producer.stdout.take(), consumer.stdin.take()) else {
+    let (Some(mut from), Some(mut to)) = (producer.child.stdout.take(), consumer.child.stdin.take()) else {
         return finish(producer, consumer, 0, None, t0);
     };
     let mut buf = vec![0u8; 1 << 20];
     let (mut total, mut shown) = (0u64, Instant::now());
-    let mut write_error = None;
+    let mut failed = None;
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CliError::failure(format!("reading the copy: {e}"))),
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
         };
         if let Err(e) = to.write_all(&buf[..n]) {
-            write_error = Some(e);
+            failed = Some(e);
             break;
         }
         total += n as u64;
@@ -240,36 +283,36 @@ fn pump(mut producer: Child, mut consumer: Child) -> CliResult<(u64, f64)> {
             );
         }
     }
+    // Both pipes closed: a receiver that failed lets the sender see a broken pipe, and a sender
+    // whose output is no longer read is ended.
     drop(to);
+    drop(from);
+    if failed.is_some() {
+        let _ = producer.child.kill();
+    }
     if show && total > 0 {
         eprint!("\r\x1b[K");
     }
-    finish(producer, consumer, total, write_error, t0)
+    finish(producer, consumer, total, failed, t0)
 }
 
 /// Wait for both ends of a copy; the receiving side's error first (it says more).
 fn finish(
-    mut producer: Child,
-    mut consumer: Child,
+    producer: Running,
+    consumer: Running,
     total: u64,
-    write_error: Option<std::io::Error>,
+    failed: Option<std::io::Error>,
     t0: Instant,
 ) -> CliResult<(u64, f64)> {
-    let stderr_of = |c: &mut Child| {
-        let mut s = String::new();
-        if let Some(mut e) = c.stderr.take() {
-            let _ = e.read_to_string(&mut s);
-        }
-        s.trim().to_string()
-    };
-    let (p_err, c_err) = (stderr_of(&mut producer), stderr_of(&mut consumer));
-    let (p, c) = (producer.wait()?, consumer.wait()?);
-    if !c.success() {
-        let code = if c.code() == Some(17) { exit::CONFLICT } else { exit::FAILURE };
+    let (c, c_err) = consumer.wait();
+    let (p, p_err) = producer.wait();
+    if !c.is_some_and(|c| c.success()) {
+        let code = if c.and_then(|c| c.code()) == Some(17) { exit::CONFLICT } else { exit::FAILURE };
         return Err(CliError::new(code, format!("the copy failed on the receiving side: {c_err}")));
     }
-    if !p.success() || write_error.is_some() {
-        return Err(CliError::failure(format!("the copy failed on the sending side: {p_err}")));
+    if !p.is_some_and(|p| p.success()) || failed.is_some() {
+        let why = if p_err.is_empty() { failed.map(|e| e.to_string()).unwrap_or_default() } else { p_err };
+        return Err(CliError::failure(format!("the copy failed on the sending side: {why}")));
     }
     Ok((total, t0.elapsed().as_secs_f64()))
 }

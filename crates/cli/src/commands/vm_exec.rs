@@ -14,7 +14,14 @@ use std::io::IsTerminal;
 pub fn run(ctx: &Ctx, name: &str, tty: bool, env: &[String], workdir: Option<&str>, argv: &[String]) -> CliResult {
     let command = remote_command(env, workdir, argv)?;
     let vm: Vm = crate::context::block_on(ctx.client()?.get(&routes::vm_path(routes::VM, name)))?;
-    let terminal = if tty || std::io::stdin().is_terminal() { "-t" } else { "-T" };
+    // Asked for with -t: forced even when stdin is not a terminal (`-tt`).
+    let terminal = if tty {
+        "-tt"
+    } else if std::io::stdin().is_terminal() {
+        "-t"
+    } else {
+        "-T"
+    };
     let args = super::vm::ssh_args(&vm, &[terminal, "-o", "BatchMode=yes"], &[command])?;
     use std::os::unix::process::CommandExt;
     let err = std::process::Command::new("ssh").args(args).exec();
