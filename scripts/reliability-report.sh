@@ -45,6 +45,7 @@ order="Crash: kill -9 bangerd mid-operation|Crash: kill -9 of the CLI|Crash: kil
     echo "Where each comes from: \`crates/banger/tests/{crash,live_restore,concurrency,disk_full,installations,control_plane,version_skew,host_access}.rs\`,"
     echo "\`crates/daemon/src/vms/hostile_input.rs\`, \`crates/bundle/src/hostile_tests.rs\`, \`crates/api\` (request decoding)."
 } > "$tmp"
+chmod 644 "$tmp"
 mv "$tmp" "$out"
 trap - EXIT
 echo "wrote $out ($(grep -c '^| ' "$out") table lines)"
