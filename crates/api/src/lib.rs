@@ -8,11 +8,13 @@
 pub mod error;
 pub mod message;
 pub mod routes;
+pub mod specs;
 
 pub use error::{ApiError, ErrorCode, exit};
 pub use message::event;
 pub use message::request;
 pub use message::response;
+pub use specs::{MountSpec, PortSpec, Proto};
 
 /// Version of the banger binaries (CLI and daemon are built and shipped together).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -20,6 +20,11 @@ pub const VM_RESTART: &str = "/v1/vms/{name}/restart";
 pub const VM_KILL: &str = "/v1/vms/{name}/kill";
 /// `GET`: [`crate::response::VmStats`].
 pub const VM_STATS: &str = "/v1/vms/{name}/stats";
+/// `POST` [`crate::request::ForwardPorts`]: a progress stream that forwards for as long as the
+/// client reads it: `forwarding` progress lines name each host address (port 0 replaced by the
+/// one picked), blank keep-alive lines follow; it ends with `error` when the VM stops, and never
+/// with `done`.
+pub const VM_FORWARD: &str = "/v1/vms/{name}/forward";
 
 /// `GET`: [`crate::response::ImageList`].
 pub const IMAGES: &str = "/v1/images";

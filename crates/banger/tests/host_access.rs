@@ -8,9 +8,11 @@
 mod common;
 
 use common::*;
-use std::io::Write;
+use std::io::{BufRead, Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 #[test]
 fn exec_keeps_arguments_streams_input_and_returns_the_exit_code() {
@@ -163,6 +165,8 @@ fn exec_keeps_arguments_streams_input_and_returns_the_exit_code() {
         "logged in with the installation's key, host key checked strictly",
     );
 
+    published_ports(&env, &rt);
+
     // A stopped VM: one sentence, the conflict code.
     env.ok_rt(&rt, &["vm", "stop", "hx"]);
     let stopped = env.run_rt(&rt, &["vm", "exec", "hx", "--", "true"]);
@@ -174,4 +178,149 @@ fn exec_keeps_arguments_streams_input_and_returns_the_exit_code() {
     assert!(!env.ok_rt(&rt, &["ssh-config"]).stdout().contains("Host hx.vm"));
     env.ok_rt(&rt, &["ssh-config", "--uninstall"]);
     assert!(!std::fs::read_to_string(&user_config).unwrap().contains("Include"));
+}
+
+/// Echo servers in the guest (TCP 8080, UDP 9090), as transient systemd units: they run until
+/// the guest stops.
+fn guest_echo_servers(env: &Env, rt: &std::path::Path) {
+    let tcp = "use IO::Socket::INET; $SIG{CHLD}='IGNORE'; \
+               my $s = IO::Socket::INET->new(LocalPort => 8080, Listen => 64, ReuseAddr => 1) or die $!; \
+               while (1) { my $c = $s->accept or next; if (!fork) { while (sysread($c, my $b, 65536)) \
+               { syswrite($c, $b) } exit } close $c }";
+    let udp = "use IO::Socket::INET; my $s = IO::Socket::INET->new(LocalPort => 9090, Proto => 'udp') or die $!; \
+               while (1) { my $from = $s->recv(my $b, 65536); $s->send(\"echo:$b\", 0, $from) }";
+    for (unit, code) in [("echo-tcp", tcp), ("echo-udp", udp)] {
+        env.ok_rt(
+            rt,
+            &["vm", "exec", "hx", "--", "systemd-run", "--quiet", "--collect", "--unit", unit, "perl", "-e", code],
+        );
+    }
+    // Listening before anything connects.
+    let ready = "for i in $(seq 100); do ss -ltn | grep -q ':8080 ' && ss -lun | grep -q ':9090 ' && exit 0; sleep 0.1; done; exit 1";
+    env.ok_rt(rt, &["vm", "exec", "hx", "--", "sh", "-c", ready]);
+}
+
+/// 1 MiB through TCP port `port` of 127.0.0.1 comes back unchanged (the guest's echo server).
+fn tcp_echoes(port: u16) -> Result<(), String> {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect {port}: {e}"))?;
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let data: Vec<u8> = (0..1u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+    let mut w = c.try_clone().unwrap();
+    let sent = data.clone();
+    let writer = std::thread::spawn(move || w.write_all(&sent));
+    let mut back = vec![0u8; data.len()];
+    c.read_exact(&mut back).map_err(|e| format!("read back through {port}: {e}"))?;
+    writer.join().unwrap().map_err(|e| e.to_string())?;
+    if back != data {
+        return Err("the data came back changed".into());
+    }
+    Ok(())
+}
+
+fn udp_echoes(port: u16) -> Result<(), String> {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.send_to(b"ping", ("127.0.0.1", port)).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = s.recv_from(&mut buf).map_err(|e| format!("no UDP reply on {port}: {e}"))?;
+    if &buf[..n] != b"echo:ping" {
+        return Err(format!("UDP reply {:?}", String::from_utf8_lossy(&buf[..n])));
+    }
+    Ok(())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn bound(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_err()
+}
+
+/// Published ports (`vm set --publish` on the running VM, kept across a stop/start and a daemon
+/// restart, released on stop), a taken host port, and `vm port-forward`.
+fn published_ports(env: &Env, rt: &std::path::Path) {
+    guest_echo_servers(env, rt);
+    let (tcp, udp) = (free_port(), free_port());
+    let udp_spec = format!("{udp}:9090/udp");
+    let set =
+        env.ok_rt(rt, &["vm", "set", "hx", "--publish", &format!("127.0.0.1:{tcp}:8080"), "--publish", &udp_spec]);
+    assert!(set.stdout().contains("(in effect now)"), "{}", set.stdout());
+    tcp_echoes(tcp).unwrap();
+    udp_echoes(udp).unwrap();
+    let shown = env.ok_rt(rt, &["vm", "show", "hx", "--json"]).json();
+    let ports = shown["ports"].as_array().unwrap();
+    assert_eq!(ports.len(), 2, "{shown}");
+    assert!(ports.iter().all(|p| p["persistent"] == true && p["active"] == true), "{shown}");
+    let text = env.ok_rt(rt, &["vm", "show", "hx"]).stdout();
+    assert!(text.contains(&format!("127.0.0.1:{tcp} → ")) && text.contains("published, forwarding"), "{text}");
+
+    // A host port another program holds: refused, one sentence, nothing changed.
+    let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap().port();
+    let refused = env.run_rt(rt, &["vm", "set", "hx", "--publish", &format!("{taken}:8080")]);
+    assert_eq!(refused.code(), 4, "{}", refused.stderr());
+    assert!(refused.stderr().contains(&format!("host port 127.0.0.1:{taken}/tcp is taken")), "{}", refused.stderr());
+    assert_eq!(env.ok_rt(rt, &["vm", "show", "hx", "--json"]).json()["ports"].as_array().unwrap().len(), 2);
+    drop(holder);
+    banger_testkit::report(
+        "Host access",
+        "`vm set --publish` TCP and UDP on a running VM; a host port another program holds",
+        "1 MiB echoed through TCP and a datagram through UDP from 127.0.0.1; the taken port refused (exit 4), \
+         nothing changed",
+    );
+
+    // `vm port-forward`: for as long as the command runs; port 0 picks one.
+    let mut child = env
+        .banger(&["vm", "port-forward", "hx", "0:8080"])
+        .env("BANGER_RUNTIME_DIR", rt)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let picked: u16 = line
+        .strip_prefix("forwarding 127.0.0.1:")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{line:?}"));
+    tcp_echoes(picked).unwrap();
+    let shown = env.ok_rt(rt, &["vm", "show", "hx", "--json"]).json();
+    assert!(shown["ports"].as_array().unwrap().iter().any(|p| p["persistent"] == false), "{shown}");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    child.wait().unwrap();
+    let t0 = Instant::now();
+    while bound(picked) && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!bound(picked), "the forward ends with the command");
+    banger_testkit::report(
+        "Host access",
+        "`vm port-forward hx 0:8080`, then Ctrl-C",
+        "the picked port echoed 1 MiB while it ran and was let go within seconds of the interrupt",
+    );
+
+    // Kept with the VM: gone while it is stopped, back when it starts (and the guest's services
+    // with it), and bound again by a new daemon.
+    env.ok_rt(rt, &["vm", "stop", "hx"]);
+    assert!(!bound(tcp) && TcpStream::connect(("127.0.0.1", tcp)).is_err(), "released on stop");
+    env.ok_rt(rt, &["vm", "start", "hx"]);
+    assert!(bound(tcp), "bound again at start");
+    guest_echo_servers(env, rt);
+    tcp_echoes(tcp).unwrap();
+    udp_echoes(udp).unwrap();
+    env.stop_daemon(rt);
+    assert!(!bound(tcp), "the daemon held it");
+    env.ok_rt(rt, &["vm", "list"]);
+    tcp_echoes(tcp).unwrap();
+    udp_echoes(udp).unwrap();
+    env.ok_rt(rt, &["vm", "set", "hx", "--unpublish", &tcp.to_string(), "--unpublish", &format!("{udp}/udp")]);
+    assert!(!bound(tcp), "unpublished at once");
+    banger_testkit::report(
+        "Host access",
+        "published ports across `vm stop`/`vm start` and a daemon restart; `--unpublish`",
+        "let go while stopped, forwarding again after the start and under the new daemon; gone at once when \
+         unpublished",
+    );
 }

@@ -122,15 +122,19 @@ fn running_vms_survive_daemon_stop_crash_and_upgrade() {
     );
 
     // 3. An upgrade: the new binaries in another place, on the database the previous release
-    //    (schema one version older: before the `images` table) left.
+    //    (schema one version older: before VMs had published ports and host folders) left.
     env.stop_daemon(&rt);
     let db_path = env.state_dir().join("state.db");
     let latest = banger_state::MIGRATIONS.len() as u32;
     // Undoing the newest migration: this test knows it (update it with the next one).
-    assert!(banger_state::MIGRATIONS.last().unwrap().contains("CREATE TABLE images"), "undo the newest migration here");
+    assert!(banger_state::MIGRATIONS.last().unwrap().contains("ADD COLUMN publish"), "undo the newest migration here");
     {
         let db = rusqlite::Connection::open(&db_path).unwrap();
-        db.execute_batch(&format!("DROP TABLE images; PRAGMA user_version = {};", latest - 1)).unwrap();
+        db.execute_batch(&format!(
+            "ALTER TABLE vms DROP COLUMN publish; ALTER TABLE vms DROP COLUMN mounts; PRAGMA user_version = {};",
+            latest - 1
+        ))
+        .unwrap();
     }
     let release = env.path("release-2/bin");
     std::fs::create_dir_all(&release).unwrap();
@@ -152,7 +156,8 @@ fn running_vms_survive_daemon_stop_crash_and_upgrade() {
     let exe = std::fs::read_link(format!("/proc/{}/exe", out.json()["pid"])).unwrap();
     assert_eq!(exe, release.join("bangerd"), "the new binary runs");
     vm.works("after an upgrade with a schema migration");
-    assert!(env.ok_rt(&rt, &["image", "list", "--json"]).json()["images"].is_array(), "the migrated table works");
+    let shown = env.ok_rt(&rt, &["vm", "show", "lr", "--json"]).json();
+    assert!(shown["ports"].as_array().is_some_and(Vec::is_empty), "the migrated columns work: {shown}");
     banger_testkit::report(
         "Live restore",
         &format!("upgrade: new binaries on a schema {} database", latest - 1),

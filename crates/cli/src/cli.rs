@@ -1,5 +1,6 @@
 //! The command-line grammar (clap derive). Every command that reads state takes `--json`.
 
+use banger_api::{MountSpec, PortSpec};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -308,6 +309,15 @@ pub enum VmCommand {
         /// Give the VM outbound network access through the host (NAT).
         #[arg(long)]
         nat: bool,
+        /// Forward a host port to the guest whenever the VM runs:
+        /// `[HOSTIP:]HOSTPORT:GUESTPORT[/tcp|udp]`, host address 127.0.0.1 unless given
+        /// (repeatable).
+        #[arg(short = 'p', long, value_name = "[HOSTIP:]HOSTPORT:GUESTPORT[/PROTO]")]
+        publish: Vec<PortSpec>,
+        /// Mount a host directory in the guest at every boot: `HOSTDIR[:GUESTDIR][:ro]`, at the
+        /// same path unless GUESTDIR is given (QEMU backend; repeatable).
+        #[arg(long = "mount", value_name = "HOSTDIR[:GUESTDIR][:ro]", value_parser = parse_mount)]
+        mounts: Vec<MountSpec>,
         /// Only register the VM and create its disks.
         #[arg(long)]
         no_start: bool,
@@ -353,7 +363,8 @@ pub enum VmCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Change a VM's memory, vCPUs or disk size (while it is stopped) or NAT (at any time).
+    /// Change a VM's memory, vCPUs, disk size or host folders (while it is stopped), or NAT and
+    /// published ports (at any time).
     #[command(group = clap::ArgGroup::new("what").required(true).multiple(true))]
     Set {
         name: String,
@@ -371,8 +382,29 @@ pub enum VmCommand {
         /// Take NAT away (at once if it runs).
         #[arg(long, group = "what")]
         no_nat: bool,
+        /// Publish a port (`[HOSTIP:]HOSTPORT:GUESTPORT[/tcp|udp]`; at once if it runs; one on
+        /// the same host port replaces it; repeatable).
+        #[arg(short = 'p', long, group = "what", value_name = "[HOSTIP:]HOSTPORT:GUESTPORT[/PROTO]")]
+        publish: Vec<PortSpec>,
+        /// Stop publishing a port, named `[HOSTIP:]HOSTPORT[/PROTO]` (repeatable).
+        #[arg(long, group = "what", value_name = "[HOSTIP:]HOSTPORT[/PROTO]")]
+        unpublish: Vec<String>,
+        /// Mount a host directory (`HOSTDIR[:GUESTDIR][:ro]`; repeatable).
+        #[arg(long = "mount", group = "what", value_name = "HOSTDIR[:GUESTDIR][:ro]", value_parser = parse_mount)]
+        mounts: Vec<MountSpec>,
+        /// Stop mounting the host folder at this guest directory (repeatable).
+        #[arg(long, group = "what", value_name = "GUESTDIR")]
+        unmount: Vec<std::path::PathBuf>,
         #[arg(long)]
         json: bool,
+    },
+    /// Forward host ports to a running VM until interrupted (Ctrl-C), or the VM stops:
+    /// `banger vm port-forward NAME [HOSTIP:]HOSTPORT:GUESTPORT[/PROTO]…`; host port 0 picks a
+    /// free one. Ports kept with the VM are `vm create/set --publish`.
+    PortForward {
+        name: String,
+        #[arg(required = true, value_name = "[HOSTIP:]HOSTPORT:GUESTPORT[/PROTO]")]
+        ports: Vec<PortSpec>,
     },
     /// What a VM uses: vCPUs and memory, host CPU and RSS of its VMM, memory, load and disk use
     /// inside the guest, network counters, disk sizes, uptime.
@@ -440,4 +472,18 @@ pub enum VmCommand {
 
 fn parse_size(s: &str) -> Result<u64, String> {
     banger_config::size::parse_size(s)
+}
+
+/// A `--mount` spec; a relative HOSTDIR is taken from the current directory (and must exist).
+fn parse_mount(s: &str) -> Result<MountSpec, String> {
+    let (host, rest) = s.split_once(':').map_or((s, None), |(h, r)| (h, Some(r)));
+    if host.is_empty() || std::path::Path::new(host).is_absolute() {
+        return s.parse();
+    }
+    let abs = std::fs::canonicalize(host).map_err(|e| format!("cannot use {host}: {e}"))?;
+    let abs = abs.to_str().ok_or_else(|| format!("{} is not UTF-8", abs.display()))?;
+    match rest {
+        Some(r) => format!("{abs}:{r}").parse(),
+        None => abs.parse(),
+    }
 }

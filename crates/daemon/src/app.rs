@@ -36,6 +36,11 @@ impl App {
         self.shutdown.send_replace(true);
     }
 
+    /// Whether a shutdown was asked for (long-lived requests end when it was).
+    pub fn shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
     pub async fn shutdown_requested(&self) {
         let mut rx = self.shutdown.subscribe();
         let _ = rx.wait_for(|stop| *stop).await;

@@ -123,6 +123,7 @@ fn run() -> Result<(), Failure> {
         .build()
         .map_err(fail(banger_api::exit::FAILURE))?;
     app.vms.reconcile(true);
+    app.vms.open_all_published();
     app.vms.cleanup_builds();
     rt.block_on(dns::Dns::start(app.clone()));
     rt.spawn(monitor(app.clone()));

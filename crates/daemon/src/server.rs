@@ -57,6 +57,7 @@ pub fn router(state: Arc<App>) -> Router {
         .route(routes::VM_RESTART, post(handlers::vm_restart::handle))
         .route(routes::VM_KILL, post(handlers::vm_kill::handle))
         .route(routes::VM_STATS, get(handlers::vm_stats::handle))
+        .route(routes::VM_FORWARD, post(handlers::vm_forward::handle))
         .route(routes::EVENTS, get(handlers::events::handle))
         .route(routes::DNS, get(handlers::dns_status::handle))
         .route(routes::IMAGES, get(handlers::image_list::handle).post(handlers::image_build::handle))

@@ -159,6 +159,8 @@ mod tests {
             vcpus: 1,
             disk_size: 1 << 30,
             nat: false,
+            publish: vec![],
+            mounts: vec![],
             created_at: 1,
         };
         let addr = |slot: u32| Address {

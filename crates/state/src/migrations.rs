@@ -57,4 +57,8 @@ pub const MIGRATIONS: &[&str] = &[
         build_log       TEXT,
         created_at      INTEGER NOT NULL
     );",
+    // 5: what a VM forwards from the host (`--publish`) and mounts from it (`--mount`): JSON
+    // arrays of the specs as the user writes them (`banger_api::specs`).
+    "ALTER TABLE vms ADD COLUMN publish TEXT NOT NULL DEFAULT '[]';
+     ALTER TABLE vms ADD COLUMN mounts TEXT NOT NULL DEFAULT '[]';",
 ];

@@ -35,6 +35,10 @@ pub struct VmRecord {
     pub created_at: u64,
     pub started_at: Option<u64>,
     pub last_error: Option<String>,
+    /// Published ports, as their specs are written (`banger_api::PortSpec`).
+    pub publish: Vec<String>,
+    /// Host folders, as their specs are written (`banger_api::MountSpec`).
+    pub mounts: Vec<String>,
 }
 
 /// What a new VM row needs; `slot`/`tap`/addresses come from the `address` function given to [`Db::insert_vm`].
@@ -50,22 +54,44 @@ pub struct NewVm {
     pub vcpus: u32,
     pub disk_size: u64,
     pub nat: bool,
+    pub publish: Vec<String>,
+    pub mounts: Vec<String>,
     pub created_at: u64,
 }
 
 /// The settings `vm set` changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub memory_mib: u32,
     pub vcpus: u32,
     pub disk_size: u64,
     pub nat: bool,
+    pub publish: Vec<String>,
+    pub mounts: Vec<String>,
 }
 
 impl VmRecord {
     pub fn settings(&self) -> Settings {
-        Settings { memory_mib: self.memory_mib, vcpus: self.vcpus, disk_size: self.disk_size, nat: self.nat }
+        Settings {
+            memory_mib: self.memory_mib,
+            vcpus: self.vcpus,
+            disk_size: self.disk_size,
+            nat: self.nat,
+            publish: self.publish.clone(),
+            mounts: self.mounts.clone(),
+        }
     }
+}
+
+fn to_json(list: &[String]) -> String {
+    serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
+}
+
+/// A list column; a value that is not a JSON list of strings (written by hand?) fails the read.
+fn from_json(r: &Row<'_>, i: usize) -> rusqlite::Result<Vec<String>> {
+    let text: String = r.get(i)?;
+    serde_json::from_str(&text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
 }
 
 /// The phase columns of a VM row, as [`Db::set_phase`] writes them.
@@ -93,7 +119,7 @@ pub struct Address {
 }
 
 const COLUMNS: &str = "id, name, image, base_path, base_id, kernel, initrd, memory_mib, vcpus, disk_size, nat, slot, tap, \
-     host_ip, guest_ip, mac, phase, backend, accel, pid, control_socket, host_keys, created_at, started_at, last_error";
+     host_ip, guest_ip, mac, phase, backend, accel, pid, control_socket, host_keys, created_at, started_at, last_error, publish, mounts";
 
 fn record(r: &Row<'_>) -> rusqlite::Result<VmRecord> {
     Ok(VmRecord {
@@ -122,6 +148,8 @@ fn record(r: &Row<'_>) -> rusqlite::Result<VmRecord> {
         created_at: r.get::<_, i64>(22)? as u64,
         started_at: r.get::<_, Option<i64>>(23)?.map(|v| v as u64),
         last_error: r.get(24)?,
+        publish: from_json(r, 25)?,
+        mounts: from_json(r, 26)?,
     })
 }
 
@@ -163,7 +191,8 @@ impl Db {
         let a = address(slot);
         tx.execute(
             "INSERT INTO vms (name, image, base_path, base_id, kernel, initrd, memory_mib, vcpus, disk_size, nat, slot, \
-             tap, host_ip, guest_ip, mac, created_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)",
+             tap, host_ip, guest_ip, mac, created_at, publish, mounts) \
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)",
             params![
                 vm.name,
                 vm.image,
@@ -180,7 +209,9 @@ impl Db {
                 a.host_ip,
                 a.guest_ip,
                 a.mac,
-                vm.created_at as i64
+                vm.created_at as i64,
+                to_json(&vm.publish),
+                to_json(&vm.mounts)
             ],
         )
         .map_err(err)?;
@@ -240,9 +271,18 @@ impl Db {
         let n = self
             .conn
             .execute(
-                "UPDATE vms SET memory_mib = ?2, vcpus = ?3, disk_size = ?4, nat = ?5 \
+                "UPDATE vms SET memory_mib = ?2, vcpus = ?3, disk_size = ?4, nat = ?5, publish = ?7, mounts = ?8 \
                  WHERE name = ?1 AND (NOT ?6 OR phase IN ('stopped', 'failed'))",
-                params![name, s.memory_mib, s.vcpus, s.disk_size as i64, s.nat, only_stopped],
+                params![
+                    name,
+                    s.memory_mib,
+                    s.vcpus,
+                    s.disk_size as i64,
+                    s.nat,
+                    only_stopped,
+                    to_json(&s.publish),
+                    to_json(&s.mounts)
+                ],
             )
             .map_err(|e| self.query_err(e))?;
         Ok(n == 1)
@@ -277,6 +317,8 @@ mod tests {
             vcpus: 1,
             disk_size: 8 << 30,
             nat: false,
+            publish: vec![],
+            mounts: vec![],
             created_at: 100,
         }
     }
@@ -316,17 +358,25 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let mut db = Db::open(&tmp.path().join("s.db")).unwrap();
         db.insert_vm(&new("a"), 4, |_| true, addr).unwrap();
-        let s = Settings { memory_mib: 2048, vcpus: 2, disk_size: 16 << 30, nat: true };
+        let s = Settings {
+            memory_mib: 2048,
+            vcpus: 2,
+            disk_size: 16 << 30,
+            nat: true,
+            publish: vec!["127.0.0.1:8080:80/tcp".into()],
+            mounts: vec!["/src:/src:ro".into(), "/a \"b\"\n:/c:rw".into()],
+        };
         assert!(db.set_vm_settings("a", &s, true).unwrap());
-        assert_eq!(db.vm("a").unwrap().unwrap().settings(), s);
+        assert_eq!(db.vm("a").unwrap().unwrap().settings(), s, "lists round-trip whatever they hold");
         let running = PhaseRow { phase: "running", pid: Some(1), ..Default::default() };
         assert!(db.set_phase("a", "stopped", &running).unwrap());
-        let t = Settings { memory_mib: 512, ..s };
+        let t = Settings { memory_mib: 512, ..s.clone() };
         assert!(!db.set_vm_settings("a", &t, true).unwrap(), "not while running");
         assert_eq!(db.vm("a").unwrap().unwrap().memory_mib, 2048);
-        let u = Settings { nat: false, ..s };
-        assert!(db.set_vm_settings("a", &u, false).unwrap(), "NAT changes while running");
-        assert!(!db.vm("a").unwrap().unwrap().nat);
+        let u = Settings { nat: false, publish: vec![], ..s };
+        assert!(db.set_vm_settings("a", &u, false).unwrap(), "NAT and ports change while running");
+        let v = db.vm("a").unwrap().unwrap();
+        assert!(!v.nat && v.publish.is_empty());
         assert!(!db.set_vm_settings("zz", &u, false).unwrap());
     }
 

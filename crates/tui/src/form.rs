@@ -124,6 +124,7 @@ impl Form {
                 .transpose()?,
             nat: self.fields[NAT].toggle == Some(true),
             no_start: self.fields[START].toggle != Some(true),
+            ..CreateVm::default()
         })
     }
 }
@@ -169,6 +170,7 @@ mod tests {
                 disk_size: Some(16 << 30),
                 nat: true,
                 no_start: true,
+                ..CreateVm::default()
             }
         );
         assert!(f.submitting);

@@ -39,6 +39,12 @@ pub struct CreateVm {
     /// Register and create disks, but do not boot.
     #[serde(default, skip_serializing_if = "is_false")]
     pub no_start: bool,
+    /// Host ports forwarded to the guest whenever it runs (`--publish`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<crate::PortSpec>,
+    /// Host directories mounted in the guest at every boot (`--mount`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<crate::MountSpec>,
 }
 
 /// `POST /v1/vms/{name}/stop` and `/restart`.
@@ -64,7 +70,8 @@ pub struct KillVm {
 }
 
 /// `PATCH /v1/vms/{name}`: change a VM's settings. Memory, vCPUs and disk size only while it is
-/// not running; NAT at any time (at once on a running VM). Unset fields stay as they are.
+/// not running; NAT and published ports at any time (at once on a running VM); host folders
+/// while it is stopped. Unset fields stay as they are.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct SetVm {
@@ -77,6 +84,27 @@ pub struct SetVm {
     pub disk_size: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nat: Option<bool>,
+    /// Forwards to add (at once on a running VM).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<crate::PortSpec>,
+    /// Forwards to remove, each named as `[HOSTIP:]HOSTPORT[/PROTO]` or by its whole spec.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unpublish: Vec<String>,
+    /// Host folders to add (while stopped).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<crate::MountSpec>,
+    /// Host folders to remove, named by their guest directory (while stopped).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmount: Vec<std::path::PathBuf>,
+}
+
+/// `POST /v1/vms/{name}/forward`: forward host ports to a running VM for as long as the
+/// response stream is read (`vm port-forward`). A progress line names the bound host addresses;
+/// the stream ends with an error when the VM stops.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardPorts {
+    pub ports: Vec<crate::PortSpec>,
 }
 
 impl SetVm {
@@ -166,10 +194,12 @@ mod tests {
             disk_size: Some(8 << 30),
             nat: true,
             no_start: true,
+            publish: vec!["8080:80".parse().unwrap()],
+            mounts: vec!["/src:/work:ro".parse().unwrap()],
         };
         assert_eq!(
             json(&create),
-            r#"{"name":"calm-otter","image":"base","memory_mib":1024,"vcpus":2,"disk_size":8589934592,"nat":true,"no_start":true}"#
+            r#"{"name":"calm-otter","image":"base","memory_mib":1024,"vcpus":2,"disk_size":8589934592,"nat":true,"no_start":true,"publish":["127.0.0.1:8080:80/tcp"],"mounts":["/src:/work:ro"]}"#
         );
         assert_eq!(serde_json::from_str::<CreateVm>(&json(&create)).unwrap(), create);
         // `nat: false` is a change in `vm set`, so it is sent.

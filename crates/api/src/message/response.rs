@@ -208,6 +208,23 @@ pub struct Vm {
     /// (as in `vm stats`; host figures only, so cheap to list).
     #[serde(default)]
     pub process: Option<ProcessStats>,
+    /// Published ports (kept with the VM) and `vm port-forward`s in progress.
+    #[serde(default)]
+    pub ports: Vec<PortForward>,
+    /// Host folders mounted in the guest at every boot.
+    #[serde(default)]
+    pub mounts: Vec<crate::MountSpec>,
+}
+
+/// A forward of a host port to a VM.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PortForward {
+    pub spec: crate::PortSpec,
+    /// Kept with the VM (`--publish`), or for as long as a `vm port-forward` runs.
+    pub persistent: bool,
+    /// Whether the host port is being listened on now (while the VM runs); for host port 0,
+    /// `spec` has the port that was picked.
+    pub active: bool,
 }
 
 /// `GET /v1/vms`.

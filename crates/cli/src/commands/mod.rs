@@ -14,6 +14,7 @@ pub mod verify;
 pub mod vm;
 pub mod vm_cp;
 pub mod vm_exec;
+pub mod vm_port_forward;
 pub mod vm_set;
 pub mod vm_stats;
 pub mod watch;

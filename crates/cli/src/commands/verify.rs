@@ -231,6 +231,7 @@ impl Verify {
             disk_size: Some(DISK_BEFORE),
             nat: false,
             no_start: false,
+            ..CreateVm::default()
         };
         self.made = true;
         let vm: Vm = block_on(self.client.post_stream(routes::VMS, &req, |_, _| {}))?;
@@ -323,7 +324,7 @@ impl Verify {
 
     fn set(&mut self) -> CliResult<String> {
         let memory = self.vm()?.memory_mib + MORE_MEMORY_MIB;
-        let req = SetVm { memory_mib: Some(memory), vcpus: None, disk_size: Some(DISK_AFTER), nat: None };
+        let req = SetVm { memory_mib: Some(memory), disk_size: Some(DISK_AFTER), ..SetVm::default() };
         let vm: Vm = block_on(self.client.stream(Method::PATCH, &self.path(routes::VM), &req, |_, _| {}))?;
         let (got_mem, got_disk) = (vm.memory_mib, vm.disk_size);
         self.vm = Some(vm);

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 pub fn run(ctx: &Ctx, cmd: VmCommand) -> CliResult {
     match cmd {
-        VmCommand::Create { name, image, memory, vcpu, disk_size, nat, no_start, json } => {
-            let req = CreateVm { name, image, memory_mib: memory, vcpus: vcpu, disk_size, nat, no_start };
+        VmCommand::Create { name, image, memory, vcpu, disk_size, nat, publish, mounts, no_start, json } => {
+            let req =
+                CreateVm { name, image, memory_mib: memory, vcpus: vcpu, disk_size, nat, no_start, publish, mounts };
             let vm: Vm = streamed(&ctx.client()?, routes::VMS, &req)?;
             done(&vm, json, &format!("created {}", vm.name))
         }
@@ -45,7 +46,7 @@ pub fn run(ctx: &Ctx, cmd: VmCommand) -> CliResult {
             let vm: Vm = streamed(&ctx.client()?, &vm_path(routes::VM_RESTART, &name), &req)?;
             done(&vm, json, &format!("restarted {}", vm.name))
         }
-        VmCommand::Set { name, memory, vcpu, disk_size, nat, no_nat, json } => {
+        VmCommand::Set { name, memory, vcpu, disk_size, nat, no_nat, publish, unpublish, mounts, unmount, json } => {
             let nat = if nat {
                 Some(true)
             } else if no_nat {
@@ -53,7 +54,7 @@ pub fn run(ctx: &Ctx, cmd: VmCommand) -> CliResult {
             } else {
                 None
             };
-            let req = SetVm { memory_mib: memory, vcpus: vcpu, disk_size, nat };
+            let req = SetVm { memory_mib: memory, vcpus: vcpu, disk_size, nat, publish, unpublish, mounts, unmount };
             crate::commands::vm_set::run(ctx, &name, req, json)
         }
         VmCommand::Stats { name, json, watch } => crate::commands::vm_stats::run(ctx, &name, json, watch),
@@ -83,6 +84,7 @@ pub fn run(ctx: &Ctx, cmd: VmCommand) -> CliResult {
             crate::commands::vm_exec::run(ctx, &name, tty, &env, workdir.as_deref(), &argv)
         }
         VmCommand::Logs { name, follow, json } => logs(ctx, &name, follow, json),
+        VmCommand::PortForward { name, ports } => crate::commands::vm_port_forward::run(ctx, &name, ports),
     }
 }
 
@@ -182,6 +184,19 @@ fn show(v: &Vm) {
         ("ip", format!("{} (host {}, tap {}, mac {})", v.ip, v.host_ip, v.tap, v.mac)),
         ("nat", if v.nat { "on" } else { "off" }.into()),
     ];
+    for p in &v.ports {
+        let s = &p.spec;
+        let state = match (p.persistent, p.active) {
+            (true, true) => "published, forwarding",
+            (true, false) => "published, forwarded while it runs",
+            (false, _) => "vm port-forward, while it runs",
+        };
+        rows.push(("port", format!("{}:{} → {}:{}/{} ({state})", fmt_ip(s), s.host_port, v.ip, s.guest_port, s.proto)));
+    }
+    for m in &v.mounts {
+        let mode = if m.readonly { "read-only" } else { "read-write" };
+        rows.push(("mount", format!("{} → {} ({mode})", m.host.display(), m.guest.display())));
+    }
     for d in &v.disks {
         rows.push((
             "disk",
@@ -204,6 +219,13 @@ fn show(v: &Vm) {
         rows.push(("last error", e.clone()));
     }
     output::pairs(&rows);
+}
+
+fn fmt_ip(s: &banger_api::PortSpec) -> String {
+    match s.host_ip {
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    }
 }
 
 fn ssh(ctx: &Ctx, name: &str, command: &[String]) -> CliResult {

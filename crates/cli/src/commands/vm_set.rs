@@ -1,4 +1,5 @@
-//! `banger vm set NAME [--memory MiB] [--vcpu N] [--disk-size SIZE] [--nat | --no-nat]`.
+//! `banger vm set NAME [--memory MiB] [--vcpu N] [--disk-size SIZE] [--nat | --no-nat]
+//! [--publish SPEC]… [--unpublish PORT]… [--mount SPEC]… [--unmount GUESTDIR]…`.
 
 use crate::context::{Ctx, block_on};
 use crate::error::CliResult;
@@ -32,9 +33,28 @@ pub fn run(ctx: &Ctx, name: &str, req: SetVm, json: bool) -> CliResult {
     if req.nat.is_some() {
         now.push(format!("NAT {}", if vm.nat { "on" } else { "off" }));
     }
-    let when = match (vm.state, req.nat.is_some(), now.len()) {
-        (banger_api::response::Phase::Running, true, 1) => " (in effect now)",
-        (banger_api::response::Phase::Running, _, _) => "",
+    let ports = !req.publish.is_empty() || !req.unpublish.is_empty();
+    if ports {
+        let published: Vec<String> = vm.ports.iter().filter(|p| p.persistent).map(|p| p.spec.to_string()).collect();
+        now.push(if published.is_empty() {
+            "no published ports".into()
+        } else {
+            format!("ports {}", published.join(", "))
+        });
+    }
+    if !req.mounts.is_empty() || !req.unmount.is_empty() {
+        let mounts: Vec<String> = vm.mounts.iter().map(ToString::to_string).collect();
+        now.push(if mounts.is_empty() {
+            "no host folders".into()
+        } else {
+            format!("host folders {}", mounts.join(", "))
+        });
+    }
+    let live = usize::from(req.nat.is_some()) + usize::from(ports);
+    // NAT and ports change at once on a running VM; everything else from its next start.
+    let when = match (vm.state, live == now.len()) {
+        (banger_api::response::Phase::Running, true) => " (in effect now)",
+        (banger_api::response::Phase::Running, false) => "",
         _ => " (from its next start)",
     };
     println!("{}: {}{when}", vm.name, now.join(", "));

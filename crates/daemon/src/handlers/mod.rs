@@ -12,6 +12,7 @@ pub mod image_get;
 pub mod image_list;
 pub mod vm_create;
 pub mod vm_delete;
+pub mod vm_forward;
 pub mod vm_get;
 pub mod vm_kill;
 pub mod vm_list;

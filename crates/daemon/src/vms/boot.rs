@@ -135,7 +135,15 @@ impl Manager {
         };
         let (guest, host) = (address(&rec.guest_ip)?, address(&rec.host_ip)?);
 
-        let mut current = self.transition(name, phase, VmPhase::Starting(None), None)?;
+        // Published ports first: a host port that is taken refuses the start, and nothing changes.
+        self.open_published(rec)?;
+        let mut current = match self.transition(name, phase, VmPhase::Starting(None), None) {
+            Ok(p) => p,
+            Err(e) => {
+                self.close_forwards(name);
+                return Err(e);
+            }
+        };
         fault::point("start:starting");
         let paths = self.layout.vm(name);
         let console_from = std::fs::metadata(&paths.console_log).map(|m| m.len()).unwrap_or(0);

@@ -209,6 +209,8 @@ impl Manager {
             // Unused: the builder's /root lives on its overlay.
             disk_size: 64 << 20,
             nat: plan.nat,
+            publish: vec![],
+            mounts: vec![],
             created_at: now(),
         };
         let created = self.create_claimed(new, &r);

@@ -51,6 +51,8 @@ impl Manager {
         if let Some(name) = &req.name {
             names::validate(name)?;
         }
+        super::ports::validate_published(&req.publish)?;
+        super::mounts::validate(&req.mounts)?;
         let (image, base) = self.resolve_image(req.image.as_deref())?;
         let kernel = self.runtime.require("default_kernel", &cfg.default_kernel)?;
         let initrd = self.runtime.require("default_initrd", &cfg.default_initrd)?;
@@ -81,6 +83,8 @@ impl Manager {
             vcpus,
             disk_size,
             nat: req.nat,
+            publish: req.publish.iter().map(ToString::to_string).collect(),
+            mounts: req.mounts.iter().map(ToString::to_string).collect(),
             created_at: now(),
         };
         let result = self.create_claimed(new, progress);

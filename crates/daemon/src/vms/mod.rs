@@ -17,8 +17,10 @@ pub mod create;
 pub mod fake_host;
 pub mod images;
 pub mod layout;
+pub mod mounts;
 pub mod names;
 pub mod phase;
+pub mod ports;
 pub mod reconcile;
 pub mod set;
 pub mod ssh_config;
@@ -104,6 +106,8 @@ pub struct Manager {
     waiting_builds: Mutex<HashMap<String, std::sync::mpsc::Sender<bool>>>,
     /// How long a boot may take to answer SSH.
     pub boot_timeout: Duration,
+    /// Host ports forwarded to VMs now.
+    ports: ports::Ports,
 }
 
 /// An operation's hold on one VM; released when dropped.
@@ -142,6 +146,7 @@ impl Manager {
             resumed_stops: Mutex::new(HashMap::new()),
             key_lock: Mutex::new(()),
             boot_timeout: BOOT_TIMEOUT,
+            ports: ports::Ports::default(),
         }
     }
 
@@ -203,6 +208,20 @@ impl Manager {
             tracing::info!("VM {name}: {f} → {t}{}", reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default());
             self.events.publish(Some(name), EventKind::Phase { from: f, to: t, reason });
         }
+        // Forwards follow the VMM: bound while it runs (a start binds them before it boots).
+        match t {
+            Phase::Stopped | Phase::Failed => self.close_forwards(name),
+            Phase::Running if f != t => {
+                if let Err(e) = self.record(name).and_then(|rec| self.open_published(&rec)) {
+                    tracing::warn!("VM {name}: published ports not forwarded: {e}");
+                    self.events.publish(
+                        Some(name),
+                        EventKind::Error { message: format!("published ports not forwarded: {e}") },
+                    );
+                }
+            }
+            _ => {}
+        }
         Ok(to)
     }
 
@@ -234,8 +253,9 @@ impl Manager {
         format!("{}{name}.dns", self.tap_prefix)
     }
 
-    /// Release what a VMM process held: its TAP, NAT and DNS rules and run directory.
+    /// Release what a VMM process held: its forwards, TAP, NAT and DNS rules and run directory.
     fn release(&self, rec: &VmRecord) {
+        self.close_forwards(&rec.name);
         if let Some(port) = self.dns_port
             && let Err(e) = self.net.disable_dns_redirect(&self.dns_tag(&rec.name), &rec.tap, port)
         {

@@ -692,7 +692,7 @@ fn set_changes_a_stopped_vm_grows_its_disk_and_publishes_exactly_what_changed() 
     let t = setup();
     t.m.create(CreateVm { no_start: true, ..req("s") }, &()).unwrap();
     let work = t.m.layout.vm("s").work;
-    let set = SetVm { memory_mib: Some(512), vcpus: Some(2), disk_size: Some(128 << 20), nat: None };
+    let set = SetVm { memory_mib: Some(512), vcpus: Some(2), disk_size: Some(128 << 20), ..Default::default() };
     let vm = t.m.set("s", &set, &()).unwrap();
     assert_eq!((vm.memory_mib, vm.vcpus, vm.disk_size, vm.nat), (512, 2, 128 << 20, false));
     assert_eq!(std::fs::metadata(&work).unwrap().len(), 128 << 20);
@@ -888,4 +888,129 @@ fn the_ssh_config_has_a_block_per_vm_whatever_the_order_of_creates_and_deletes()
     assert_eq!(text.matches("\nHost c").count(), 6, "{text}");
     assert!(text.contains("Host c11.vm\n    HostName ") && !text.contains("Host c00.vm"), "{text}");
     assert!(text.contains("    StrictHostKeyChecking yes\n"), "{text}");
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then let go).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn listening(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
+}
+
+#[test]
+fn published_ports_are_bound_while_the_vm_runs_and_a_taken_one_refuses_the_start() {
+    use banger_api::request::SetVm;
+    let t = setup();
+    let (a, b) = (free_port(), free_port());
+    let spec = |h: u16, g: u16| -> banger_api::PortSpec { format!("{h}:{g}").parse().unwrap() };
+    let vm = t.m.create(CreateVm { publish: vec![spec(a, 80)], ..req("p") }, &()).unwrap();
+    assert!(listening(a), "bound while it runs");
+    assert_eq!(vm.ports.len(), 1);
+    assert!(vm.ports[0].persistent && vm.ports[0].active);
+    assert_eq!(t.m.record("p").unwrap().publish, ["127.0.0.1:".to_string() + &a.to_string() + ":80/tcp"]);
+
+    // Live changes: add one, replace the guest port of another, remove.
+    let vm = t.m.set("p", &SetVm { publish: vec![spec(b, 443)], ..Default::default() }, &()).unwrap();
+    assert!(listening(a) && listening(b));
+    assert_eq!(vm.ports.iter().filter(|p| p.active).count(), 2);
+    let vm = t.m.set("p", &SetVm { publish: vec![spec(a, 8080)], ..Default::default() }, &()).unwrap();
+    assert!(vm.ports.iter().any(|p| p.spec == spec(a, 8080) && p.active), "{:?}", vm.ports);
+    assert_eq!(vm.ports.len(), 2, "the same host port replaced, not added");
+    t.m.set("p", &SetVm { unpublish: vec![b.to_string()], ..Default::default() }, &()).unwrap();
+    assert!(!listening(b), "an unpublished port is let go at once");
+    let e = t.m.set("p", &SetVm { unpublish: vec![b.to_string()], ..Default::default() }, &()).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::BadInput);
+    assert!(e.to_string().contains("publishes no such port"), "{e}");
+
+    // A port taken by another program: the live change is refused and nothing changes.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let c = taken.local_addr().unwrap().port();
+    let before = t.m.record("p").unwrap();
+    let e = t.m.set("p", &SetVm { publish: vec![spec(c, 22)], ..Default::default() }, &()).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Conflict);
+    assert!(e.to_string().contains("taken by another program"), "{e}");
+    assert_eq!(t.m.record("p").unwrap(), before);
+    assert!(listening(a), "the other forward is untouched");
+
+    // Stop lets go; a second VM wanting the same port cannot start while the first runs.
+    t.m.stop("p", Duration::from_secs(5), &()).unwrap();
+    assert!(!listening(a), "released on stop");
+    assert!(!t.m.get("p").unwrap().ports[0].active);
+    t.m.create(CreateVm { publish: vec![spec(a, 81)], no_start: true, ..req("q") }, &()).unwrap();
+    t.m.start("p", &()).unwrap();
+    let e = t.m.start("q", &()).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Conflict);
+    assert!(e.to_string().contains("taken by VM p"), "{e}");
+    assert_eq!(t.phase("q").kind(), Phase::Stopped, "a refused start changes nothing");
+    assert!(t.fake.host().taps.len() == 1, "no TAP was made for q");
+
+    // A VMM that dies releases its ports (the monitor's reconcile).
+    kill(Pid::from_raw(t.pid("p") as i32), Signal::SIGKILL).unwrap();
+    assert!(wait_dead(t.pid("p")));
+    t.m.reconcile(false);
+    assert_eq!(t.phase("p").kind(), Phase::Failed);
+    assert!(!listening(a), "released when its VMM died");
+    t.m.start("q", &()).unwrap();
+    assert!(listening(a), "…so another VM can have it");
+    t.m.kill("q", "KILL").unwrap();
+    t.m.reconcile(false);
+    t.m.delete("q", true).unwrap();
+    assert!(!listening(a));
+
+    // Bad specs are refused at create.
+    for (publish, why) in [(vec![spec(0, 80)], "give a host port"), (vec![spec(a, 1), spec(a, 2)], "same host port")] {
+        let e = t.m.create(CreateVm { publish, no_start: true, ..req("bad") }, &()).unwrap_err();
+        assert!(e.to_string().contains(why), "{e}");
+    }
+    assert!(t.m.record("bad").is_err(), "nothing registered");
+}
+
+/// A progress sink that says the client went away after `n` checks.
+struct GoneAfter(std::sync::atomic::AtomicUsize, Mutex<Vec<String>>);
+
+impl Progress for GoneAfter {
+    fn step(&self, _stage: &str, message: &str) {
+        self.1.lock().unwrap().push(message.to_string());
+    }
+    fn cancelled(&self) -> bool {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1
+    }
+}
+
+#[test]
+fn a_temporary_forward_lasts_as_long_as_its_client_or_the_vm() {
+    let t = setup();
+    t.create("f");
+    let any: banger_api::PortSpec = "0:22".parse().unwrap();
+    // The client goes after two checks: the port is let go.
+    let progress = GoneAfter(2.into(), Mutex::default());
+    t.m.port_forward("f", &[any], &progress, &|| false).unwrap();
+    let lines = progress.1.lock().unwrap().clone();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let port: u16 = lines[0].split(" → ").next().unwrap().rsplit(':').next().unwrap().parse().unwrap();
+    assert_ne!(port, 0, "the picked port is reported: {}", lines[0]);
+    assert!(!listening(port), "let go when the client went");
+    assert!(t.m.get("f").unwrap().ports.is_empty());
+
+    // The VM stops under a forward: it ends with an error saying so.
+    let m = &t.m;
+    std::thread::scope(|s| {
+        let fwd = s.spawn(|| m.port_forward("f", &[any], &GoneAfter(usize::MAX.into(), Mutex::default()), &|| false));
+        for _ in 0..100 {
+            if !m.get("f").unwrap().ports.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let shown = m.get("f").unwrap().ports;
+        assert!(shown.len() == 1 && !shown[0].persistent && shown[0].active, "{shown:?}");
+        m.stop("f", Duration::from_secs(5), &()).unwrap();
+        let e = fwd.join().unwrap().unwrap_err();
+        assert!(e.to_string().contains("VM f stopped"), "{e}");
+    });
+    // Not to a stopped VM.
+    let e = t.m.port_forward("f", &[any], &(), &|| false).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidState);
 }

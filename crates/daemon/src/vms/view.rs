@@ -56,6 +56,8 @@ impl Manager {
             dir: paths.dir,
             last_error: damage.or_else(|| rec.last_error.clone()),
             process: live.and_then(|l| self.process_stats(&rec.name, &l.instance)),
+            ports: self.port_views(rec),
+            mounts: rec.mounts.iter().filter_map(|m| m.parse().ok()).collect(),
         }
     }
 

@@ -46,6 +46,8 @@ pub fn vm(name: &str, state: Phase, ip: &str) -> Vm {
         },
         last_error: None,
         process: running.then_some(ProcessStats { pid: 4242, cpu_percent: Some(12.5), rss_bytes: 310 << 20 }),
+        ports: vec![],
+        mounts: vec![],
     }
 }
 
