@@ -17,7 +17,7 @@ TEST_DEBS := $(RUN_DEBS) $(IMAGE_DEBS) curl sudo conntrack iputils-ping dnsutils
 INIT_BIN := target/guest-init/x86_64-unknown-linux-gnu/release/banger-init
 BENCH_DEBS := hyperfine python3 bc qemu-system-x86 iproute2
 
-.PHONY: reliability guest-init runtime-build rootfs runtime-bundle runtime-package help deps test-deps build test verify check install uninstall quickstart bench bench-status bench-bundle bench-daemon bench-events bench-vm bench-features bench-image bench-tui bench-boot bench-host-access fmt clippy clean check-cargo
+.PHONY: reliability guest-init runtime-build rootfs runtime-bundle runtime-package help deps test-deps build test verify check install uninstall quickstart bench bench-status bench-bundle bench-daemon bench-events bench-vm bench-features bench-image bench-tui bench-boot bench-host-access fmt clippy clean check-cargo virtiofsd
 
 help:
 	@echo "make quickstart   install packages, build, build the runtime bundle, create a VM, run a command in it over SSH"
@@ -30,6 +30,7 @@ help:
 	@echo "make rootfs           rebuild rootfs-docker.ext4 if packages.apt changed (FORCE=1, BASE_ROOTFS=…)"
 	@echo "make runtime-bundle   fetch + verify the bundle pinned in runtime-bundle.toml into ./runtime"
 	@echo "make runtime-package  package ./runtime into dist/banger-runtime.tar.gz (deterministic)"
+	@echo "make virtiofsd    build the Rust virtiofsd into ~/.local/bin (host folders as a normal user on Debian 12)"
 	@echo "make install      install binaries to PREFIX/bin and the runtime bundle to PREFIX/lib/banger (PREFIX=$(PREFIX))"
 	@echo "make bench        run the benchmarks reported in README.md"
 
@@ -124,6 +125,13 @@ uninstall:
 
 quickstart:
 	scripts/quickstart.sh
+
+# The Rust virtiofsd (host folders as a normal user; Debian 12 packages only QEMU's root-only one),
+# built from crates.io into ~/.local/bin, where bangerd looks for it.
+VIRTIOFSD_VERSION ?= 1.14.0
+virtiofsd: check-cargo
+	scripts/apt-deps.sh $(BUILD_DEBS) libseccomp-dev libcap-ng-dev
+	$(CARGO) install -j2 --locked --root $(HOME)/.local virtiofsd@$(VIRTIOFSD_VERSION)
 
 bench: bench-status bench-bundle bench-daemon bench-events bench-vm bench-features bench-image bench-tui bench-boot bench-host-access
 

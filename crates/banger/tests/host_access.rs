@@ -1,6 +1,7 @@
 //! Working with a VM from the host, on a real guest: `vm exec` keeps every argument exactly
 //! (spaces, quotes, `$`, newlines), streams standard input, returns the program's exit code, and
-//! takes `-e`/`-w`.
+//! takes `-e`/`-w`; `vm cp` both ways; `ssh-config`; published ports and `vm port-forward`; host
+//! folders (virtio-fs; `BANGER_TEST_VIRTIOFSD=PATH` picks the virtiofsd).
 //!
 //! Needs root and a runtime bundle (`BANGER_TEST_RUNTIME`; `make test` sets it); skipped loudly
 //! otherwise — unless `BANGER_E2E_REQUIRED=1`, when that is a failure.
@@ -18,9 +19,20 @@ use std::time::{Duration, Instant};
 fn exec_keeps_arguments_streams_input_and_returns_the_exit_code() {
     let Some(rt) = e2e_runtime("host_access", None) else { return };
     let env = Env::new();
-    env.write_config("subnet = \"10.213.233.0/24\"\nvmm = \"qemu\"\ndefault_memory = 512\n");
+    // BANGER_TEST_VIRTIOFSD picks the virtiofsd (the Rust one, say); else bangerd finds one.
+    let virtiofsd =
+        std::env::var("BANGER_TEST_VIRTIOFSD").map(|p| format!("virtiofsd_bin = {p:?}\n")).unwrap_or_default();
+    env.write_config(&format!("subnet = \"10.213.233.0/24\"\nvmm = \"qemu\"\ndefault_memory = 512\n{virtiofsd}"));
     let _left = Leftovers { env: &env, rt: &rt, vms: &["hx"], images: &[] };
-    env.ok_rt(&rt, &["vm", "create", "--name", "hx", "--disk-size", "128M"]);
+    // Host folders (virtio-fs), one read-write and one read-only, from the create on.
+    let (shared, readonly) = (env.path("shared"), env.path("readonly"));
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::create_dir_all(&readonly).unwrap();
+    std::fs::write(readonly.join("kept"), "host data\n").unwrap();
+    let rw_spec = format!("{}:/mnt/host", shared.display());
+    let ro_spec = format!("{}:/mnt/ro:ro", readonly.display());
+    env.ok_rt(&rt, &["vm", "create", "--name", "hx", "--disk-size", "128M", "--mount", &rw_spec, "--mount", &ro_spec]);
+    host_folders(&env, &rt, "first boot");
 
     // Arguments arrive as given: one per line out of printf, byte for byte.
     let args = ["a b", "it's", "\"double\"", "$HOME", "`id`", "line\nbreak", "*", "; rm -rf /", "", "ä"];
@@ -240,6 +252,7 @@ fn bound(port: u16) -> bool {
 /// Published ports (`vm set --publish` on the running VM, kept across a stop/start and a daemon
 /// restart, released on stop), a taken host port, and `vm port-forward`.
 fn published_ports(env: &Env, rt: &std::path::Path) {
+    let shared = env.path("shared");
     guest_echo_servers(env, rt);
     let (tcp, udp) = (free_port(), free_port());
     let udp_spec = format!("{udp}:9090/udp");
@@ -305,8 +318,10 @@ fn published_ports(env: &Env, rt: &std::path::Path) {
     // with it), and bound again by a new daemon.
     env.ok_rt(rt, &["vm", "stop", "hx"]);
     assert!(!bound(tcp) && TcpStream::connect(("127.0.0.1", tcp)).is_err(), "released on stop");
+    std::fs::remove_file(shared.join("from-guest")).unwrap();
     env.ok_rt(rt, &["vm", "start", "hx"]);
     assert!(bound(tcp), "bound again at start");
+    host_folders(env, rt, "after vm stop and vm start");
     guest_echo_servers(env, rt);
     tcp_echoes(tcp).unwrap();
     udp_echoes(udp).unwrap();
@@ -322,5 +337,36 @@ fn published_ports(env: &Env, rt: &std::path::Path) {
         "published ports across `vm stop`/`vm start` and a daemon restart; `--unpublish`",
         "let go while stopped, forwarding again after the start and under the new daemon; gone at once when \
          unpublished",
+    );
+}
+
+/// The VM's host folders: the host's files are there, the guest writes to the read-write one
+/// (seen on the host at once, owned by the user bangerd runs as), and the read-only one refuses
+/// writes even after the guest remounts it read-write.
+fn host_folders(env: &Env, rt: &std::path::Path, when: &str) {
+    let (shared, readonly) = (env.path("shared"), env.path("readonly"));
+    let out = env.ok_rt(rt, &["vm", "exec", "hx", "--", "cat", "/mnt/ro/kept"]);
+    assert_eq!(out.stdout(), "host data\n", "{when}");
+    env.ok_rt(rt, &["vm", "exec", "hx", "--", "sh", "-c", "echo written in the guest > /mnt/host/from-guest"]);
+    let on_host = shared.join("from-guest");
+    assert_eq!(std::fs::read_to_string(&on_host).unwrap(), "written in the guest\n", "{when}");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&on_host).unwrap().uid(), nix::unistd::geteuid().as_raw(), "{when}");
+    std::fs::write(shared.join("from-host"), "host side\n").unwrap();
+    let seen = env.ok_rt(rt, &["vm", "exec", "hx", "--", "cat", "/mnt/host/from-host"]);
+    assert_eq!(seen.stdout(), "host side\n", "a host change shows at once ({when})");
+    std::fs::remove_file(shared.join("from-host")).unwrap();
+    let write_ro = "echo x > /mnt/ro/new; a=$?; mount -o remount,rw /mnt/ro 2>/dev/null; echo y > /mnt/ro/new; b=$?; \
+                    echo $a $b";
+    let out = env.ok_rt(rt, &["vm", "exec", "hx", "--", "sh", "-c", write_ro]);
+    assert!(out.stdout().trim() != "0 0" && !out.stdout().trim().ends_with(" 0"), "{when}: {}", out.stdout());
+    assert!(!readonly.join("new").exists(), "nothing written through the read-only folder ({when})");
+    let shown = env.ok_rt(rt, &["vm", "show", "hx"]).stdout();
+    assert!(shown.contains("→ /mnt/ro (read-only)") && shown.contains("→ /mnt/host (read-write)"), "{shown}");
+    banger_testkit::report(
+        "Host access",
+        &format!("host folders (virtio-fs), one read-write and one read-only: {when}"),
+        "the host's file read in the guest; a guest write seen on the host, owned by the daemon's user; a host write \
+         seen in the guest; the read-only one refuses writes even after the guest remounts it read-write",
     );
 }

@@ -149,6 +149,9 @@ pub struct Config {
     pub firecracker_bin: PathBuf,
     /// QEMU binary: a path, or a name looked up in `PATH`.
     pub qemu_bin: PathBuf,
+    /// virtiofsd (host folders): a path, or a name looked up in `PATH`, then where distributions
+    /// put it.
+    pub virtiofsd_bin: PathBuf,
     /// SSH private key for guests (relative: inside the runtime dir).
     pub ssh_key_path: PathBuf,
     /// Optional program printing a VM name; the built-in generator otherwise.
@@ -195,6 +198,7 @@ pub const KEYS: &[(&str, &str, Option<&str>)] = &[
     ("runtime_dir", "an absolute directory path", None),
     ("firecracker_bin", "a path or a program name", Some("firecracker")),
     ("qemu_bin", "a path or a program name", Some("qemu-system-x86_64")),
+    ("virtiofsd_bin", "a path or a program name", Some("virtiofsd")),
     (
         "ssh_key_path",
         "a path (relative: inside the runtime dir); used only when set here, else a key generated per installation",
@@ -269,6 +273,7 @@ impl Config {
             runtime_dir: None,
             firecracker_bin: PathBuf::new(),
             qemu_bin: PathBuf::new(),
+            virtiofsd_bin: PathBuf::new(),
             ssh_key_path: PathBuf::new(),
             namegen_path: None,
             customize_script: PathBuf::new(),
@@ -330,6 +335,7 @@ impl Config {
             }
             "firecracker_bin" => self.firecracker_bin = path()?,
             "qemu_bin" => self.qemu_bin = path()?,
+            "virtiofsd_bin" => self.virtiofsd_bin = path()?,
             "ssh_key_path" => self.ssh_key_path = path()?,
             "namegen_path" => self.namegen_path = Some(path()?),
             "customize_script" => self.customize_script = path()?,
@@ -418,6 +424,7 @@ impl Config {
                     "runtime_dir" => self.runtime_dir.as_deref().and_then(p),
                     "firecracker_bin" => p(&self.firecracker_bin),
                     "qemu_bin" => p(&self.qemu_bin),
+                    "virtiofsd_bin" => p(&self.virtiofsd_bin),
                     "ssh_key_path" => p(&self.ssh_key_path),
                     "namegen_path" => self.namegen_path.as_deref().and_then(p),
                     "customize_script" => p(&self.customize_script),

@@ -105,7 +105,10 @@ fn run() -> Result<(), Failure> {
     let vms = vms::Manager::new(vms::Parts {
         db,
         layout: vms::layout::Layout::new(&dirs.state, &dirs.run).with_cache(&dirs.cache),
-        hypervisor: Box::new(platform::vmm::Backends::new(config.vmm, firecracker, qemu, &dirs.cache)),
+        hypervisor: Box::new(
+            platform::vmm::Backends::new(config.vmm, firecracker, qemu, &dirs.cache)
+                .with_virtiofsd(&config.virtiofsd_bin),
+        ),
         net: Box::new(platform::net::HostNetwork::new()),
         guest: Arc::new(platform::ssh::Ssh),
         // Sequence numbers keep increasing across restarts: each run gets its own block.

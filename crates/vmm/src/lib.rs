@@ -11,6 +11,7 @@
 pub mod firecracker;
 pub mod process;
 pub mod qemu;
+pub mod virtiofs;
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -109,6 +110,15 @@ pub struct VmConfig {
     pub run_dir: PathBuf,
     /// Guest serial console output goes here.
     pub console_log: PathBuf,
+    /// Host folders: vhost-user-fs sockets a virtiofsd already listens on (QEMU only).
+    pub shares: Vec<Share>,
+}
+
+/// A host folder served by virtiofsd on `socket`; the guest mounts it by `tag`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    pub tag: String,
+    pub socket: PathBuf,
 }
 
 /// A started VMM process.

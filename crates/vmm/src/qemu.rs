@@ -42,8 +42,17 @@ impl Qemu {
         let mut push = |s: &str| a.push(s.into());
         push("-name");
         push(&format!("{},process=banger-{}", config.name, config.name));
+        // Host folders (vhost-user-fs) need the guest's memory shared with virtiofsd, and the
+        // modern virtio-mmio transport (virtiofsd refuses legacy devices).
+        let shared = !config.shares.is_empty();
         push("-M");
-        push("microvm,rtc=on");
+        push(if shared { "microvm,rtc=on,memory-backend=mem" } else { "microvm,rtc=on" });
+        if shared {
+            push("-object");
+            push(&format!("memory-backend-memfd,id=mem,size={}M,share=on", config.memory_mib));
+            push("-global");
+            push("virtio-mmio.force-legacy=false");
+        }
         push("-accel");
         push(self.accel.as_str());
         push("-cpu");
@@ -85,6 +94,12 @@ impl Qemu {
             a.push(drive);
             a.push("-device".into());
             a.push(format!("virtio-blk-device,drive={}", disk.id).into());
+        }
+        for (i, share) in config.shares.iter().enumerate() {
+            a.push("-chardev".into());
+            a.push(opt_path(&format!("socket,id=fs{i},path="), &share.socket));
+            a.push("-device".into());
+            a.push(format!("vhost-user-fs-device,chardev=fs{i},tag={}", share.tag).into());
         }
         if let Some(nic) = &config.nic {
             a.push("-netdev".into());
@@ -328,7 +343,35 @@ mod tests {
             nic: Some(Nic { tap: "bgr0".into(), mac: "02:42:ac:1e:00:02".into() }),
             run_dir: "/run/b/calm-otter".into(),
             console_log: "/s/vms/calm-otter/console.log".into(),
+            shares: vec![],
         }
+    }
+
+    #[test]
+    fn host_folders_share_the_guest_s_memory_and_get_a_vhost_user_device_each() {
+        let q = Qemu::new("qemu-system-x86_64".into(), Accel::Tcg);
+        let plain: Vec<String> =
+            q.args(&config(), Path::new("/q")).into_iter().map(|s| s.into_string().unwrap()).collect();
+        assert_eq!(after(&plain, "-M"), ["microvm,rtc=on"], "nothing changes without folders");
+        assert!(after(&plain, "-object").is_empty() && after(&plain, "-global").is_empty());
+        let shares = vec![
+            crate::Share { tag: "banger0".into(), socket: "/run/b/calm-otter/fs0.sock".into() },
+            crate::Share { tag: "banger1".into(), socket: "/run/b/calm-otter/fs1.sock".into() },
+        ];
+        let a: Vec<String> = q
+            .args(&VmConfig { shares, ..config() }, Path::new("/q"))
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        assert_eq!(after(&a, "-M"), ["microvm,rtc=on,memory-backend=mem"]);
+        assert_eq!(after(&a, "-object"), ["memory-backend-memfd,id=mem,size=1024M,share=on"], "the size is -m's");
+        assert_eq!(after(&a, "-global"), ["virtio-mmio.force-legacy=false"]);
+        let chardevs = after(&a, "-chardev");
+        assert!(chardevs.contains(&"socket,id=fs0,path=/run/b/calm-otter/fs0.sock"), "{chardevs:?}");
+        assert!(chardevs.contains(&"socket,id=fs1,path=/run/b/calm-otter/fs1.sock"), "{chardevs:?}");
+        let devices = after(&a, "-device");
+        assert!(devices.contains(&"vhost-user-fs-device,chardev=fs0,tag=banger0"), "{devices:?}");
+        assert!(devices.contains(&"vhost-user-fs-device,chardev=fs1,tag=banger1"), "{devices:?}");
     }
 
     fn args(accel: Accel) -> Vec<String> {

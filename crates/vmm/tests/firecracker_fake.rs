@@ -132,6 +132,7 @@ impl Fixture {
             nic: Some(Nic { tap: "bgr-devbox-1".into(), mac: "02:fc:00:00:00:01".into() }),
             run_dir,
             console_log: tmp.path().join("logs").join("console.log"),
+            shares: vec![],
         };
         Fixture { _tmp: tmp, config }
     }

@@ -64,6 +64,7 @@ impl Fixture {
             nic: env::var("BANGER_TEST_TAP").ok().map(|tap| Nic { tap, mac: "02:fc:00:00:00:42".into() }),
             run_dir: tmp.path().join("run"),
             console_log: tmp.path().join("console.log"),
+            shares: vec![],
         };
         Fixture { _tmp: tmp, config }
     }

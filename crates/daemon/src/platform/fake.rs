@@ -53,6 +53,18 @@ pub struct FakeHost {
     pub silent_keys: bool,
     /// The kernel command line of each boot.
     pub cmdlines: Vec<String>,
+    /// No virtiofsd on this "host".
+    pub no_virtiofsd: bool,
+    /// Folders served: (directory, read-only, socket), in order.
+    pub served_folders: Vec<(PathBuf, bool, PathBuf)>,
+    /// The pids of their servers.
+    pub folder_pids: Vec<u32>,
+    /// The shares each VMM was started with (their tags).
+    pub shares: Vec<Vec<String>>,
+    /// Mounts asked of guests: (tag, guest dir, read-only).
+    pub mounted: Vec<(String, PathBuf, bool)>,
+    /// The next guest mount fails with this message.
+    pub fail_mount: Option<String>,
 }
 
 #[derive(Clone, Default)]
@@ -107,6 +119,21 @@ impl Hypervisor for Fake {
     fn qemu_bin(&self) -> &Path {
         Path::new("fake-vmm")
     }
+    fn folders_unavailable(&self) -> Option<banger_api::ApiError> {
+        self.host().no_virtiofsd.then(|| banger_api::ApiError::runtime_missing("host folders need virtiofsd (fake)"))
+    }
+    fn serve_folder(&self, dir: &Path, readonly: bool, socket: &Path, _log: &Path) -> Result<u32> {
+        let mut cmd = std::process::Command::new("sleep");
+        cmd.arg0(banger_vmm::virtiofs::marker(socket)).arg("600");
+        cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
+        let child = process::spawn_detached(&mut cmd).map_err(|e| banger_api::ApiError::internal(e.to_string()))?;
+        let pid = child.id();
+        process::reap_in_background(child);
+        let mut h = self.host();
+        h.served_folders.push((dir.to_path_buf(), readonly, socket.to_path_buf()));
+        h.folder_pids.push(pid);
+        Ok(pid)
+    }
 }
 
 impl Vmm for Fake {
@@ -126,6 +153,7 @@ impl Vmm for Fake {
         let socket = config.run_dir.join("fake.sock");
         std::fs::write(&socket, b"").map_err(spawn)?;
         self.host().cmdlines.push(config.cmdline.clone());
+        self.host().shares.push(config.shares.iter().map(|s| s.tag.clone()).collect());
         if let Some(ip) = config.cmdline.split("ip=").nth(1).and_then(|r| r.split(':').next()?.parse().ok()) {
             self.host().served_keys.insert(ip, format!("ssh-ed25519 AAAAfake{}", config.name));
         }
@@ -230,6 +258,18 @@ impl Guest for Fake {
     }
     fn poweroff(&self, _ssh: &banger_api::response::SshInfo) {
         self.host().poweroffs += 1;
+    }
+    fn mount_folders(
+        &self,
+        _ssh: &banger_api::response::SshInfo,
+        folders: &[(String, PathBuf, bool)],
+    ) -> Result<(), String> {
+        let mut h = self.host();
+        if let Some(e) = h.fail_mount.take() {
+            return Err(e);
+        }
+        h.mounted.extend(folders.iter().cloned());
+        Ok(())
     }
     fn stats(&self, _ssh: &banger_api::response::SshInfo) -> Result<banger_api::response::GuestStats, String> {
         let asked = crate::now_unix_f64();

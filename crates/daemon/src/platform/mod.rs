@@ -33,6 +33,12 @@ pub trait Hypervisor: Send + Sync {
     fn kvm_known(&self) -> Option<bool>;
     fn firecracker_bin(&self) -> Option<&Path>;
     fn qemu_bin(&self) -> &Path;
+    /// Why host folders cannot be served here (no usable virtiofsd: the error names what to
+    /// install), if they cannot.
+    fn folders_unavailable(&self) -> Option<banger_api::ApiError>;
+    /// Serve host directory `dir` to one guest on a new vhost-user socket at `socket` (its own
+    /// virtiofsd, logging to `log`, marked by `banger_vmm::virtiofs::marker(socket)`); its pid.
+    fn serve_folder(&self, dir: &Path, readonly: bool, socket: &Path, log: &Path) -> Result<u32>;
 }
 
 pub trait HostNet: Send + Sync {
@@ -63,4 +69,7 @@ pub trait Guest: Send + Sync {
     fn poweroff(&self, ssh: &SshInfo);
     /// Memory, load, uptime and filesystem use inside the guest (`vm stats`); may take a while.
     fn stats(&self, ssh: &SshInfo) -> Result<banger_api::response::GuestStats, String>;
+    /// Mount each `(tag, guest dir, read-only)` virtio-fs share in the guest (directories made
+    /// as needed); the guest's own error when one fails.
+    fn mount_folders(&self, ssh: &SshInfo, folders: &[(String, std::path::PathBuf, bool)]) -> Result<(), String>;
 }

@@ -23,6 +23,19 @@ impl super::Guest for Ssh {
     fn poweroff(&self, ssh: &banger_api::response::SshInfo) {
         poweroff(ssh)
     }
+    fn mount_folders(
+        &self,
+        ssh: &banger_api::response::SshInfo,
+        folders: &[(String, std::path::PathBuf, bool)],
+    ) -> Result<(), String> {
+        let script = mount_script(folders);
+        let out = run(ssh, &script, MOUNT_TIMEOUT).map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            return Err(err.trim().lines().last().unwrap_or("mount failed").to_string());
+        }
+        Ok(())
+    }
     fn stats(&self, ssh: &banger_api::response::SshInfo) -> Result<banger_api::response::GuestStats, String> {
         let asked = crate::now_unix_f64();
         let out = run(ssh, super::guest_stats::COMMAND, STATS_TIMEOUT).map_err(|e| e.to_string())?;
@@ -161,6 +174,27 @@ pub fn session_args(ssh: &banger_api::response::SshInfo, command: &str, alive_se
     args
 }
 
+const MOUNT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A word for the guest's shell, quoted so it means exactly itself.
+fn quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
+/// The guest script mounting `(tag, dir, read-only)` shares; stops at the first failure.
+pub fn mount_script(folders: &[(String, std::path::PathBuf, bool)]) -> String {
+    let mut s = String::from("set -e");
+    for (tag, dir, ro) in folders {
+        let dir = quote(&dir.to_string_lossy());
+        let opts = if *ro { "-o ro " } else { "" };
+        s.push_str(&format!(
+            "; mkdir -p -- {dir}; mountpoint -q -- {dir} || mount -t virtiofs {opts}{} {dir}",
+            quote(tag)
+        ));
+    }
+    s
+}
+
 pub fn poweroff(ssh: &banger_api::response::SshInfo) {
     if let Err(e) = run(ssh, "systemctl poweroff --no-block || poweroff", POWEROFF_TIMEOUT) {
         tracing::debug!("poweroff over SSH: {e}");
@@ -172,6 +206,22 @@ mod tests {
     use super::*;
 
     use std::io::Write;
+
+    #[test]
+    fn mount_scripts_quote_every_directory() {
+        let s = mount_script(&[
+            ("banger0".into(), "/src".into(), false),
+            ("banger1".into(), "/data/it's here".into(), true),
+        ]);
+        assert_eq!(
+            s,
+            "set -e; mkdir -p -- '/src'; mountpoint -q -- '/src' || mount -t virtiofs 'banger0' '/src'; \
+             mkdir -p -- '/data/it'\\''s here'; mountpoint -q -- '/data/it'\\''s here' || mount -t virtiofs -o ro \
+             'banger1' '/data/it'\\''s here'"
+        );
+        let out = std::process::Command::new("sh").args(["-c", "printf %s '/data/it'\\''s here'"]).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "/data/it's here");
+    }
 
     #[test]
     fn host_keys_are_read_between_the_last_markers() {

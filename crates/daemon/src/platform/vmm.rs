@@ -7,6 +7,7 @@
 use crate::error::Result;
 use banger_api::ApiError;
 use banger_config::config::VmmChoice;
+use banger_vmm::virtiofs::Virtiofsd;
 use banger_vmm::{Accel, Backend, Vmm};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -21,11 +22,66 @@ pub struct Backends {
     qemu: PathBuf,
     cache_file: PathBuf,
     kvm: Mutex<Option<bool>>,
+    /// `virtiofsd_bin` as configured (a path or a name).
+    virtiofsd_bin: PathBuf,
 }
 
 impl Backends {
     pub fn new(choice: VmmChoice, firecracker: Option<PathBuf>, qemu: PathBuf, cache_dir: &Path) -> Backends {
-        Backends { choice, firecracker, qemu, cache_file: cache_dir.join("kvm-probe.json"), kvm: Mutex::new(None) }
+        Backends {
+            choice,
+            firecracker,
+            qemu,
+            cache_file: cache_dir.join("kvm-probe.json"),
+            kvm: Mutex::new(None),
+            virtiofsd_bin: PathBuf::from("virtiofsd"),
+        }
+    }
+
+    /// Serve host folders with this virtiofsd (`virtiofsd_bin`).
+    pub fn with_virtiofsd(mut self, bin: &Path) -> Backends {
+        self.virtiofsd_bin = bin.to_path_buf();
+        self
+    }
+
+    /// The virtiofsd to use: `virtiofsd_bin` (a path as given; a name in `PATH`, then where
+    /// distributions put it), usable by this user.
+    fn virtiofsd(&self) -> std::result::Result<Virtiofsd, ApiError> {
+        let configured = &self.virtiofsd_bin;
+        let explicit = configured.components().count() > 1;
+        let candidates: Vec<PathBuf> = if explicit {
+            vec![configured.clone()]
+        } else {
+            // `make virtiofsd` and `cargo install` put it in ~/.local/bin and ~/.cargo/bin.
+            let home = std::env::var_os("HOME").map(PathBuf::from);
+            let user_dirs = home.iter().flat_map(|h| [h.join(".local/bin"), h.join(".cargo/bin")]).collect::<Vec<_>>();
+            std::env::var_os("PATH")
+                .iter()
+                .flat_map(std::env::split_paths)
+                .chain(user_dirs)
+                .map(|d| d.join(configured))
+                .chain(banger_vmm::virtiofs::SEARCH.iter().map(PathBuf::from))
+                .filter(|p| p.is_file())
+                .collect()
+        };
+        let found: Vec<Virtiofsd> = candidates.iter().filter_map(|p| Virtiofsd::identify(p)).collect();
+        let uid = nix::unistd::geteuid().as_raw();
+        // The first usable one; else why the first found is not.
+        if let Some(v) = found.iter().find(|v| v.unusable_by(uid).is_none()) {
+            return Ok(v.clone());
+        }
+        Err(ApiError::runtime_missing(match found.first() {
+            Some(v) => format!("host folders cannot be served: {}", v.unusable_by(uid).unwrap_or_default()),
+            None if explicit => format!(
+                "host folders need virtiofsd, and virtiofsd_bin = {} is not one (missing, or neither the Rust \
+                 virtiofsd nor QEMU's)",
+                configured.display()
+            ),
+            None => "host folders need virtiofsd, which is not installed: Debian 13 / Ubuntu 24.04: `apt install \
+                     virtiofsd`; Debian 12: `make virtiofsd` (or `cargo install virtiofsd`), or as root QEMU's own \
+                     /usr/lib/qemu/virtiofsd from package qemu-system-common; set virtiofsd_bin if it is elsewhere"
+                .to_string(),
+        }))
     }
 
     /// The probe result cached for this host boot: (boot id, usable).
@@ -77,6 +133,20 @@ impl super::Hypervisor for Backends {
         known.or_else(|| self.cached().map(|(_, usable)| usable))
     }
 
+    fn folders_unavailable(&self) -> Option<ApiError> {
+        if self.choice == VmmChoice::Firecracker {
+            return Some(firecracker_has_no_folders());
+        }
+        self.virtiofsd().err()
+    }
+
+    fn serve_folder(&self, dir: &Path, readonly: bool, socket: &Path, log: &Path) -> Result<u32> {
+        let v = self.virtiofsd()?;
+        v.spawn(dir, readonly, socket, log).map_err(|e| {
+            ApiError::internal(format!("cannot start {} for {}: {e}", v.bin.display(), dir.display())).into()
+        })
+    }
+
     fn select(&self, kernel: &Path, initrd: Option<&Path>) -> Result<Box<dyn Vmm>> {
         match self.choice {
             VmmChoice::Qemu => Ok(self.qemu_vmm(kernel, initrd)),
@@ -116,6 +186,14 @@ impl Backends {
         let accel = if self.kvm_usable(kernel, initrd) { Accel::Kvm } else { Accel::Tcg };
         Box::new(banger_vmm::qemu::Qemu::new(self.qemu.clone(), accel))
     }
+}
+
+/// Host folders on a Firecracker VM: it has no shared filesystem device.
+pub fn firecracker_has_no_folders() -> ApiError {
+    ApiError::invalid_state(
+        "host folders (--mount) need the QEMU backend (virtio-fs): Firecracker has no shared filesystem device; copy \
+         files with `banger vm cp`, or reach the VM with `banger ssh-config` and sshfs or rsync",
+    )
 }
 
 fn firecracker(bin: PathBuf) -> Result<Box<dyn Vmm>> {

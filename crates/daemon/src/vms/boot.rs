@@ -172,6 +172,7 @@ impl Manager {
                 self.net.enable_dns_redirect(&self.dns_tag(name), &rec.tap, port)?;
             }
             fault::point("start:tap");
+            let shares = self.serve_folders(rec, vmm.backend(), progress)?;
             let lease = addr::Lease { slot: rec.slot, host, guest };
             let config = VmConfig {
                 name: name.into(),
@@ -198,6 +199,7 @@ impl Manager {
                 nic: Some(Nic { tap: rec.tap.clone(), mac: rec.mac.clone() }),
                 run_dir: paths.run_dir.clone(),
                 console_log: paths.console_log.clone(),
+                shares,
             };
             let instance = vmm.start(&config)?;
             fault::point("start:spawned");
@@ -232,6 +234,7 @@ impl Manager {
             ssh::write_known_hosts(&paths.known_hosts, &paths.host_key_alias, &keys)
                 .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", paths.known_hosts.display())))?;
             fault::point("start:pinned");
+            self.mount_folders(rec, progress)?;
             Ok(live)
         })();
         let live = match booted {
@@ -369,6 +372,7 @@ impl Manager {
             tracing::warn!("{name}: VMM pid {pid} did not exit after SIGKILL");
             return false;
         }
+        self.stop_folder_servers(name);
         let _ = std::fs::remove_dir_all(self.layout.vm(name).run_dir);
         true
     }

@@ -52,7 +52,7 @@ impl Manager {
             names::validate(name)?;
         }
         super::ports::validate_published(&req.publish)?;
-        super::mounts::validate(&req.mounts)?;
+        self.check_folders(&req.mounts)?;
         let (image, base) = self.resolve_image(req.image.as_deref())?;
         let kernel = self.runtime.require("default_kernel", &cfg.default_kernel)?;
         let initrd = self.runtime.require("default_initrd", &cfg.default_initrd)?;

@@ -270,6 +270,7 @@ impl Manager {
         {
             tracing::warn!("{}: {e}", rec.name);
         }
+        self.stop_folder_servers(&rec.name);
         let _ = std::fs::remove_dir_all(self.layout.vm(&rec.name).run_dir);
         self.resumed_stops.lock().unwrap_or_else(|e| e.into_inner()).remove(&rec.name);
     }

@@ -36,8 +36,11 @@ impl Manager {
         let old = rec.settings();
         let old_publish = ports::published(rec)?;
         let new_publish = edit_publish(name, &old_publish, &req.publish, &req.unpublish)?;
-        let old_mounts: Vec<MountSpec> = rec.mounts.iter().filter_map(|m| m.parse().ok()).collect();
+        let old_mounts = mounts::mounts_of(rec)?;
         let new_mounts = edit_mounts(name, &old_mounts, &req.mounts, &req.unmount)?;
+        if !req.mounts.is_empty() {
+            self.check_folders(&new_mounts)?;
+        }
         let new = Settings {
             memory_mib: req.memory_mib.unwrap_or(old.memory_mib),
             vcpus: req.vcpus.unwrap_or(old.vcpus),
@@ -203,6 +206,7 @@ fn edit_publish(name: &str, old: &[PortSpec], add: &[PortSpec], remove: &[String
 /// A VM's host folders after `--unmount` (guest directories, each must be one) and `--mount`
 /// (one at a kept guest directory replaces it).
 fn edit_mounts(name: &str, old: &[MountSpec], add: &[MountSpec], remove: &[PathBuf]) -> Result<Vec<MountSpec>> {
+    // Checked as a whole by the caller (`check_folders`) when something is added.
     let mut mounts = old.to_vec();
     for dir in remove {
         let before = mounts.len();
@@ -220,9 +224,6 @@ fn edit_mounts(name: &str, old: &[MountSpec], add: &[MountSpec], remove: &[PathB
     for a in add {
         mounts.retain(|m| m.guest != a.guest);
         mounts.push(a.clone());
-    }
-    if !add.is_empty() {
-        mounts::validate(&mounts)?;
     }
     Ok(mounts)
 }

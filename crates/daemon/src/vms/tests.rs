@@ -11,6 +11,7 @@ use banger_api::response::Phase;
 use banger_vmm::{Accel, Backend, Instance};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use std::path::PathBuf;
 
 struct T {
     _tmp: tempfile::TempDir,
@@ -460,6 +461,7 @@ fn config_of(t: &T, name: &str) -> banger_vmm::VmConfig {
         nic: None,
         run_dir: paths.run_dir.clone(),
         console_log: paths.console_log.clone(),
+        shares: vec![],
     }
 }
 
@@ -1013,4 +1015,83 @@ fn a_temporary_forward_lasts_as_long_as_its_client_or_the_vm() {
     // Not to a stopped VM.
     let e = t.m.port_forward("f", &[any], &(), &|| false).unwrap_err();
     assert_eq!(e.code(), ErrorCode::InvalidState);
+}
+
+#[test]
+fn host_folders_are_served_and_mounted_at_every_start_and_their_servers_end_with_the_vm() {
+    use banger_api::request::SetVm;
+    let t = setup();
+    let src = t._tmp.path().join("src");
+    let data = t._tmp.path().join("data");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+    let spec = |s: String| -> banger_api::MountSpec { s.parse().unwrap() };
+    let mounts = vec![spec(format!("{}:/work/src", src.display())), spec(format!("{}:/data:ro", data.display()))];
+    let vm = t.m.create(CreateVm { mounts: mounts.clone(), ..req("m") }, &()).unwrap();
+    assert_eq!(vm.mounts, mounts, "vm show lists them");
+    {
+        let h = t.fake.host();
+        assert_eq!(h.served_folders.len(), 2);
+        assert_eq!((h.served_folders[0].0.clone(), h.served_folders[0].1), (src.clone(), false));
+        assert_eq!((h.served_folders[1].0.clone(), h.served_folders[1].1), (data.clone(), true));
+        assert_eq!(h.shares.last().unwrap(), &["banger0", "banger1"], "the VMM gets one share each");
+        assert_eq!(
+            h.mounted,
+            [("banger0".into(), PathBuf::from("/work/src"), false), ("banger1".into(), PathBuf::from("/data"), true)]
+        );
+    }
+    let servers = t.fake.host().folder_pids.clone();
+    assert!(servers.iter().all(|&p| alive(p)));
+
+    // Changed only while stopped; their servers end with the VM.
+    let e = t.m.set("m", &SetVm { unmount: vec!["/data".into()], ..Default::default() }, &()).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidState, "{e}");
+    t.m.stop("m", Duration::from_secs(5), &()).unwrap();
+    assert!(servers.iter().all(|&p| wait_dead(p)), "virtiofsd processes end with the VM");
+    let vm = t.m.set("m", &SetVm { unmount: vec!["/data/".into()], ..Default::default() }, &()).unwrap();
+    assert_eq!(vm.mounts, mounts[..1]);
+    let e = t.m.set("m", &SetVm { unmount: vec!["/nope".into()], ..Default::default() }, &()).unwrap_err();
+    assert!(e.to_string().contains("mounts nothing there"), "{e}");
+    let inside = spec(format!("{}:/work/src/inner", data.display()));
+    let e = t.m.set("m", &SetVm { mounts: vec![inside], ..Default::default() }, &()).unwrap_err();
+    assert!(e.to_string().contains("inside the other"), "{e}");
+
+    // Mounted again at the next start.
+    t.fake.host().mounted.clear();
+    t.m.start("m", &()).unwrap();
+    assert_eq!(t.fake.host().mounted, [("banger0".into(), PathBuf::from("/work/src"), false)]);
+
+    // A guest that cannot mount: the start fails, saying why, and nothing is left serving.
+    t.m.stop("m", Duration::from_secs(5), &()).unwrap();
+    t.fake.host().fail_mount = Some("mount: unknown filesystem type 'virtiofs'".into());
+    let e = t.m.start("m", &()).unwrap_err();
+    assert!(e.to_string().contains("unknown filesystem type 'virtiofs'"), "{e}");
+    assert_eq!(t.phase("m").kind(), Phase::Failed);
+    let last = *t.fake.host().folder_pids.last().unwrap();
+    assert!(wait_dead(last), "its virtiofsd ended");
+
+    // A host directory that went away refuses the start and names the way out.
+    std::fs::remove_dir(&src).unwrap();
+    let e = t.m.start("m", &()).unwrap_err();
+    assert!(e.to_string().contains("not a directory any more") && e.to_string().contains("--unmount /work/src"), "{e}");
+}
+
+#[test]
+fn host_folders_are_refused_where_they_cannot_be_served() {
+    let t = setup();
+    let dir = t._tmp.path().to_path_buf();
+    let m: banger_api::MountSpec = format!("{}:/src", dir.display()).parse().unwrap();
+    t.fake.host().no_virtiofsd = true;
+    let e = t.m.create(CreateVm { mounts: vec![m.clone()], ..req("nf") }, &()).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::RuntimeMissing);
+    assert!(e.to_string().contains("virtiofsd"), "{e}");
+    assert!(t.m.record("nf").is_err(), "nothing registered");
+    t.fake.host().no_virtiofsd = false;
+    let missing: banger_api::MountSpec = "/no/such/dir:/src".parse().unwrap();
+    let e = t.m.create(CreateVm { mounts: vec![missing], ..req("nf") }, &()).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::BadInput);
+    assert!(e.to_string().contains("cannot use /no/such/dir"), "{e}");
+    // Firecracker: no shared filesystem device; the error names the alternatives.
+    let e = crate::platform::vmm::firecracker_has_no_folders();
+    assert!(e.message.contains("banger vm cp") && e.message.contains("sshfs"), "{e:?}");
 }

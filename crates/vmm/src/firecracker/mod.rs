@@ -337,6 +337,9 @@ impl Vmm for Firecracker {
     }
 
     fn start(&self, config: &VmConfig) -> Result<Instance, VmmError> {
+        if !config.shares.is_empty() {
+            return Err(VmmError::Protocol("Firecracker has no shared filesystem device for host folders".into()));
+        }
         let spawn_err = |source| VmmError::Spawn { bin: self.bin.clone(), source };
         let socket = Self::api_socket(&config.run_dir);
         let log_path = Self::log_path(&config.run_dir);
