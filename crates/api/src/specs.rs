@@ -41,20 +41,30 @@ impl PortSpec {
         SocketAddr::new(self.host_ip, self.host_port)
     }
 
-    /// Whether two specs would want the same host socket (same protocol and port, and the same
-    /// address or one of them the wildcard).
+    /// Whether two specs would want the same host socket, as Linux binds them: same protocol
+    /// and port, and the same address, or a wildcard covering the other (`0.0.0.0` covers IPv4
+    /// addresses; `[::]`, dual-stack, covers both families).
     pub fn clashes(&self, other: &PortSpec) -> bool {
+        let covers = |a: IpAddr, b: IpAddr| match a {
+            IpAddr::V4(v4) => v4.is_unspecified() && b.is_ipv4(),
+            IpAddr::V6(v6) => v6.is_unspecified(),
+        };
         self.proto == other.proto
             && self.host_port == other.host_port
             && self.host_port != 0
-            && (self.host_ip == other.host_ip || self.host_ip.is_unspecified() || other.host_ip.is_unspecified())
+            && (self.host_ip == other.host_ip
+                || covers(self.host_ip, other.host_ip)
+                || covers(other.host_ip, self.host_ip))
     }
 
     /// Whether `key` (`[HOSTIP:]HOSTPORT[/PROTO]`, or a whole spec) names this forward — what
     /// `vm set --unpublish` takes. A key without an address matches any address.
     pub fn matches_key(&self, key: &str) -> bool {
         if let Ok(spec) = key.parse::<PortSpec>() {
-            return spec == *self;
+            // A whole spec without an address (`8080:80`) names the forward at any address.
+            let addressed = key.starts_with('[') || split_proto(key).0.matches(':').count() >= 2;
+            return (spec.host_port, spec.guest_port, spec.proto) == (self.host_port, self.guest_port, self.proto)
+                && (!addressed || spec.host_ip == self.host_ip);
         }
         let (rest, proto) = split_proto(key);
         let Ok(proto) = proto else { return false };
@@ -145,11 +155,13 @@ pub struct MountSpec {
     pub readonly: bool,
 }
 
-/// Guest directories a mount may not cover: the system would stop working, or (`/root`) the
-/// VM's own work disk is there.
-const RESERVED_GUEST_DIRS: &[&str] = &[
-    "/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/root", "/run", "/sbin", "/sys", "/usr", "/var",
-];
+/// Guest directories a mount may be neither at nor inside: the system (and SSH into it) would
+/// stop working.
+const SYSTEM_TREES: &[&str] =
+    &["/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run", "/sbin", "/sys", "/usr"];
+/// Guest directories a mount may not be at (inside is fine): `/`, the VM's own work disk
+/// (`/root`), `/var`.
+const RESERVED_GUEST_DIRS: &[&str] = &["/", "/root", "/var"];
 
 fn normal_absolute(p: &str, what: &str) -> Result<PathBuf, String> {
     let path = Path::new(p);
@@ -192,6 +204,9 @@ impl FromStr for MountSpec {
         let guest = normal_absolute(guest, "guest directory").map_err(bad)?;
         if let Some(r) = RESERVED_GUEST_DIRS.iter().find(|r| guest == Path::new(r)) {
             return Err(bad(format!("{r} in the guest cannot be a mount point (choose another directory)")));
+        }
+        if let Some(t) = SYSTEM_TREES.iter().find(|t| guest.starts_with(t)) {
+            return Err(bad(format!("{t} in the guest is the system's; mount elsewhere (e.g. /mnt or /srv)")));
         }
         Ok(MountSpec { host, guest, readonly })
     }
@@ -267,6 +282,9 @@ mod tests {
         assert!(!p("8080:80").clashes(&p("8080:80/udp")));
         assert!(!p("127.0.0.1:8080:80").clashes(&p("127.0.0.2:8080:80")));
         assert!(!p("0:80").clashes(&p("0:81")), "port 0 is any free port");
+        assert!(!p("0.0.0.0:8080:80").clashes(&p("[::1]:8080:80")), "an IPv4 wildcard leaves IPv6 alone");
+        assert!(p("[::]:8080:80").clashes(&p("127.0.0.1:8080:80")), "the IPv6 wildcard is dual-stack");
+        assert!(!p("127.0.0.1:8080:80").clashes(&p("[::1]:8080:80")));
     }
 
     #[test]
@@ -279,6 +297,9 @@ mod tests {
             assert!(!spec.matches_key(key), "{key}");
         }
         assert!(p("53:53/udp").matches_key("53/udp"));
+        let any = p("0.0.0.0:8080:80");
+        assert!(any.matches_key("8080:80") && any.matches_key("8080"), "no address in the key: any address");
+        assert!(!any.matches_key("127.0.0.1:8080:80") && any.matches_key("0.0.0.0:8080:80/tcp"));
         assert!(!p("53:53/udp").matches_key("53"), "a bare port means tcp");
     }
 
@@ -286,6 +307,9 @@ mod tests {
     fn mount_specs_default_the_guest_dir_and_refuse_system_dirs() {
         let m: MountSpec = "/home/me/src".parse().unwrap();
         assert_eq!((m.guest.to_str(), m.readonly), (Some("/home/me/src"), false));
+        for fine in ["/a:/root/src", "/a:/var/www", "/a:/mnt/x", "/a:/srv", "/a:/usrlocal"] {
+            assert!(fine.parse::<MountSpec>().is_ok(), "{fine}");
+        }
         let m: MountSpec = "/home/me/src//:/src/:ro".parse().unwrap();
         assert_eq!(m.to_string(), "/home/me/src:/src:ro");
         assert_eq!(m, m.to_string().parse().unwrap());
@@ -295,6 +319,9 @@ mod tests {
             ("/a/../b", "contains . or .."),
             ("/a:/etc", "/etc in the guest"),
             ("/srv:/root", "/root in the guest"),
+            ("/srv:/etc/ssh", "/etc in the guest is the system's"),
+            ("/srv:/usr/lib", "/usr in the guest"),
+            ("/srv:/run/sshd", "/run in the guest"),
             ("/a:/b:/c", "too many"),
             (":/b", "no host directory"),
             ("/a:/b:rx", "too many"),

@@ -148,6 +148,41 @@ fn exec_keeps_arguments_streams_input_and_returns_the_exit_code() {
          filesystem it goes to fails (exit 1) and leaves nothing, either way",
     );
 
+    // Interrupted copies (SIGINT to banger alone, as a script's kill would be) leave nothing,
+    // either way.
+    let host_into = env.path("interrupted");
+    std::fs::create_dir_all(&host_into).unwrap();
+    let big_host = work.join("big.bin");
+    for (src, dst) in [
+        ("hx:/root/big.bin".to_string(), host_into.display().to_string()),
+        (big_host.display().to_string(), "hx:/tmp".to_string()),
+    ] {
+        let child = env
+            .banger(&["vm", "cp", &src, &dst])
+            .env("BANGER_RUNTIME_DIR", &rt)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(3000));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT)
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(130), "{src} → {dst}: {err}");
+        assert!(err.contains("interrupted"), "{err}");
+    }
+    let left: Vec<_> = std::fs::read_dir(&host_into).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "nothing left on the host: {left:?}");
+    let staged =
+        env.ok_rt(&rt, &["vm", "exec", "hx", "--", "sh", "-c", "sleep 1; ls -a /tmp | grep -c banger-cp || true"]);
+    assert_eq!(staged.stdout().trim(), "0", "no staging directory left in the guest");
+    banger_testkit::report(
+        "Host access",
+        "`vm cp` of 64 MiB interrupted (SIGINT to banger alone) after 3 s, either way",
+        "exit 130, \"interrupted\"; no staging directory left on the host or in the guest",
+    );
+
     // `ssh NAME.vm` with the config bangerd keeps: printed, or included from ~/.ssh/config.
     let printed = env.ok_rt(&rt, &["ssh-config"]).stdout();
     assert!(printed.contains("Host hx.vm\n"), "{printed}");
@@ -163,6 +198,17 @@ fn exec_keeps_arguments_streams_input_and_returns_the_exit_code() {
     };
     let out = ssh(&file);
     assert!(out.status.success(), "{out:?}");
+    let listed = env.ok_rt(&rt, &["ssh-config", "--json"]).json();
+    let host = &listed["hosts"].as_array().unwrap()[0];
+    assert_eq!((host["host"].as_str(), host["user"].as_str()), (Some("hx.vm"), Some("root")), "{listed}");
+    let opts: Vec<String> = serde_json::from_value(host["ssh_options"].clone()).unwrap();
+    let dest = format!("root@{}", host["hostname"].as_str().unwrap());
+    let direct = std::process::Command::new("ssh")
+        .args(&opts)
+        .args(["-o", "BatchMode=yes", &dest, "hostname"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&direct.stdout), "hx\n", "ssh with --json's options: {direct:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hx\n");
     let installed = env.ok_rt(&rt, &["ssh-config", "--install"]).stdout();
     assert!(installed.contains("now includes"), "{installed}");

@@ -53,6 +53,9 @@ pub enum Command {
         /// Remove what --install added.
         #[arg(long, conflicts_with = "install")]
         uninstall: bool,
+        /// The file and each host's settings as JSON.
+        #[arg(long, conflicts_with_all = ["install", "uninstall"])]
+        json: bool,
     },
     /// Check this installation end to end on a throwaway VM.
     ///

@@ -21,7 +21,10 @@ use tokio::task::JoinSet;
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const UDP_IDLE: Duration = Duration::from_secs(120);
-const UDP_MAX_SESSIONS: usize = 4096;
+/// Per forward: UDP client addresses relayed at once, TCP connections relayed at once (more are
+/// closed as they come: anyone on the host can reach a published port).
+const UDP_MAX_SESSIONS: usize = 1024;
+const TCP_MAX_CONNECTIONS: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -113,13 +116,15 @@ async fn serve_tcp(listener: TcpListener, target: SocketAddr, stopped: watch::Re
         loop {
             match listener.accept().await {
                 Ok((client, _)) => {
-                    conns.spawn(relay_tcp(client, target));
+                    // Reap finished connections so the set does not grow with the listener's age.
+                    while conns.try_join_next().is_some() {}
+                    if conns.len() < TCP_MAX_CONNECTIONS {
+                        conns.spawn(relay_tcp(client, target));
+                    }
                 }
                 // Out of descriptors and the like: wait instead of spinning.
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
-            // Reap finished connections so the set does not grow with the listener's age.
-            while conns.try_join_next().is_some() {}
         }
     };
     tokio::select! {

@@ -10,7 +10,7 @@
 //!   sandbox needs root, so it is used only when banger runs as root; read-only is a read-only
 //!   bind mount of the directory in a mount namespace of its own.
 //!
-//! The socket is bound and listening before virtiofsd starts (it gets it as fd 3): QEMU can
+//! The socket is bound and listening before virtiofsd starts (it inherits it, `--fd`): QEMU can
 //! connect at once, and no pid file is written. virtiofsd serves one connection and exits when
 //! QEMU goes, so each boot starts its own. Its argv[0] names the socket, so its pid can be
 //! checked before it is signalled ([`crate::process::is_alive`]).
@@ -37,6 +37,10 @@ pub enum Flavor {
 pub struct Virtiofsd {
     pub bin: PathBuf,
     pub flavor: Flavor,
+    /// It takes a listening socket (`--fd`), and (the Rust one, 1.13 and later) maps the
+    /// guest's root to another user (`--translate-uid`).
+    pub has_fd: bool,
+    pub has_translate: bool,
 }
 
 /// Where to look when the configuration names no path: the Rust one first.
@@ -45,7 +49,12 @@ pub const SEARCH: &[&str] = &["/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd
 impl Virtiofsd {
     /// Which virtiofsd `bin` is, from its `--help`; `None` when it does not run or is neither.
     pub fn identify(bin: &Path) -> Option<Virtiofsd> {
-        let out = Command::new(bin).arg("--help").stdin(Stdio::null()).output().ok()?;
+        let out = banger_host::run_with_timeout(
+            &bin.display().to_string(),
+            vec!["--help".to_string()],
+            std::time::Duration::from_secs(5),
+        )
+        .ok()?;
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         let flavor = if text.contains("--shared-dir") {
             Flavor::Rust
@@ -54,27 +63,37 @@ impl Virtiofsd {
         } else {
             return None;
         };
-        Some(Virtiofsd { bin: bin.to_path_buf(), flavor })
+        Some(Virtiofsd {
+            bin: bin.to_path_buf(),
+            flavor,
+            has_fd: text.contains("--fd"),
+            has_translate: text.contains("--translate-uid"),
+        })
     }
 
     /// Why this virtiofsd cannot serve folders for a process of `uid`, if it cannot.
     pub fn unusable_by(&self, uid: u32) -> Option<String> {
-        (self.flavor == Flavor::Qemu && uid != 0).then(|| {
-            format!(
-                "{} is QEMU's older virtiofsd, whose sandbox needs root; install the Rust virtiofsd (Debian 13 / \
-                 Ubuntu 24.04: package virtiofsd; Debian 12: `make virtiofsd`, or `cargo install virtiofsd`) and set \
-                 virtiofsd_bin if it is not on PATH",
-                self.bin.display()
-            )
-        })
+        const GET: &str = "install the Rust virtiofsd 1.13 or later (Debian 13: package virtiofsd; elsewhere `make \
+                           virtiofsd` or `cargo install virtiofsd`) and set virtiofsd_bin if it is not on PATH";
+        if self.flavor == Flavor::Qemu && uid != 0 {
+            return Some(format!("{} is QEMU's older virtiofsd, whose sandbox needs root; {GET}", self.bin.display()));
+        }
+        if !self.has_fd || (self.flavor == Flavor::Rust && uid != 0 && !self.has_translate) {
+            return Some(format!(
+                "{} is too old (no {}); {GET}",
+                self.bin.display(),
+                if self.has_fd { "--translate-uid, which a normal user needs" } else { "--fd" }
+            ));
+        }
+        None
     }
 
-    /// The arguments after argv[0] for serving `dir` on fd 3.
-    pub fn args(&self, dir: &Path, readonly: bool, uid: u32, gid: u32) -> Vec<OsString> {
+    /// The arguments after argv[0] for serving `dir` on the listening socket `fd`.
+    pub fn args(&self, dir: &Path, readonly: bool, uid: u32, gid: u32, fd: i32) -> Vec<OsString> {
         let mut a: Vec<OsString> = Vec::new();
         match self.flavor {
             Flavor::Rust => {
-                a.push("--fd=3".into());
+                a.push(format!("--fd={fd}").into());
                 let mut shared = OsString::from("--shared-dir=");
                 shared.push(dir);
                 a.push(shared);
@@ -91,7 +110,7 @@ impl Virtiofsd {
                 }
             }
             Flavor::Qemu => {
-                a.push("--fd=3".into());
+                a.push(format!("--fd={fd}").into());
                 a.push("-o".into());
                 let mut source = OsString::from("source=");
                 source.push(dir);
@@ -111,10 +130,10 @@ impl Virtiofsd {
         let listener = UnixListener::bind(socket)?;
         let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
         let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
-        let mut cmd = Command::new(&self.bin);
-        cmd.arg0(marker(socket)).args(self.args(dir, readonly, uid, gid));
-        cmd.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
         let fd = listener.as_raw_fd();
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg0(marker(socket)).args(self.args(dir, readonly, uid, gid, fd));
+        cmd.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
         // The C virtiofsd has no read-only option: a read-only bind mount of the directory
         // onto itself, in a mount namespace only it sees.
         let bind_ro = readonly && self.flavor == Flavor::Qemu;
@@ -124,9 +143,8 @@ impl Virtiofsd {
         // mount) on values prepared before the fork.
         unsafe {
             cmd.pre_exec(move || {
-                // fd 3 without close-on-exec (dup2 clears it; an fd already at 3 has it cleared).
-                let r = if fd == 3 { libc::fcntl(fd, libc::F_SETFD, 0) } else { libc::dup2(fd, 3) };
-                if r < 0 {
+                // The listening socket, where it is, kept across exec.
+                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 if bind_ro {
@@ -164,11 +182,11 @@ mod tests {
 
     #[test]
     fn the_rust_one_maps_the_guest_s_root_to_a_normal_user_and_enforces_read_only() {
-        let v = Virtiofsd { bin: "/x".into(), flavor: Flavor::Rust };
+        let v = Virtiofsd { bin: "/x".into(), flavor: Flavor::Rust, has_fd: true, has_translate: true };
         assert_eq!(
-            strs(&v.args(Path::new("/home/me/src"), true, 1000, 100)),
+            strs(&v.args(Path::new("/home/me/src"), true, 1000, 100, 7)),
             [
-                "--fd=3",
+                "--fd=7",
                 "--shared-dir=/home/me/src",
                 "--cache=auto",
                 "--sandbox=none",
@@ -177,15 +195,26 @@ mod tests {
                 "--readonly"
             ]
         );
-        let root = v.args(Path::new("/srv"), false, 0, 0);
+        let root = v.args(Path::new("/srv"), false, 0, 0, 3);
         assert!(strs(&root).contains(&"--sandbox=namespace") && !strs(&root).contains(&"--readonly"));
         assert_eq!(v.unusable_by(1000), None);
+        let old = Virtiofsd { has_translate: false, ..v.clone() };
+        assert!(old.unusable_by(1000).unwrap().contains("too old (no --translate-uid"), "a normal user needs it");
+        assert_eq!(old.unusable_by(0), None, "root does not");
     }
 
     #[test]
     fn the_c_one_is_for_root_only() {
-        let v = Virtiofsd { bin: "/usr/lib/qemu/virtiofsd".into(), flavor: Flavor::Qemu };
-        assert_eq!(strs(&v.args(Path::new("/srv"), true, 0, 0)), ["--fd=3", "-o", "source=/srv", "-o", "cache=auto"]);
+        let v = Virtiofsd {
+            bin: "/usr/lib/qemu/virtiofsd".into(),
+            flavor: Flavor::Qemu,
+            has_fd: true,
+            has_translate: false,
+        };
+        assert_eq!(
+            strs(&v.args(Path::new("/srv"), true, 0, 0, 3)),
+            ["--fd=3", "-o", "source=/srv", "-o", "cache=auto"]
+        );
         assert!(v.unusable_by(0).is_none());
         assert!(v.unusable_by(1000).unwrap().contains("Rust virtiofsd"));
     }
@@ -199,10 +228,11 @@ mod tests {
             std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
             p
         };
-        let rust = fake("r", "      --shared-dir <SHARED_DIR>");
-        let c = fake("c", "    -o source=PATH             shared directory tree");
+        let rust = fake("r", "      --shared-dir <SHARED_DIR>  --fd <FD>  --translate-uid <MAP>");
+        let c = fake("c", "    -o source=PATH             shared directory tree\n    --fd=FDNUM");
         let other = fake("o", "usage: something else");
         assert_eq!(Virtiofsd::identify(&rust).unwrap().flavor, Flavor::Rust);
+        assert!(Virtiofsd::identify(&rust).unwrap().has_translate);
         assert_eq!(Virtiofsd::identify(&c).unwrap().flavor, Flavor::Qemu);
         assert_eq!(Virtiofsd::identify(&other), None);
         assert_eq!(Virtiofsd::identify(&tmp.path().join("missing")), None);

@@ -225,6 +225,10 @@ pub struct PortForward {
     /// Whether the host port is being listened on now (while the VM runs); for host port 0,
     /// `spec` has the port that was picked.
     pub active: bool,
+    /// Why a published port of a running VM is not being forwarded (a new daemon found it
+    /// taken).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// `GET /v1/vms`.

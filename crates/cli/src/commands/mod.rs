@@ -26,7 +26,7 @@ use crate::error::CliResult;
 pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Completions(args) => completions::run(args),
-        Command::SshConfig { install, uninstall } => ssh_config::run(&Ctx::new()?, install, uninstall),
+        Command::SshConfig { install, uninstall, json } => ssh_config::run(&Ctx::new()?, install, uninstall, json),
         Command::Vm(cmd) => vm::run(&Ctx::new()?, cmd),
         Command::Events { json, since } => events::run(&Ctx::new()?, json, since),
         Command::Daemon(cmd) => daemon::run(&Ctx::new()?, cmd),

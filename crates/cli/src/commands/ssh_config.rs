@@ -1,4 +1,4 @@
-//! `banger ssh-config [--install|--uninstall]`: print `STATE/ssh_config` (bangerd writes it:
+//! `banger ssh-config [--install|--uninstall|--json]`: print `STATE/ssh_config` (bangerd writes it:
 //! a `Host NAME.vm` block per VM, rewritten as VMs come and go), or include it from (or take it
 //! out of) `~/.ssh/config`.
 
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// The comment line --install writes above its `Include`.
 const MARK: &str = "# added by `banger ssh-config --install`";
 
-pub fn run(ctx: &Ctx, install: bool, uninstall: bool) -> CliResult {
+pub fn run(ctx: &Ctx, install: bool, uninstall: bool, json: bool) -> CliResult {
     let ours = ctx.dirs.state.join("ssh_config");
     if install || uninstall {
         let home = std::env::var_os("HOME")
@@ -31,7 +31,28 @@ pub fn run(ctx: &Ctx, install: bool, uninstall: bool) -> CliResult {
         return Ok(());
     }
     // Asking bangerd (started if need be) makes sure it has written the file.
-    let _: VmList = block_on(ctx.client()?.get(routes::VMS))?;
+    let list: VmList = block_on(ctx.client()?.get(routes::VMS))?;
+    if json {
+        let hosts: Vec<serde_json::Value> = list
+            .vms
+            .iter()
+            .map(|vm| {
+                serde_json::json!({
+                    "host": format!("{}.vm", vm.name),
+                    "hostname": vm.ssh.host,
+                    "user": vm.ssh.user,
+                    "port": vm.ssh.port,
+                    "identity_file": vm.ssh.key,
+                    "known_hosts": vm.ssh.known_hosts,
+                    "host_key_alias": vm.ssh.host_key_alias,
+                    // Ready for ssh's command line: `ssh ${ssh_options[@]} user@hostname`.
+                    "ssh_options": vm.ssh.options(),
+                })
+            })
+            .collect();
+        crate::output::json(&serde_json::json!({ "file": ours, "hosts": hosts }));
+        return Ok(());
+    }
     let text = std::fs::read_to_string(&ours).map_err(|e| {
         CliError::failure(format!(
             "cannot read {} ({e}); bangerd writes it at start (an older bangerd does not: `banger daemon stop`, then retry)",

@@ -186,10 +186,11 @@ fn show(v: &Vm) {
     ];
     for p in &v.ports {
         let s = &p.spec;
-        let state = match (p.persistent, p.active) {
-            (true, true) => "published, forwarding",
-            (true, false) => "published, forwarded while it runs",
-            (false, _) => "vm port-forward, while it runs",
+        let state = match (p.persistent, p.active, &p.error) {
+            (true, _, Some(e)) => format!("published, NOT forwarded: {e}"),
+            (true, true, None) => "published, forwarding".into(),
+            (true, false, None) => "published, forwarded while it runs".into(),
+            (false, _, _) => "vm port-forward, while it runs".into(),
         };
         rows.push(("port", format!("{}:{} → {}:{}/{} ({state})", fmt_ip(s), s.host_port, v.ip, s.guest_port, s.proto)));
     }

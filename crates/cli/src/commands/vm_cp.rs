@@ -63,6 +63,8 @@ fn split(path: &str) -> (String, String) {
 }
 
 pub fn run(ctx: &Ctx, src: &str, dst: &str) -> CliResult {
+    // Noted from here on (the checks below run ssh too), acted on once the copy runs.
+    Interrupt::install();
     let (src, dst) = (Loc::parse(src), Loc::parse(dst));
     let vm_name = match (&src, &dst) {
         (Loc::Guest { vm, .. }, Loc::Host(_)) | (Loc::Host(_), Loc::Guest { vm, .. }) => vm.clone(),
@@ -145,6 +147,9 @@ pub fn run(ctx: &Ctx, src: &str, dst: &str) -> CliResult {
     };
     let dest_dir = if dest_dir.is_empty() { "/".to_string() } else { dest_dir };
 
+    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(CliError::new(130, "interrupted; nothing was copied".to_string()));
+    }
     // The two ends of the stream.
     let q = super::vm_exec::quote;
     let producer = match &src {
@@ -193,7 +198,8 @@ pub fn run(ctx: &Ctx, src: &str, dst: &str) -> CliResult {
         Loc::Guest { .. } => {
             // Staged beside the destination, renamed into place when complete; removed on failure.
             let script = format!(
-                "set -e; t=$(mktemp -d {dir}/.banger-cp.XXXXXX); trap 'rm -rf \"$t\"' EXIT; tar -C \"$t\" --no-same-owner -xpf -; \
+                "set -e; t=$(mktemp -d {dir}/.banger-cp.XXXXXX); trap 'rm -rf \"$t\"' EXIT; trap 'exit 1' HUP INT TERM PIPE; \
+                 tar -C \"$t\" --no-same-owner -xpf -; \
                  if [ -d {dst} ] && [ ! -L {dst} ] && [ -d \"$t\"/{src} ]; then echo \"{shown} is a directory \
                  already\" >&2; exit 17; fi; mv -f -T \"$t\"/{src} {dst}",
                 dir = q(&dest_dir),
@@ -204,7 +210,14 @@ pub fn run(ctx: &Ctx, src: &str, dst: &str) -> CliResult {
             Command::new("ssh").args(&ssh_base).arg(script).stdin(input).stderr(Stdio::piped()).spawn()
         }
     }?;
+    // Interrupted (Ctrl-C, SIGTERM, a closed terminal): both ends are ended, and the failed
+    // copy leaves nothing (the staging directory on the host is removed as it goes out of scope;
+    // the guest's removes itself).
+    let interrupt = Interrupt::watch(&[producer.id(), consumer.id()]);
     let copied = pump(Running::new(producer), Running::new(consumer));
+    if interrupt.happened() {
+        return Err(CliError::new(130, "interrupted; nothing was copied".to_string()));
+    }
     let (bytes, secs) = copied?;
     if let Some(staging) = host_staging {
         let from = staging.path().join(&src_base);
@@ -218,6 +231,60 @@ pub fn run(ctx: &Ctx, src: &str, dst: &str) -> CliResult {
         eprintln!("copied {} in {secs:.1}s", banger_config::size::format_size(bytes));
     }
     Ok(())
+}
+
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// SIGINT, SIGTERM and SIGHUP noted instead of ending banger, for as long as a copy runs, and a
+/// thread that then ends the copy's two processes (a terminal's Ctrl-C reaches them anyway; a
+/// signal to banger alone does not).
+struct Interrupt {
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Interrupt {
+    fn install() {
+        use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+        let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESTART, SigSet::empty());
+        for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+            // SAFETY: the handler only stores to an atomic.
+            let _ = unsafe { sigaction(sig, &action) };
+        }
+    }
+
+    fn watch(pids: &[u32]) -> Interrupt {
+        use nix::sys::signal::Signal;
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (pids, finished) = (pids.to_vec(), done.clone());
+        std::thread::spawn(move || {
+            use std::sync::atomic::Ordering::SeqCst;
+            while !finished.load(SeqCst) {
+                if INTERRUPTED.load(SeqCst) {
+                    // Our own children, not yet waited for: their pids cannot have been reused.
+                    for &pid in &pids {
+                        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGTERM);
+                    }
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        });
+        Interrupt { done }
+    }
+
+    fn happened(&self) -> bool {
+        INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Interrupt {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// A child of a copy with its standard error read on a thread from the start (so that neither

@@ -104,7 +104,7 @@ impl Fake {
 }
 
 impl Hypervisor for Fake {
-    fn select(&self, _kernel: &Path, _initrd: Option<&Path>) -> Result<Box<dyn Vmm>> {
+    fn select(&self, _kernel: &Path, _initrd: Option<&Path>, _folders: bool) -> Result<Box<dyn Vmm>> {
         Ok(Box::new(self.clone()))
     }
     fn for_instance(&self, _backend: Backend, _accel: Accel) -> Result<Box<dyn Vmm>> {

@@ -25,8 +25,9 @@ use std::path::Path;
 pub use ssh::Probe;
 
 pub trait Hypervisor: Send + Sync {
-    /// The backend for a new boot of a VM with this kernel (may probe KVM the first time).
-    fn select(&self, kernel: &Path, initrd: Option<&Path>) -> Result<Box<dyn Vmm>>;
+    /// The backend for a new boot of a VM with this kernel (may probe KVM the first time);
+    /// one with host `folders` needs QEMU (`vmm = "auto"` picks it for them).
+    fn select(&self, kernel: &Path, initrd: Option<&Path>, folders: bool) -> Result<Box<dyn Vmm>>;
     /// A driver for an already running instance.
     fn for_instance(&self, backend: Backend, accel: Accel) -> Result<Box<dyn Vmm>>;
     /// Whether KVM runs guests here, if known without probing.

@@ -147,7 +147,7 @@ impl super::Hypervisor for Backends {
         })
     }
 
-    fn select(&self, kernel: &Path, initrd: Option<&Path>) -> Result<Box<dyn Vmm>> {
+    fn select(&self, kernel: &Path, initrd: Option<&Path>, folders: bool) -> Result<Box<dyn Vmm>> {
         match self.choice {
             VmmChoice::Qemu => Ok(self.qemu_vmm(kernel, initrd)),
             VmmChoice::Firecracker => {
@@ -165,7 +165,8 @@ impl super::Hypervisor for Backends {
                 firecracker(bin)
             }
             VmmChoice::Auto => match &self.firecracker {
-                Some(bin) if self.kvm_usable(kernel, initrd) => firecracker(bin.clone()),
+                // Firecracker has no shared filesystem device: a VM with host folders gets QEMU.
+                Some(bin) if !folders && self.kvm_usable(kernel, initrd) => firecracker(bin.clone()),
                 _ => Ok(self.qemu_vmm(kernel, initrd)),
             },
         }
@@ -210,4 +211,25 @@ pub fn find_program(name_or_path: &Path, runtime_dir: &Path) -> Option<PathBuf> 
         return Some(in_runtime);
     }
     std::env::var_os("PATH").iter().flat_map(std::env::split_paths).map(|d| d.join(name_or_path)).find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::Hypervisor;
+
+    #[test]
+    fn auto_gives_vms_with_host_folders_qemu_even_where_firecracker_would_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        let b = Backends::new(VmmChoice::Auto, Some("/fc".into()), "/qemu".into(), tmp.path());
+        *b.kvm.lock().unwrap() = Some(true);
+        let k = Path::new("/k");
+        assert_eq!(b.select(k, None, false).unwrap().backend(), Backend::Firecracker);
+        assert_eq!(b.select(k, None, true).unwrap().backend(), Backend::Qemu);
+        assert_eq!(b.select(k, None, true).unwrap().accel(), Accel::Kvm);
+        // An explicit Firecracker refuses folders up front, naming the alternatives.
+        let fc = Backends::new(VmmChoice::Firecracker, Some("/fc".into()), "/qemu".into(), tmp.path());
+        let e = fc.folders_unavailable().expect("refused");
+        assert!(e.message.contains("banger vm cp") && e.message.contains("sshfs"), "{e:?}");
+    }
 }

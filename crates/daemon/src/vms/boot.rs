@@ -127,7 +127,7 @@ impl Manager {
         if self.hypervisor.kvm_known().is_none() {
             self.step(progress, name, "probe", "checking whether KVM can run guests here (once per host boot)".into());
         }
-        let vmm = self.hypervisor.select(&kernel, initrd.as_deref())?;
+        let vmm = self.hypervisor.select(&kernel, initrd.as_deref(), !rec.mounts.is_empty())?;
         let address = |ip: &str| -> Result<Ipv4Addr> {
             ip.parse().map_err(|_| {
                 ApiError::internal(format!("VM {name} has a malformed address {ip:?} in the database")).into()
@@ -136,7 +136,7 @@ impl Manager {
         let (guest, host) = (address(&rec.guest_ip)?, address(&rec.host_ip)?);
 
         // Published ports first: a host port that is taken refuses the start, and nothing changes.
-        self.open_published(rec)?;
+        self.open_published(rec, true)?;
         let mut current = match self.transition(name, phase, VmPhase::Starting(None), None) {
             Ok(p) => p,
             Err(e) => {

@@ -212,7 +212,7 @@ impl Manager {
         match t {
             Phase::Stopped | Phase::Failed => self.close_forwards(name),
             Phase::Running if f != t => {
-                if let Err(e) = self.record(name).and_then(|rec| self.open_published(&rec)) {
+                if let Err(e) = self.record(name).and_then(|rec| self.open_published(&rec, false)) {
                     tracing::warn!("VM {name}: published ports not forwarded: {e}");
                     self.events.publish(
                         Some(name),

@@ -99,8 +99,29 @@ impl Manager {
             }
             self.step(progress, name, "folders", format!("serving {} for {}", m.host.display(), m.guest.display()));
             let sock = socket(&paths.run_dir, i);
+            let from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
             let pid = self.hypervisor.serve_folder(&m.host, m.readonly, &sock, &log)?;
-            let _ = std::fs::write(paths.run_dir.join(format!("fs{i}.pid")), pid.to_string());
+            let marker = virtiofs::marker(&sock);
+            // Recorded, or ended now: one that is not recorded would be left running.
+            if let Err(e) = std::fs::write(paths.run_dir.join(format!("fs{i}.pid")), pid.to_string()) {
+                let _ = process::signal(pid, Path::new(&marker), nix::sys::signal::Signal::SIGKILL);
+                return Err(ApiError::internal(format!("cannot write in {}: {e}", paths.run_dir.display())).into());
+            }
+            // One that refuses its options exits at once: say so with its words, not as a VMM
+            // that could not connect.
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            if !process::is_alive(pid, Path::new(&marker)) {
+                let said = std::fs::read(&log)
+                    .map(|b| String::from_utf8_lossy(b.get(from as usize..).unwrap_or(&b)).into_owned());
+                let said = said.unwrap_or_default();
+                return Err(ApiError::internal(format!(
+                    "virtiofsd for {} exited at once: {} (log: {})",
+                    m.host.display(),
+                    said.trim().lines().last().unwrap_or("no message"),
+                    log.display()
+                ))
+                .into());
+            }
             shares.push(Share { tag: tag(i), socket: sock });
         }
         Ok(shares)
@@ -124,13 +145,18 @@ impl Manager {
     /// End the virtiofsd processes a VM's run left (each checked to be the one for its socket).
     pub(super) fn stop_folder_servers(&self, name: &str) {
         let run_dir = self.layout.vm(name).run_dir;
-        for i in 0.. {
-            let Ok(pid) = std::fs::read_to_string(run_dir.join(format!("fs{i}.pid"))) else { break };
-            if let Ok(pid) = pid.trim().parse::<u32>() {
-                let marker = virtiofs::marker(&socket(&run_dir, i));
-                if process::signal(pid, Path::new(&marker), nix::sys::signal::Signal::SIGKILL).is_ok() {
-                    process::wait_exit(pid, Path::new(&marker), std::time::Duration::from_secs(2));
-                }
+        let Ok(entries) = std::fs::read_dir(&run_dir) else { return };
+        for entry in entries.flatten() {
+            let file = entry.file_name();
+            let Some(i) = file.to_str().and_then(|f| f.strip_prefix("fs")?.strip_suffix(".pid")?.parse::<usize>().ok())
+            else {
+                continue;
+            };
+            let Ok(pid) = std::fs::read_to_string(entry.path()).map(|p| p.trim().parse::<u32>()) else { continue };
+            let Ok(pid) = pid else { continue };
+            let marker = virtiofs::marker(&socket(&run_dir, i));
+            if process::signal(pid, Path::new(&marker), nix::sys::signal::Signal::SIGKILL).is_ok() {
+                process::wait_exit(pid, Path::new(&marker), std::time::Duration::from_secs(2));
             }
         }
     }

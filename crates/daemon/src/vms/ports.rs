@@ -32,6 +32,9 @@ pub struct Ports {
 struct VmPorts {
     /// Bound for the VM's published ports (empty when it has none, or they could not be bound).
     published: Vec<(PortSpec, Forward)>,
+    /// Published ports of a running VM that could not be bound again (a new daemon found the
+    /// host port taken), and why.
+    failed: Vec<(PortSpec, String)>,
     /// `vm port-forward` requests in progress, by id.
     temporary: HashMap<u64, Vec<(PortSpec, Forward)>>,
 }
@@ -103,6 +106,11 @@ impl Manager {
                     let mut all = p.published.iter().chain(p.temporary.values().flatten());
                     all.any(|(s, _)| s.clashes(&spec)).then_some(vm.as_str())
                 });
+                if e.raw_os_error() == Some(nix::errno::Errno::EAFNOSUPPORT as i32) {
+                    return Err(
+                        ApiError::bad_input(format!("cannot listen on {addr}: IPv6 is off on this host")).into()
+                    );
+                }
                 Err(match e.kind() {
                     std::io::ErrorKind::AddrInUse => ApiError::conflict(match by_vm {
                         Some(vm) => format!("host port {addr} is taken by VM {vm}'s forward"),
@@ -141,9 +149,11 @@ impl Manager {
             .map_err(|_| ApiError::internal(format!("VM {} has a malformed address in the database", rec.name)).into())
     }
 
-    /// Bind VM `rec`'s published ports unless they are bound already (a start does this before
-    /// its VMM runs; a running VM found by a new daemon gets them here too).
-    pub(super) fn open_published(&self, rec: &VmRecord) -> Result<()> {
+    /// Bind VM `rec`'s published ports unless they are bound already. A start does this before
+    /// its VMM runs, `strict`ly: all or nothing. A running VM found again (a new daemon) gets
+    /// each port that can be had; the others are kept as failed, shown by `vm show`, and the
+    /// first failure is returned.
+    pub(super) fn open_published(&self, rec: &VmRecord, strict: bool) -> Result<()> {
         let specs = published(rec)?;
         if specs.is_empty() {
             return Ok(());
@@ -153,16 +163,31 @@ impl Manager {
         if open.get(&rec.name).is_some_and(|p| !p.published.is_empty()) {
             return Ok(());
         }
-        let bound = self.bind_all(&open, &rec.name, guest, &specs)?;
-        open.entry(rec.name.clone()).or_default().published = bound;
-        Ok(())
+        if strict {
+            let bound = self.bind_all(&open, &rec.name, guest, &specs)?;
+            open.entry(rec.name.clone()).or_default().published = bound;
+            return Ok(());
+        }
+        let (mut bound, mut failed, mut first) = (Vec::new(), Vec::new(), None);
+        for spec in specs {
+            match self.bind(&open, &rec.name, guest, spec) {
+                Ok(b) => bound.push(b),
+                Err(e) => {
+                    failed.push((spec, e.to_string()));
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        let vm = open.entry(rec.name.clone()).or_default();
+        (vm.published, vm.failed) = (bound, failed);
+        first.map_or(Ok(()), Err)
     }
 
     /// Bind the published ports of every running VM (a daemon that starts with VMs running).
     pub fn open_all_published(&self) {
         let Ok(vms) = self.db().vms() else { return };
         for rec in vms.iter().filter(|r| r.phase == Phase::Running.as_str()) {
-            if let Err(e) = self.open_published(rec) {
+            if let Err(e) = self.open_published(rec, false) {
                 tracing::warn!("VM {}: {e}", rec.name);
                 self.events.publish(
                     Some(&rec.name),
@@ -174,7 +199,10 @@ impl Manager {
 
     /// Close everything forwarded to VM `name` (it stopped, failed or is deleted).
     pub(super) fn close_forwards(&self, name: &str) {
-        if self.ports.open().remove(name).is_some() {
+        // Closed after the lock is let go (closing waits for each relay to end).
+        let removed = self.ports.open().remove(name);
+        if removed.is_some() {
+            drop(removed);
             tracing::info!("VM {name}: forwards closed");
         }
     }
@@ -206,7 +234,9 @@ impl Manager {
         };
         let mut now: Vec<(PortSpec, Forward)> = kept.into_iter().filter(|(b, _)| specs.contains(b)).collect();
         now.extend(bound);
-        open.entry(rec.name.clone()).or_default().published = now;
+        let vm = open.entry(rec.name.clone()).or_default();
+        vm.published = now;
+        vm.failed.retain(|(s, _)| specs.contains(s) && !vm.published.iter().any(|(b, _)| b == s));
         Ok(())
     }
 
@@ -221,10 +251,11 @@ impl Manager {
                 return Err(ApiError::bad_input(format!("{s} and {other} want the same host port")).into());
             }
         }
+        // The phase is read under the lock: a stop or failure writes the database before it
+        // closes the VM's forwards, so either it is seen here or it closes these too.
+        let mut open = self.ports.open();
         let rec = self.record(name)?;
         let guest = Self::guest_addr(&rec)?;
-        // Under the lock, so a stop that closes the VM's forwards cannot slip in between.
-        let mut open = self.ports.open();
         match Self::phase_of(&rec)? {
             VmPhase::Running(_) => {}
             p => {
@@ -287,6 +318,7 @@ impl Manager {
                 spec,
                 persistent: true,
                 active: vm.is_some_and(|p| p.published.iter().any(|(s, _)| *s == spec)),
+                error: vm.and_then(|p| p.failed.iter().find(|(s, _)| *s == spec).map(|(_, e)| e.clone())),
             })
             .collect();
         if let Some(p) = vm {
@@ -296,6 +328,7 @@ impl Manager {
                 spec: *spec,
                 persistent: false,
                 active: true,
+                error: None,
             }));
         }
         views

@@ -91,11 +91,16 @@ impl Manager {
         let nat_live = live && new.nat != old.nat;
         let ports_live = live && new.publish != old.publish;
         let undo = |nat: bool, ports: bool| {
-            if ports {
-                let _ = self.replace_published(rec, &old_publish);
+            let mut failed = Vec::new();
+            if ports && let Err(e) = self.replace_published(rec, &old_publish) {
+                failed.push(format!("its published ports could not be put back: {e}"));
             }
-            if nat {
-                let _ = set_nat(old.nat);
+            if nat && let Err(e) = set_nat(old.nat) {
+                failed.push(format!("its NAT rules could not be put back: {e}"));
+            }
+            for why in failed {
+                tracing::warn!("VM {name}: {why}");
+                self.events.publish(Some(name), EventKind::Error { message: why });
             }
         };
         if nat_live {
@@ -181,7 +186,7 @@ fn list_or_none<T: ToString>(items: &[T]) -> String {
 }
 
 /// A VM's published ports after `--unpublish` (each key must name one) and `--publish` (one
-/// with the same host address, port and protocol as a kept one replaces it).
+/// on the same host port and protocol as a kept one, address-wise overlapping, replaces it).
 fn edit_publish(name: &str, old: &[PortSpec], add: &[PortSpec], remove: &[String]) -> Result<Vec<PortSpec>> {
     let mut specs = old.to_vec();
     for key in remove {
@@ -196,7 +201,8 @@ fn edit_publish(name: &str, old: &[PortSpec], add: &[PortSpec], remove: &[String
         }
     }
     for a in add {
-        specs.retain(|s| (s.host_ip, s.host_port, s.proto) != (a.host_ip, a.host_port, a.proto));
+        // One the new one's host socket would clash with is replaced by it.
+        specs.retain(|s| !s.clashes(a));
         specs.push(*a);
     }
     ports::validate_published(&specs)?;

@@ -480,13 +480,13 @@ fn a_restarted_daemon_settles_operations_it_was_in_the_middle_of() {
     // The same at a first boot (no keys pinned: nothing showed the guest is this VM) → its
     // VMM is stopped, failed.
     t.m.create(CreateVm { no_start: true, ..req("d") }, &()).unwrap();
-    let vmm = t.m.hypervisor.select("/k".as_ref(), None).unwrap();
+    let vmm = t.m.hypervisor.select("/k".as_ref(), None, false).unwrap();
     let live_d = Live { instance: vmm.start(&config_of(&t, "d")).unwrap(), started_at: now() };
     t.set_row("d", &VmPhase::Starting(Some(live_d.clone())));
     // A boot whose VMM was spawned but never recorded → that VMM is found and killed; failed.
     t.m.create(CreateVm { no_start: true, ..req("c") }, &()).unwrap();
     t.set_row("c", &VmPhase::Starting(None));
-    let orphan = t.m.hypervisor.select("/k".as_ref(), None).unwrap().start(&config_of(&t, "c")).unwrap().pid;
+    let orphan = t.m.hypervisor.select("/k".as_ref(), None, false).unwrap().start(&config_of(&t, "c")).unwrap().pid;
     assert!(alive(orphan));
     t.m.reconcile(true);
     assert!(wait_dead(orphan), "a VMM the database never recorded was left running");
@@ -1091,7 +1091,23 @@ fn host_folders_are_refused_where_they_cannot_be_served() {
     let e = t.m.create(CreateVm { mounts: vec![missing], ..req("nf") }, &()).unwrap_err();
     assert_eq!(e.code(), ErrorCode::BadInput);
     assert!(e.to_string().contains("cannot use /no/such/dir"), "{e}");
-    // Firecracker: no shared filesystem device; the error names the alternatives.
-    let e = crate::platform::vmm::firecracker_has_no_folders();
-    assert!(e.message.contains("banger vm cp") && e.message.contains("sshfs"), "{e:?}");
+}
+
+#[test]
+fn a_new_daemon_forwards_what_it_can_and_shows_what_it_cannot() {
+    let t = setup();
+    let (a, b) = (free_port(), free_port());
+    let spec = |h: u16| -> banger_api::PortSpec { format!("{h}:80").parse().unwrap() };
+    t.m.create(CreateVm { publish: vec![spec(a), spec(b)], ..req("r") }, &()).unwrap();
+    // As if bangerd restarted: nothing bound, and meanwhile another program took one port.
+    t.m.close_forwards("r");
+    let holder = std::net::TcpListener::bind(("127.0.0.1", a)).unwrap();
+    t.m.open_all_published();
+    let ports = t.m.get("r").unwrap().ports;
+    let (pa, pb) =
+        (ports.iter().find(|p| p.spec == spec(a)).unwrap(), ports.iter().find(|p| p.spec == spec(b)).unwrap());
+    assert!(!pa.active && pa.error.as_deref().is_some_and(|e| e.contains("taken")), "{pa:?}");
+    assert!(pb.active && pb.error.is_none() && listening(b), "the other port is forwarded: {pb:?}");
+    assert!(t.kinds("r").contains(&"error"), "said as an event too");
+    drop(holder);
 }
