@@ -106,6 +106,9 @@ pub enum DaemonCommand {
         /// Do not start the daemon; exit 5 if it is not running.
         #[arg(long)]
         no_start: bool,
+        /// Run the KVM probes again (each VMM boots the guest kernel once; a few seconds).
+        #[arg(long)]
+        reprobe: bool,
     },
     /// Print the path of the daemon's socket.
     Socket {

@@ -9,6 +9,7 @@
 //! All calls are blocking and short; the daemon runs them on its blocking pool.
 
 pub mod firecracker;
+pub mod kvm;
 pub mod process;
 pub mod qemu;
 pub mod virtiofs;
@@ -17,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// Which VMM runs a VM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Backend {
     Firecracker,

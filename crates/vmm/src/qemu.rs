@@ -6,6 +6,7 @@
 //! waits for it to reach userspace: `/dev/kvm` existing proves nothing (nested schemes exist that
 //! open fine and then fail on the first unusual instruction).
 
+use crate::kvm::Verdict;
 use crate::process::{self, is_alive};
 use crate::{Accel, Backend, Instance, VmConfig, Vmm, VmmError};
 use serde_json::{Value, json};
@@ -272,14 +273,26 @@ impl Qmp {
     }
 }
 
-/// Boot `kernel` (+ `initrd`) under KVM and report whether it reaches userspace within
-/// `timeout`. Any early failure (QEMU refusing the CPU, a KVM internal error, a hang) means no.
-pub fn probe_kvm(bin: &Path, kernel: &Path, initrd: Option<&Path>, timeout: Duration) -> bool {
-    if !Path::new("/dev/kvm").exists() {
-        return false;
+/// Boot `kernel` (and `initrd`) under QEMU with KVM for up to `timeout` and watch its console
+/// ([`crate::kvm::watch`]); `dev` is `/dev/kvm`.
+pub fn probe_kvm(bin: &Path, kernel: &Path, initrd: Option<&Path>, dev: &Path, timeout: Duration) -> Verdict {
+    if let Err(v) = crate::kvm::access(dev) {
+        return v;
     }
-    let Ok(dir) = tempdir_for_probe() else { return false };
+    if !bin.is_file() {
+        return Verdict::Unprobed {
+            why: format!("QEMU ({}) is not installed", bin.display()),
+            fix: "install qemu-system-x86, or set qemu_bin".into(),
+        };
+    }
+    let dir = match tempdir_for_probe() {
+        Ok(d) => d,
+        Err(e) => {
+            return Verdict::Unprobed { why: format!("no directory for the probe: {e}"), fix: "check TMPDIR".into() };
+        }
+    };
     let console = dir.join("console.log");
+    let errors = dir.join("stderr.log");
     let mut cmd = Command::new(bin);
     cmd.args(["-M", "microvm", "-accel", "kvm", "-cpu", "host", "-m", "256", "-smp", "1"])
         .args(["-nodefaults", "-no-user-config", "-nographic", "-display", "none", "-no-reboot"])
@@ -287,34 +300,41 @@ pub fn probe_kvm(bin: &Path, kernel: &Path, initrd: Option<&Path>, timeout: Dura
         .arg(opt_path("file:", &console))
         .arg("-kernel")
         .arg(kernel)
-        .args(["-append", "console=ttyS0 panic=-1 rdinit=/banger-kvm-probe"])
+        .args(["-append", &format!("console=ttyS0 panic=-1 rdinit={}", crate::kvm::PROBE_INIT)])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(std::fs::File::create(&errors).map(Stdio::from).unwrap_or_else(|_| Stdio::null()));
     if let Some(initrd) = initrd {
         cmd.arg("-initrd").arg(initrd);
     }
-    let Ok(mut child) = cmd.spawn() else { return false };
-    let deadline = Instant::now() + timeout;
-    let banner_deadline = Instant::now() + (timeout / 2).min(Duration::from_secs(5));
-    let reached_userspace = loop {
-        let text = std::fs::read_to_string(&console).unwrap_or_default();
-        // The kernel got as far as looking for init: guest code runs fine under this KVM.
-        if text.contains("/banger-kvm-probe") || text.contains("Run /init") {
-            break true;
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Verdict::Unprobed {
+                why: format!("cannot run {}: {e}", bin.display()),
+                fix: "check qemu_bin".into(),
+            };
         }
-        // Under a working KVM the kernel banner appears within a second; a hang before it (as
-        // with nested schemes that cannot run the boot code) need not wait for the full timeout.
-        let silent = !text.contains("Linux version") && Instant::now() >= banner_deadline;
-        if silent || matches!(child.try_wait(), Ok(Some(_))) || Instant::now() >= deadline {
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
     };
+    let verdict = crate::kvm::watch(
+        &console,
+        || match child.try_wait() {
+            Ok(Some(status)) => {
+                let said = std::fs::read_to_string(&errors).unwrap_or_default();
+                Some(match said.trim().lines().last() {
+                    Some(line) => format!("{status}: {line}"),
+                    None => status.to_string(),
+                })
+            }
+            _ => None,
+        },
+        timeout,
+    );
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
-    reached_userspace
+    verdict
 }
 
 fn tempdir_for_probe() -> std::io::Result<PathBuf> {

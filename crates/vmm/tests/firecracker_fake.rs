@@ -43,6 +43,7 @@ const TESTS: &[(&str, fn())] = &[
     ("stale_socket_is_replaced_and_a_live_one_refused", stale_socket_is_replaced_and_a_live_one_refused),
     ("request_shutdown_sends_ctrl_alt_del", request_shutdown_sends_ctrl_alt_del),
     ("version_and_spawn_errors", version_and_spawn_errors),
+    ("kvm_probe_with_firecracker_alone", kvm_probe_with_firecracker_alone),
 ];
 
 fn main() {
@@ -476,6 +477,59 @@ fn version_and_spawn_errors() {
 // ---------------------------------------------------------------------------------------------
 // The fake Firecracker
 
+/// A KVM probe needs nothing but Firecracker (no QEMU anywhere): a kernel that reaches its init
+/// is "runs", a silent one "broken" with what was seen, no /dev/kvm "unprobed" with the fix. The
+/// fake reads `fake.json` in the probe's directory.
+fn kvm_probe_with_firecracker_alone() {
+    use banger_vmm::kvm::Verdict;
+    let tmp = tempfile::tempdir().unwrap();
+    // Any file this user can open read-write stands in for /dev/kvm.
+    let dev = tmp.path().join("kvm");
+    fs::write(&dev, b"").unwrap();
+    let probe = |name: &str, console: Option<&str>| {
+        let dir = tmp.path().join(name);
+        fs::create_dir_all(&dir).unwrap();
+        let cfg = match console {
+            Some(c) => json!({ "console": c }),
+            None => json!({}),
+        };
+        fs::write(dir.join("fake.json"), cfg.to_string()).unwrap();
+        let v = banger_vmm::firecracker::probe_kvm(
+            &env::current_exe().unwrap(),
+            Path::new("/k/vmlinux"),
+            None,
+            &dev,
+            &dir,
+            Duration::from_secs(2),
+        );
+        assert!(!dir.exists(), "the probe's directory is removed");
+        v
+    };
+    let banner = "Linux version 6.1.0 (fake)\nRun /banger-kvm-probe as init process";
+    assert_eq!(probe("ok", Some(banner)), Verdict::Runs);
+    let Verdict::Broken { evidence } = probe("silent", None) else { panic!("a silent kernel is broken") };
+    assert!(
+        evidence.contains("did not reach init") && evidence.contains("fake guest: serial console line"),
+        "{evidence}"
+    );
+    let stuck = "Linux version 6.1.0 (fake)\nKVM internal error. Suberror: 1";
+    let Verdict::Broken { evidence } = probe("stuck", Some(stuck)) else { panic!() };
+    assert!(evidence.contains("KVM internal error"), "the last console line is the evidence: {evidence}");
+    let missing = banger_vmm::firecracker::probe_kvm(
+        &env::current_exe().unwrap(),
+        Path::new("/k/vmlinux"),
+        None,
+        &tmp.path().join("no-kvm"),
+        &tmp.path().join("nodev"),
+        Duration::from_secs(2),
+    );
+    let Verdict::Unprobed { why, fix } = missing else { panic!() };
+    assert!(why.contains("does not exist") && fix.contains("modprobe"), "{why}; {fix}");
+    // No process of the probes is left.
+    assert!(process::find_with_marker(tmp.path()).is_empty());
+    println!("verdicts: runs, broken (silent), broken (stuck), unprobed");
+}
+
 mod fake {
     use serde_json::{Value, json};
     use std::fs::{self, OpenOptions};
@@ -589,6 +643,10 @@ mod fake {
                 }
                 "PUT /actions" if body["action_type"] == "InstanceStart" => {
                     println!("fake guest: serial console line");
+                    // What the guest kernel prints, as `fake.json` says (a KVM probe watches it).
+                    if let Some(text) = state.config["console"].as_str() {
+                        println!("{text}");
+                    }
                     respond(&mut writer, "204 No Content", None);
                 }
                 _ => respond(&mut writer, "204 No Content", None),

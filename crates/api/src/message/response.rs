@@ -31,6 +31,10 @@ pub struct DaemonStatus {
     pub qemu_bin: PathBuf,
     /// Whether KVM can run guests here; `None` until the first boot probes it.
     pub kvm_usable: Option<bool>,
+    /// What each VMM this configuration may use found when it tried to run a guest under KVM
+    /// (probed once per host boot, with that VMM; `--reprobe` again).
+    #[serde(default)]
+    pub kvm: Vec<KvmProbe>,
     /// `.vm` names.
     pub dns: DnsStatus,
 }
@@ -229,6 +233,18 @@ pub struct PortForward {
     /// taken).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// One VMM's KVM probe.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KvmProbe {
+    /// `firecracker` or `qemu`.
+    pub vmm: String,
+    /// `runs` (a guest kernel reached its init under KVM), `broken` (KVM is there but a guest
+    /// could not run), or `unprobed` (nothing could be tried).
+    pub verdict: String,
+    /// One sentence: the evidence, or why it could not be tried and the fix.
+    pub detail: String,
 }
 
 /// `GET /v1/vms`.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 pub fn run(ctx: &Ctx, cmd: DaemonCommand) -> CliResult {
     match cmd {
-        DaemonCommand::Status { json, no_start } => status(ctx, json, no_start),
+        DaemonCommand::Status { json, no_start, reprobe } => status(ctx, json, no_start, reprobe),
         DaemonCommand::Socket { json } => {
             let socket = ctx.dirs.socket();
             if json {
@@ -28,9 +28,10 @@ pub fn run(ctx: &Ctx, cmd: DaemonCommand) -> CliResult {
     }
 }
 
-fn status(ctx: &Ctx, json: bool, no_start: bool) -> CliResult {
+fn status(ctx: &Ctx, json: bool, no_start: bool, reprobe: bool) -> CliResult {
     let client = if no_start { ctx.client_no_start() } else { ctx.client()? };
-    let s: DaemonStatus = block_on(client.get(routes::DAEMON_STATUS))?;
+    let path = if reprobe { format!("{}?reprobe=true", routes::DAEMON_STATUS) } else { routes::DAEMON_STATUS.into() };
+    let s: DaemonStatus = block_on(client.get(&path))?;
     if json {
         output::json(&s);
         return Ok(());
@@ -57,14 +58,25 @@ fn status(ctx: &Ctx, json: bool, no_start: bool) -> CliResult {
         ("database", format!("{} (schema {})", s.database.display(), s.schema_version)),
         ("runtime", runtime),
         ("vmm", {
-            let kvm = match s.kvm_usable {
-                Some(true) => "KVM works",
-                Some(false) => "KVM cannot run guests: QEMU with TCG",
-                None => "KVM not probed yet",
-            };
             let fc = s.firecracker_bin.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "not found".into());
-            format!("{} ({kvm}; firecracker: {fc}; qemu: {})", s.vmm, s.qemu_bin.display())
+            format!("{} (firecracker: {fc}; qemu: {})", s.vmm, s.qemu_bin.display())
         }),
+        (
+            "kvm",
+            if s.kvm.is_empty() {
+                "not probed yet (the first boot probes it; `--reprobe` now)".into()
+            } else {
+                s.kvm
+                    .iter()
+                    .map(|k| {
+                        // Only QEMU falls back to software emulation.
+                        let fallback = if k.vmm == "qemu" && k.verdict != "runs" { "; QEMU uses TCG" } else { "" };
+                        format!("{}: {}{fallback}", k.vmm, k.detail)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n     ")
+            },
+        ),
         (
             "dns",
             match (&s.dns.listen, &s.dns.error) {

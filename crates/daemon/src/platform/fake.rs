@@ -110,9 +110,10 @@ impl Hypervisor for Fake {
     fn for_instance(&self, _backend: Backend, _accel: Accel) -> Result<Box<dyn Vmm>> {
         Ok(Box::new(self.clone()))
     }
-    fn kvm_known(&self) -> Option<bool> {
-        Some(false)
+    fn kvm_verdicts(&self) -> Vec<(Backend, banger_vmm::kvm::Verdict)> {
+        vec![(Backend::Qemu, banger_vmm::kvm::Verdict::Broken { evidence: "fake host".into() })]
     }
+    fn reprobe(&self, _kernel: &Path, _initrd: Option<&Path>) {}
     fn firecracker_bin(&self) -> Option<&Path> {
         None
     }

@@ -30,8 +30,11 @@ pub trait Hypervisor: Send + Sync {
     fn select(&self, kernel: &Path, initrd: Option<&Path>, folders: bool) -> Result<Box<dyn Vmm>>;
     /// A driver for an already running instance.
     fn for_instance(&self, backend: Backend, accel: Accel) -> Result<Box<dyn Vmm>>;
-    /// Whether KVM runs guests here, if known without probing.
-    fn kvm_known(&self) -> Option<bool>;
+    /// What each VMM this configuration may use found of KVM, for those already probed (this
+    /// host boot).
+    fn kvm_verdicts(&self) -> Vec<(Backend, banger_vmm::kvm::Verdict)>;
+    /// Forget the verdicts and probe again, each with the VMM that would run guests.
+    fn reprobe(&self, kernel: &Path, initrd: Option<&Path>);
     fn firecracker_bin(&self) -> Option<&Path>;
     fn qemu_bin(&self) -> &Path;
     /// Why host folders cannot be served here (no usable virtiofsd: the error names what to

@@ -7,8 +7,10 @@
 use crate::error::Result;
 use banger_api::ApiError;
 use banger_config::config::VmmChoice;
+use banger_vmm::kvm::Verdict;
 use banger_vmm::virtiofs::Virtiofsd;
 use banger_vmm::{Accel, Backend, Vmm};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -16,14 +18,20 @@ use std::time::Duration;
 /// The environment variable that forces QEMU's accelerator (`kvm` or `tcg`), skipping the probe.
 pub const ENV_ACCEL: &str = "BANGER_ACCEL";
 
+/// How long a probe boot may take to reach the guest's init.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub struct Backends {
     choice: VmmChoice,
     firecracker: Option<PathBuf>,
     qemu: PathBuf,
     cache_file: PathBuf,
-    kvm: Mutex<Option<bool>>,
+    /// What each VMM's probe found this host boot (`qemu`, `firecracker`).
+    verdicts: Mutex<HashMap<Backend, Verdict>>,
     /// `virtiofsd_bin` as configured (a path or a name).
     virtiofsd_bin: PathBuf,
+    /// `/dev/kvm` (tests point it elsewhere).
+    kvm_dev: PathBuf,
 }
 
 impl Backends {
@@ -33,8 +41,9 @@ impl Backends {
             firecracker,
             qemu,
             cache_file: cache_dir.join("kvm-probe.json"),
-            kvm: Mutex::new(None),
+            verdicts: Mutex::new(HashMap::new()),
             virtiofsd_bin: PathBuf::from("virtiofsd"),
+            kvm_dev: PathBuf::from("/dev/kvm"),
         }
     }
 
@@ -44,6 +53,91 @@ impl Backends {
         self
     }
 
+    /// Probe this device instead of `/dev/kvm` (tests).
+    pub fn with_kvm_device(mut self, dev: &Path) -> Backends {
+        self.kvm_dev = dev.to_path_buf();
+        self
+    }
+
+    fn boot_id() -> String {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim().to_string()
+    }
+
+    /// The verdicts cached on disk for this host boot.
+    fn cached(&self) -> HashMap<Backend, Verdict> {
+        let Ok(text) = std::fs::read_to_string(&self.cache_file) else { return HashMap::new() };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else { return HashMap::new() };
+        if v["boot_id"] != Self::boot_id().as_str() {
+            return HashMap::new();
+        }
+        [Backend::Qemu, Backend::Firecracker]
+            .into_iter()
+            .filter_map(|b| Some((b, serde_json::from_value(v[b.as_str()].clone()).ok()?)))
+            .collect()
+    }
+
+    fn save(&self, verdicts: &HashMap<Backend, Verdict>) {
+        let mut v = serde_json::json!({ "boot_id": Self::boot_id() });
+        for (b, verdict) in verdicts {
+            v[b.as_str()] = serde_json::to_value(verdict).unwrap_or_default();
+        }
+        let _ = std::fs::create_dir_all(self.cache_file.parent().unwrap_or(Path::new(".")));
+        let _ = std::fs::write(&self.cache_file, v.to_string());
+    }
+
+    /// Whether KVM runs guests under `backend` (probed with that VMM once per host boot).
+    pub fn verdict(&self, backend: Backend, kernel: &Path, initrd: Option<&Path>) -> Verdict {
+        if let Some(forced) = std::env::var(ENV_ACCEL).ok().filter(|v| !v.is_empty()) {
+            return if forced == "kvm" {
+                Verdict::Runs
+            } else {
+                Verdict::Unprobed { why: format!("{ENV_ACCEL}={forced}"), fix: format!("unset {ENV_ACCEL} to probe") }
+            };
+        }
+        let mut known = self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
+        if known.is_empty() {
+            *known = self.cached();
+        }
+        if let Some(v) = known.get(&backend) {
+            return v.clone();
+        }
+        let verdict = match backend {
+            Backend::Qemu => banger_vmm::qemu::probe_kvm(&self.qemu, kernel, initrd, &self.kvm_dev, PROBE_TIMEOUT),
+            Backend::Firecracker => match &self.firecracker {
+                Some(bin) => {
+                    let dir = std::env::temp_dir().join(format!("banger-fc-probe-{}", std::process::id()));
+                    banger_vmm::firecracker::probe_kvm(bin, kernel, initrd, &self.kvm_dev, &dir, PROBE_TIMEOUT)
+                }
+                None => Verdict::Unprobed {
+                    why: "no firecracker binary was found (firecracker_bin, the runtime dir, PATH)".into(),
+                    fix: "install firecracker, or set firecracker_bin".into(),
+                },
+            },
+        };
+        tracing::info!("KVM probe with {}: {}", backend.as_str(), verdict.describe());
+        known.insert(backend, verdict.clone());
+        self.save(&known);
+        verdict
+    }
+
+    /// The VMMs `select` may use with this configuration.
+    fn candidates(&self) -> Vec<Backend> {
+        match self.choice {
+            VmmChoice::Qemu => vec![Backend::Qemu],
+            VmmChoice::Firecracker => vec![Backend::Firecracker],
+            VmmChoice::Auto if self.firecracker.is_some() => vec![Backend::Firecracker, Backend::Qemu],
+            VmmChoice::Auto => vec![Backend::Qemu],
+        }
+    }
+
+    /// Forget the verdicts and probe again (`daemon status --reprobe`).
+    pub fn reprobe(&self, kernel: &Path, initrd: Option<&Path>) {
+        self.verdicts.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let _ = std::fs::remove_file(&self.cache_file);
+        for b in self.candidates() {
+            self.verdict(b, kernel, initrd);
+        }
+    }
     /// The virtiofsd to use: `virtiofsd_bin` (a path as given; a name in `PATH`, then where
     /// distributions put it), usable by this user.
     fn virtiofsd(&self) -> std::result::Result<Virtiofsd, ApiError> {
@@ -83,40 +177,6 @@ impl Backends {
                 .to_string(),
         }))
     }
-
-    /// The probe result cached for this host boot: (boot id, usable).
-    fn cached(&self) -> Option<(String, bool)> {
-        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?.trim().to_string();
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&self.cache_file).ok()?).ok()?;
-        (v["boot_id"] == boot_id.as_str()).then_some(())?;
-        Some((boot_id, v["kvm"].as_bool()?))
-    }
-
-    /// Whether KVM runs `kernel` here (probing once per host boot).
-    pub fn kvm_usable(&self, kernel: &Path, initrd: Option<&Path>) -> bool {
-        if let Some(forced) = std::env::var(ENV_ACCEL).ok().filter(|v| !v.is_empty()) {
-            return forced == "kvm";
-        }
-        let mut known = self.kvm.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(k) = *known {
-            return k;
-        }
-        let usable = self.cached().map(|(_, usable)| usable).unwrap_or_else(|| {
-            let boot_id =
-                std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim().to_string();
-            let usable = banger_vmm::qemu::probe_kvm(&self.qemu, kernel, initrd, Duration::from_secs(10));
-            tracing::info!(
-                "KVM probe: {}",
-                if usable { "guests run under KVM" } else { "KVM cannot run guests; using TCG" }
-            );
-            let _ = std::fs::create_dir_all(self.cache_file.parent().unwrap_or(Path::new(".")));
-            let _ =
-                std::fs::write(&self.cache_file, serde_json::json!({ "boot_id": boot_id, "kvm": usable }).to_string());
-            usable
-        });
-        *known = Some(usable);
-        usable
-    }
 }
 
 impl super::Hypervisor for Backends {
@@ -128,9 +188,16 @@ impl super::Hypervisor for Backends {
         &self.qemu
     }
 
-    fn kvm_known(&self) -> Option<bool> {
-        let known = *self.kvm.lock().unwrap_or_else(|e| e.into_inner());
-        known.or_else(|| self.cached().map(|(_, usable)| usable))
+    fn kvm_verdicts(&self) -> Vec<(Backend, Verdict)> {
+        let mut known = self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
+        if known.is_empty() {
+            *known = self.cached();
+        }
+        self.candidates().into_iter().filter_map(|b| Some((b, known.get(&b)?.clone()))).collect()
+    }
+
+    fn reprobe(&self, kernel: &Path, initrd: Option<&Path>) {
+        Backends::reprobe(self, kernel, initrd)
     }
 
     fn folders_unavailable(&self) -> Option<ApiError> {
@@ -156,17 +223,27 @@ impl super::Hypervisor for Backends {
                         "vmm = \"firecracker\" but no firecracker binary was found (firecracker_bin, the runtime dir, PATH)",
                     )
                 })?;
-                if !self.kvm_usable(kernel, initrd) {
-                    return Err(ApiError::invalid_state(
-                        "vmm = \"firecracker\" but KVM cannot run guests on this host; use vmm = \"qemu\" (or \"auto\")",
-                    )
-                    .into());
+                // Judged by Firecracker itself: nothing else (QEMU) is needed or consulted.
+                match self.verdict(Backend::Firecracker, kernel, initrd) {
+                    Verdict::Runs => firecracker(bin),
+                    Verdict::Broken { evidence } => Err(ApiError::invalid_state(format!(
+                        "vmm = \"firecracker\", but KVM cannot run guests on this host: a probe boot under \
+                         Firecracker failed ({evidence}); use vmm = \"qemu\" (software emulation) or \"auto\", and \
+                         `banger daemon status --reprobe` to check again"
+                    ))
+                    .into()),
+                    Verdict::Unprobed { why, fix } => Err(ApiError::invalid_state(format!(
+                        "vmm = \"firecracker\", but KVM could not be tried: {why}; {fix} (then `banger daemon status \
+                         --reprobe`)"
+                    ))
+                    .into()),
                 }
-                firecracker(bin)
             }
             VmmChoice::Auto => match &self.firecracker {
                 // Firecracker has no shared filesystem device: a VM with host folders gets QEMU.
-                Some(bin) if !folders && self.kvm_usable(kernel, initrd) => firecracker(bin.clone()),
+                Some(bin) if !folders && self.verdict(Backend::Firecracker, kernel, initrd).runs() => {
+                    firecracker(bin.clone())
+                }
                 _ => Ok(self.qemu_vmm(kernel, initrd)),
             },
         }
@@ -184,7 +261,7 @@ impl super::Hypervisor for Backends {
 
 impl Backends {
     fn qemu_vmm(&self, kernel: &Path, initrd: Option<&Path>) -> Box<dyn Vmm> {
-        let accel = if self.kvm_usable(kernel, initrd) { Accel::Kvm } else { Accel::Tcg };
+        let accel = if self.verdict(Backend::Qemu, kernel, initrd).runs() { Accel::Kvm } else { Accel::Tcg };
         Box::new(banger_vmm::qemu::Qemu::new(self.qemu.clone(), accel))
     }
 }
@@ -222,7 +299,8 @@ mod tests {
     fn auto_gives_vms_with_host_folders_qemu_even_where_firecracker_would_run() {
         let tmp = tempfile::tempdir().unwrap();
         let b = Backends::new(VmmChoice::Auto, Some("/fc".into()), "/qemu".into(), tmp.path());
-        *b.kvm.lock().unwrap() = Some(true);
+        b.verdicts.lock().unwrap().insert(Backend::Firecracker, Verdict::Runs);
+        b.verdicts.lock().unwrap().insert(Backend::Qemu, Verdict::Runs);
         let k = Path::new("/k");
         assert_eq!(b.select(k, None, false).unwrap().backend(), Backend::Firecracker);
         assert_eq!(b.select(k, None, true).unwrap().backend(), Backend::Qemu);
@@ -231,5 +309,43 @@ mod tests {
         let fc = Backends::new(VmmChoice::Firecracker, Some("/fc".into()), "/qemu".into(), tmp.path());
         let e = fc.folders_unavailable().expect("refused");
         assert!(e.message.contains("banger vm cp") && e.message.contains("sshfs"), "{e:?}");
+    }
+
+    fn refusal(b: &Backends) -> String {
+        match b.select(Path::new("/k"), None, false) {
+            Ok(v) => panic!("selected {:?}", v.backend()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn an_explicit_firecracker_is_judged_by_firecracker_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        // No QEMU anywhere.
+        let fc = || Backends::new(VmmChoice::Firecracker, Some("/fc".into()), "/nonexistent/qemu".into(), tmp.path());
+        let b = fc();
+        b.verdicts.lock().unwrap().insert(Backend::Firecracker, Verdict::Runs);
+        assert_eq!(b.select(Path::new("/k"), None, false).unwrap().backend(), Backend::Firecracker);
+        let shown = b.kvm_verdicts();
+        assert_eq!(shown, [(Backend::Firecracker, Verdict::Runs)], "only the VMM in use is reported");
+
+        let b = fc();
+        let evidence = "the VMM exited (exit status: 1); last console line: \"KVM internal error\"";
+        b.verdicts.lock().unwrap().insert(Backend::Firecracker, Verdict::Broken { evidence: evidence.into() });
+        let e = refusal(&b);
+        assert!(e.contains(evidence) && e.contains("probe boot under Firecracker"), "{e}");
+        assert!(!e.contains("TCG") && !e.contains("QEMU"), "nothing about another VMM: {e}");
+
+        // Really probed: no /dev/kvm here, and the error says so and what to do.
+        let b = fc().with_kvm_device(&tmp.path().join("no-kvm"));
+        let e = refusal(&b);
+        assert!(e.contains("does not exist") && e.contains("modprobe") && e.contains("--reprobe"), "{e}");
+        // Cached per VMM for this host boot, on disk too.
+        let cache = std::fs::read_to_string(tmp.path().join("kvm-probe.json")).unwrap();
+        assert!(
+            cache.contains("\"firecracker\"") && cache.contains("unprobed") && !cache.contains("\"qemu\""),
+            "{cache}"
+        );
+        assert_eq!(fc().kvm_verdicts().len(), 1, "a new daemon reads it");
     }
 }

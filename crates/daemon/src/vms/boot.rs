@@ -124,7 +124,7 @@ impl Manager {
         let public_key = self.ssh_public_key()?;
         let kernel = PathBuf::from(&rec.kernel);
         let initrd = rec.initrd.as_ref().map(PathBuf::from);
-        if self.hypervisor.kvm_known().is_none() {
+        if self.hypervisor.kvm_verdicts().is_empty() {
             self.step(progress, name, "probe", "checking whether KVM can run guests here (once per host boot)".into());
         }
         let vmm = self.hypervisor.select(&kernel, initrd.as_deref(), !rec.mounts.is_empty())?;

@@ -327,6 +327,59 @@ impl Drop for Starting {
     }
 }
 
+/// Boot `kernel` (and `initrd`) under Firecracker for up to `timeout` and watch its console
+/// ([`crate::kvm::watch`]); its API socket, log and console live in `dir` (removed after); `dev` is
+/// `/dev/kvm`. Nothing but Firecracker is needed.
+pub fn probe_kvm(
+    bin: &Path,
+    kernel: &Path,
+    initrd: Option<&Path>,
+    dev: &Path,
+    dir: &Path,
+    timeout: Duration,
+) -> crate::kvm::Verdict {
+    use crate::kvm::{PROBE_INIT, Verdict};
+    if let Err(v) = crate::kvm::access(dev) {
+        return v;
+    }
+    if !bin.is_file() {
+        return Verdict::Unprobed {
+            why: format!("Firecracker ({}) is not installed", bin.display()),
+            fix: "install firecracker, or set firecracker_bin".into(),
+        };
+    }
+    let config = VmConfig {
+        name: "banger-kvm-probe".into(),
+        kernel: kernel.to_path_buf(),
+        initrd: initrd.map(Path::to_path_buf),
+        cmdline: format!("rdinit={PROBE_INIT}"),
+        disks: vec![],
+        memory_mib: 256,
+        vcpus: 1,
+        nic: None,
+        run_dir: dir.to_path_buf(),
+        console_log: dir.join("console.log"),
+        shares: vec![],
+    };
+    let verdict = match Firecracker::new(bin.to_path_buf()).start(&config) {
+        Err(e) => Verdict::Broken { evidence: format!("Firecracker could not start a guest: {e}") },
+        Ok(instance) => {
+            let (pid, socket) = (instance.pid, instance.control_socket.clone());
+            let verdict = crate::kvm::watch(
+                &config.console_log,
+                || (!process::is_alive(pid, &socket)).then(|| "it is gone".to_string()),
+                timeout,
+            );
+            if process::signal(pid, &socket, Signal::SIGKILL).is_ok() {
+                process::wait_exit(pid, &socket, Duration::from_secs(5));
+            }
+            verdict
+        }
+    };
+    let _ = fs::remove_dir_all(dir);
+    verdict
+}
+
 impl Vmm for Firecracker {
     fn backend(&self) -> Backend {
         Backend::Firecracker

@@ -1,0 +1,150 @@
+//! Whether KVM runs guests here, told as one of three outcomes ([`Verdict`]), each with what it
+//! rests on. `/dev/kvm` existing proves nothing (nested schemes exist that open fine and then
+//! fail on the first unusual instruction), so a verdict of "runs" comes only from a real boot: the
+//! VMM that will run the guests ([`crate::qemu::probe_kvm`], [`crate::firecracker::probe_kvm`])
+//! boots the guest kernel with a made-up init and the console is watched for the kernel reaching
+//! it.
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// What a KVM probe found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    /// A guest kernel booted to its init under KVM.
+    Runs,
+    /// KVM is there, but a guest could not run: what the probe saw (the VMM's error, the last
+    /// console line).
+    Broken { evidence: String },
+    /// Nothing could be tried: why, and what would fix it.
+    Unprobed { why: String, fix: String },
+}
+
+impl Verdict {
+    pub fn runs(&self) -> bool {
+        matches!(self, Verdict::Runs)
+    }
+
+    /// One sentence for logs, status and errors.
+    pub fn describe(&self) -> String {
+        match self {
+            Verdict::Runs => "KVM runs guests".into(),
+            Verdict::Broken { evidence } => format!("KVM is present but cannot run guests ({evidence})"),
+            Verdict::Unprobed { why, fix } => format!("KVM could not be probed: {why}; {fix}"),
+        }
+    }
+}
+
+/// The kernel command line of a probe boot: the kernel's own init is a file that does not exist,
+/// so reaching userspace shows as the kernel naming it.
+pub const PROBE_INIT: &str = "/banger-kvm-probe";
+
+/// Whether this process may use `dev` (`/dev/kvm`); an [`Verdict::Unprobed`] saying what to do
+/// when it may not.
+pub fn access(dev: &Path) -> Result<(), Verdict> {
+    match std::fs::OpenOptions::new().read(true).write(true).open(dev) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Verdict::Unprobed {
+            why: format!("{} does not exist", dev.display()),
+            fix: "enable virtualization in the firmware and load kvm_intel or kvm_amd (`modprobe kvm_intel`), or \
+                  use vmm = \"qemu\" (software emulation)"
+                .into(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(Verdict::Unprobed {
+            why: format!("this user may not open {} ({e})", dev.display()),
+            fix: format!(
+                "add the user to the group that owns it (`sudo usermod -aG {} $USER`, then log in again)",
+                group_of(dev).unwrap_or_else(|| "kvm".into())
+            ),
+        }),
+        Err(e) => Err(Verdict::Unprobed {
+            why: format!("{} cannot be opened: {e}", dev.display()),
+            fix: "check the device (`ls -l /dev/kvm`)".into(),
+        }),
+    }
+}
+
+fn group_of(dev: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let gid = std::fs::metadata(dev).ok()?.gid();
+    let groups = std::fs::read_to_string("/etc/group").ok()?;
+    groups.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        (f.nth(1)?.parse::<u32>().ok()? == gid).then(|| name.to_string())
+    })
+}
+
+/// Watch a probe boot's console until the kernel reaches [`PROBE_INIT`] ([`Verdict::Runs`]),
+/// the VMM exits (`exited` says how), the kernel stays silent past a few seconds, or `timeout`.
+pub fn watch(console: &Path, mut exited: impl FnMut() -> Option<String>, timeout: Duration) -> Verdict {
+    let start = Instant::now();
+    let banner_by = (timeout / 2).min(Duration::from_secs(5));
+    loop {
+        let text = std::fs::read_to_string(console).unwrap_or_default();
+        // The kernel got as far as looking for init: guest code runs fine under this KVM.
+        if text.contains(PROBE_INIT) || text.contains("Run /init") {
+            return Verdict::Runs;
+        }
+        let last =
+            || text.lines().rev().map(str::trim).find(|l| !l.is_empty()).map(|l| format!("last console line: {l:?}"));
+        if let Some(how) = exited() {
+            let seen = last().unwrap_or_else(|| "nothing on the console".into());
+            return Verdict::Broken { evidence: format!("the VMM exited ({how}); {seen}") };
+        }
+        let elapsed = start.elapsed();
+        // Under a working KVM the kernel banner appears within a second; a hang before it need
+        // not wait for the full timeout.
+        if (!text.contains("Linux version") && elapsed >= banner_by) || elapsed >= timeout {
+            let seen = last().unwrap_or_else(|| "nothing on the console".into());
+            return Verdict::Broken {
+                evidence: format!("the guest kernel did not reach init within {}s; {seen}", elapsed.as_secs()),
+            };
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_says_what_is_missing_and_how_to_fix_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let Err(Verdict::Unprobed { why, fix }) = access(&tmp.path().join("kvm")) else { panic!() };
+        assert!(why.contains("does not exist") && fix.contains("modprobe"), "{why}; {fix}");
+        let dev = tmp.path().join("ro");
+        std::fs::write(&dev, b"").unwrap();
+        std::fs::set_permissions(&dev, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+        // Root opens anything: only a normal user sees the refusal.
+        if nix::unistd::geteuid().is_root() {
+            assert!(access(&dev).is_ok());
+        } else {
+            let Err(Verdict::Unprobed { fix, .. }) = access(&dev) else { panic!() };
+            assert!(fix.contains("usermod -aG"), "{fix}");
+        }
+    }
+
+    #[test]
+    fn the_console_decides() {
+        let tmp = tempfile::tempdir().unwrap();
+        let console = tmp.path().join("c");
+        std::fs::write(&console, "Linux version 6.1\nRun /banger-kvm-probe as init process\n").unwrap();
+        assert_eq!(watch(&console, || None, Duration::from_secs(2)), Verdict::Runs);
+        std::fs::write(&console, "Linux version 6.1\nKVM internal error. Suberror: 1\n").unwrap();
+        let v = watch(&console, || Some("exit status: 1".into()), Duration::from_secs(2));
+        assert_eq!(
+            v,
+            Verdict::Broken {
+                evidence: "the VMM exited (exit status: 1); last console line: \"KVM internal error. Suberror: 1\""
+                    .into()
+            }
+        );
+        std::fs::write(&console, "").unwrap();
+        let Verdict::Broken { evidence } = watch(&console, || None, Duration::from_millis(300)) else { panic!() };
+        assert!(evidence.contains("did not reach init") && evidence.contains("nothing on the console"), "{evidence}");
+    }
+}
