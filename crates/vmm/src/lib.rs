@@ -164,6 +164,11 @@ pub trait Vmm: Send + Sync {
     fn start(&self, config: &VmConfig) -> Result<Instance, VmmError>;
     /// Ask the guest to shut down cleanly (Ctrl-Alt-Del / ACPI power button); returns at once.
     fn request_shutdown(&self, instance: &Instance) -> Result<(), VmmError>;
+    /// What the VMM itself has counted of the guest's I/O since it started, if it counts
+    /// (Firecracker's metrics).
+    fn io_totals(&self, _instance: &Instance) -> Option<firecracker::metrics::Totals> {
+        None
+    }
 }
 
 #[cfg(test)]

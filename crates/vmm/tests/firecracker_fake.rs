@@ -44,6 +44,7 @@ const TESTS: &[(&str, fn())] = &[
     ("request_shutdown_sends_ctrl_alt_del", request_shutdown_sends_ctrl_alt_del),
     ("version_and_spawn_errors", version_and_spawn_errors),
     ("kvm_probe_with_firecracker_alone", kvm_probe_with_firecracker_alone),
+    ("io_totals_flush_and_sum_the_metrics", io_totals_flush_and_sum_the_metrics),
 ];
 
 fn main() {
@@ -477,6 +478,22 @@ fn version_and_spawn_errors() {
 // ---------------------------------------------------------------------------------------------
 // The fake Firecracker
 
+/// `vm stats` on a Firecracker VM: each call flushes the metrics (FlushMetrics) and sums every
+/// flush in the file (each holds the counts since the previous one).
+fn io_totals_flush_and_sum_the_metrics() {
+    let f = Fixture::new(json!({}));
+    let fc = firecracker();
+    let instance = fc.start(&f.config).unwrap();
+    let first = fc.io_totals(&instance).expect("totals while it runs");
+    assert_eq!((first.flushes, first.block_read_bytes, first.net_rx_bytes), (1, 4096, 300));
+    let second = fc.io_totals(&instance).unwrap();
+    assert_eq!((second.flushes, second.block_write_bytes, second.drives["work"]), (2, 2048, (8192, 2048)));
+    assert!(f.method_paths().iter().filter(|m| m.contains("PUT /actions")).count() >= 3, "{:#?}", f.method_paths());
+    process::signal(instance.pid, &instance.control_socket, Signal::SIGKILL).unwrap();
+    assert!(process::wait_exit(instance.pid, &instance.control_socket, Duration::from_secs(5)));
+    assert_eq!(fc.io_totals(&instance), None, "nothing from a VMM that is gone");
+}
+
 /// A KVM probe needs nothing but Firecracker (no QEMU anywhere): a kernel that reaches its init
 /// is "runs", a silent one "broken" with what was seen, no /dev/kvm "unprobed" with the fix. The
 /// fake reads `fake.json` in the probe's directory.
@@ -542,6 +559,7 @@ mod fake {
         id: String,
         config: Value,
         log_path: Option<PathBuf>,
+        metrics_path: Option<PathBuf>,
     }
 
     pub fn main(args: &[String]) -> ! {
@@ -558,7 +576,8 @@ mod fake {
             .ok()
             .and_then(|s| serde_json::from_str(&s).ok())
             .unwrap_or(json!({}));
-        let mut state = State { dir, id: value("--id").unwrap_or_default(), config, log_path: None };
+        let mut state =
+            State { dir, id: value("--id").unwrap_or_default(), config, log_path: None, metrics_path: None };
 
         eprintln!("fake firecracker stderr line");
         if let Some(msg) = state.config["exit_before_listen"].as_str() {
@@ -639,6 +658,26 @@ mod fake {
                     assert!(p.exists(), "Firecracker needs the log file to exist");
                     state.log_path = Some(p);
                     log(state, "[fake] logger configured");
+                    respond(&mut writer, "204 No Content", None);
+                }
+                "PUT /metrics" => {
+                    let p = PathBuf::from(body["metrics_path"].as_str().unwrap());
+                    assert!(p.exists(), "Firecracker needs the metrics file to exist");
+                    state.metrics_path = Some(p);
+                    respond(&mut writer, "204 No Content", None);
+                }
+                // Each flush: the counts since the previous one (fixed ones here).
+                "PUT /actions" if body["action_type"] == "FlushMetrics" => {
+                    if let Some(p) = &state.metrics_path {
+                        let line = json!({
+                            "utc_timestamp_ms": 1_700_000_000_000u64,
+                            "block": {"read_bytes": 4096, "write_bytes": 1024, "read_count": 1, "write_count": 1},
+                            "block_work": {"read_bytes": 4096, "write_bytes": 1024},
+                            "net": {"rx_bytes_count": 300, "tx_bytes_count": 200, "rx_packets_count": 3, "tx_packets_count": 2}
+                        });
+                        let mut f = OpenOptions::new().append(true).open(p).unwrap();
+                        writeln!(f, "{line}").unwrap();
+                    }
                     respond(&mut writer, "204 No Content", None);
                 }
                 "PUT /actions" if body["action_type"] == "InstanceStart" => {

@@ -295,6 +295,35 @@ pub struct VmStats {
     /// The VM's TAP counters, from the guest's side (while it runs).
     pub network: Option<NetStats>,
     pub disks: Vec<DiskInfo>,
+    /// What the VMM itself counted of the guest's I/O since it started (Firecracker's metrics,
+    /// flushed for this answer; QEMU VMs have none).
+    #[serde(default)]
+    pub vmm_io: Option<Box<VmmIo>>,
+}
+
+/// A VMM's own I/O counters since the VM started.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VmmIo {
+    /// `firecracker`.
+    pub source: String,
+    pub block_read_bytes: u64,
+    pub block_write_bytes: u64,
+    pub block_reads: u64,
+    pub block_writes: u64,
+    /// Per drive (`base`, `overlay`, `work`).
+    pub drives: Vec<DriveIo>,
+    /// The guest's side: rx is what it received.
+    pub net_rx_bytes: u64,
+    pub net_tx_bytes: u64,
+    pub net_rx_packets: u64,
+    pub net_tx_packets: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DriveIo {
+    pub id: String,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
 }
 
 /// The VMM process as the host sees it.

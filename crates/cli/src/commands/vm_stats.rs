@@ -103,6 +103,25 @@ pub fn render(s: &VmStats) -> String {
             ),
         ));
     }
+    if let Some(io) = &s.vmm_io {
+        let drives: Vec<String> = io
+            .drives
+            .iter()
+            .map(|d| format!("{} {}/{}", d.id, format_size(d.read_bytes), format_size(d.write_bytes)))
+            .collect();
+        rows.push((
+            "disk i/o",
+            format!(
+                "read {} ({} ops), written {} ({} ops){} — {}'s counters",
+                format_size(io.block_read_bytes),
+                io.block_reads,
+                format_size(io.block_write_bytes),
+                io.block_writes,
+                if drives.is_empty() { String::new() } else { format!("; {}", drives.join(", ")) },
+                io.source
+            ),
+        ));
+    }
     for d in s.disks.iter().filter(|d| d.role != "base") {
         let role = if d.role == "work" { "disk work" } else { "disk overlay" };
         rows.push((role, format!("{} apparent, {} allocated", format_size(d.size), format_size(d.allocated))));

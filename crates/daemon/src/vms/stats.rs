@@ -1,5 +1,6 @@
 //! `vm stats`: configuration and disks always; while the VM runs, its VMM's CPU and memory on
-//! the host, its TAP counters and the guest's own figures.
+//! the host, its TAP counters, the VMM's own I/O counters where it keeps them (Firecracker's
+//! metrics) and the guest's own figures.
 //!
 //! Host figures are read when asked (a few `/proc` and `/sys` files). CPU% needs two samples:
 //! the daemon's monitor takes one per running VM each second, so the figure covers about the
@@ -12,7 +13,7 @@
 use super::Manager;
 use super::phase::VmPhase;
 use crate::error::Result;
-use banger_api::response::{GuestStats, NetStats, ProcessStats, VmStats};
+use banger_api::response::{DriveIo, GuestStats, NetStats, ProcessStats, VmStats, VmmIo};
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -108,6 +109,7 @@ impl Manager {
             guest_error: None,
             network: None,
             disks: vm.disks.clone(),
+            vmm_io: None,
         };
         let Ok(VmPhase::Running(live)) = VmPhase::from_record(&rec) else {
             lock(&self.samples.guest.0).remove(name);
@@ -123,6 +125,25 @@ impl Manager {
             tx_bytes: c.rx_bytes,
             tx_packets: c.rx_packets,
         });
+        stats.vmm_io =
+            self.hypervisor.for_instance(i.backend, i.accel).ok().and_then(|vmm| vmm.io_totals(i)).map(|t| {
+                Box::new(VmmIo {
+                    source: i.backend.as_str().into(),
+                    block_read_bytes: t.block_read_bytes,
+                    block_write_bytes: t.block_write_bytes,
+                    block_reads: t.block_reads,
+                    block_writes: t.block_writes,
+                    drives: t
+                        .drives
+                        .into_iter()
+                        .map(|(id, (r, w))| DriveIo { id, read_bytes: r, write_bytes: w })
+                        .collect(),
+                    net_rx_bytes: t.net_rx_bytes,
+                    net_tx_bytes: t.net_tx_bytes,
+                    net_rx_packets: t.net_rx_packets,
+                    net_tx_packets: t.net_tx_packets,
+                })
+            });
         if !vm.ssh.pinned {
             stats.guest_error = Some("the guest's SSH host key is not pinned yet".into());
             return Ok(stats);

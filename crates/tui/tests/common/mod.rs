@@ -92,6 +92,7 @@ pub fn stats(cpu: f64, mem_used: u64) -> VmStats {
         guest_error: None,
         network: None,
         disks: vec![],
+        vmm_io: None,
     }
 }
 

@@ -16,3 +16,71 @@ impl Resource for Metrics {
         "/metrics".into()
     }
 }
+
+/// What a VM's Firecracker has counted since it started: the sums of every flush in its
+/// metrics file (each flush holds the counts since the previous one).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Flushes read, and when the last was written (ms since the Unix epoch).
+    pub flushes: u64,
+    pub last_flush_ms: Option<u64>,
+    /// All block devices.
+    pub block_read_bytes: u64,
+    pub block_write_bytes: u64,
+    pub block_reads: u64,
+    pub block_writes: u64,
+    /// Per drive id: (read bytes, written bytes).
+    pub drives: std::collections::BTreeMap<String, (u64, u64)>,
+    /// All network interfaces, the guest's side (rx: received by the guest).
+    pub net_rx_bytes: u64,
+    pub net_tx_bytes: u64,
+    pub net_rx_packets: u64,
+    pub net_tx_packets: u64,
+}
+
+/// Sum the JSON lines of a Firecracker metrics file; lines that are not metrics (a partial last
+/// line) are skipped.
+pub fn totals(text: &str) -> Totals {
+    let mut t = Totals::default();
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let Some(obj) = v.as_object() else { continue };
+        let n =
+            |section: &str, key: &str| obj.get(section).and_then(|s| s.get(key)).and_then(|x| x.as_u64()).unwrap_or(0);
+        t.flushes += 1;
+        t.last_flush_ms = obj.get("utc_timestamp_ms").and_then(|x| x.as_u64()).or(t.last_flush_ms);
+        t.block_read_bytes += n("block", "read_bytes");
+        t.block_write_bytes += n("block", "write_bytes");
+        t.block_reads += n("block", "read_count");
+        t.block_writes += n("block", "write_count");
+        t.net_rx_bytes += n("net", "rx_bytes_count");
+        t.net_tx_bytes += n("net", "tx_bytes_count");
+        t.net_rx_packets += n("net", "rx_packets_count");
+        t.net_tx_packets += n("net", "tx_packets_count");
+        for key in obj.keys().filter_map(|k| k.strip_prefix("block_")) {
+            let section = format!("block_{key}");
+            let e = t.drives.entry(key.to_string()).or_default();
+            e.0 += n(&section, "read_bytes");
+            e.1 += n(&section, "write_bytes");
+        }
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flushes_are_deltas_and_are_summed() {
+        let text = r#"{"utc_timestamp_ms":1000,"block":{"read_bytes":4096,"write_bytes":0,"read_count":1,"write_count":0},"block_work":{"read_bytes":4096,"write_bytes":0},"net":{"rx_bytes_count":100,"tx_bytes_count":50,"rx_packets_count":2,"tx_packets_count":1}}
+{"utc_timestamp_ms":61000,"block":{"read_bytes":0,"write_bytes":8192,"read_count":0,"write_count":2},"block_work":{"read_bytes":0,"write_bytes":8192},"net":{"rx_bytes_count":10,"tx_bytes_count":5,"rx_packets_count":1,"tx_packets_count":1}}
+{"utc_timestamp_ms":62"#;
+        let t = totals(text);
+        assert_eq!((t.flushes, t.last_flush_ms), (2, Some(61000)), "a partial last line is skipped");
+        assert_eq!((t.block_read_bytes, t.block_write_bytes, t.block_reads, t.block_writes), (4096, 8192, 1, 2));
+        assert_eq!(t.drives["work"], (4096, 8192));
+        assert_eq!((t.net_rx_bytes, t.net_tx_bytes, t.net_rx_packets, t.net_tx_packets), (110, 55, 3, 2));
+        assert_eq!(totals(""), Totals::default());
+    }
+}
