@@ -83,24 +83,33 @@ pub fn watch(console: &Path, mut exited: impl FnMut() -> Option<String>, timeout
     let start = Instant::now();
     let banner_by = (timeout / 2).min(Duration::from_secs(5));
     loop {
-        let text = std::fs::read_to_string(console).unwrap_or_default();
+        let all = std::fs::read_to_string(console).unwrap_or_default();
+        // Only what the guest kernel printed counts: the console file may also hold the VMM's
+        // own output (Firecracker logs there until its logger is set), paths included.
+        let guest = all.find("Linux version").map(|i| &all[i..]);
         // The kernel got as far as looking for init: guest code runs fine under this KVM.
-        if text.contains(PROBE_INIT) || text.contains("Run /init") {
+        if guest.is_some_and(|g| g.contains(&format!("Run {PROBE_INIT}")) || g.contains("Run /init")) {
             return Verdict::Runs;
         }
-        let last =
-            || text.lines().rev().map(str::trim).find(|l| !l.is_empty()).map(|l| format!("last console line: {l:?}"));
+        let seen = || match guest {
+            Some(g) => g
+                .lines()
+                .rev()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .map(|l| format!("its last console line: {l:?}"))
+                .unwrap_or_default(),
+            None => "the guest kernel printed nothing".into(),
+        };
         if let Some(how) = exited() {
-            let seen = last().unwrap_or_else(|| "nothing on the console".into());
-            return Verdict::Broken { evidence: format!("the VMM exited ({how}); {seen}") };
+            return Verdict::Broken { evidence: format!("the VMM exited ({how}); {}", seen()) };
         }
         let elapsed = start.elapsed();
         // Under a working KVM the kernel banner appears within a second; a hang before it need
         // not wait for the full timeout.
-        if (!text.contains("Linux version") && elapsed >= banner_by) || elapsed >= timeout {
-            let seen = last().unwrap_or_else(|| "nothing on the console".into());
+        if (guest.is_none() && elapsed >= banner_by) || elapsed >= timeout {
             return Verdict::Broken {
-                evidence: format!("the guest kernel did not reach init within {}s; {seen}", elapsed.as_secs()),
+                evidence: format!("the guest kernel did not reach init within {}s; {}", elapsed.as_secs(), seen()),
             };
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -139,12 +148,18 @@ mod tests {
         assert_eq!(
             v,
             Verdict::Broken {
-                evidence: "the VMM exited (exit status: 1); last console line: \"KVM internal error. Suberror: 1\""
+                evidence: "the VMM exited (exit status: 1); its last console line: \"KVM internal error. Suberror: 1\""
                     .into()
             }
         );
         std::fs::write(&console, "").unwrap();
         let Verdict::Broken { evidence } = watch(&console, || None, Duration::from_millis(300)) else { panic!() };
-        assert!(evidence.contains("did not reach init") && evidence.contains("nothing on the console"), "{evidence}");
+        assert!(evidence.contains("did not reach init") && evidence.contains("printed nothing"), "{evidence}");
+        // The VMM's own lines (a path with the probe's name in it) are not the guest's.
+        std::fs::write(&console, "[fc_api] PUT /logger {\"log_path\":\"/tmp/banger-kvm-probe-1/x.log\"}\n").unwrap();
+        let Verdict::Broken { evidence } = watch(&console, || None, Duration::from_millis(300)) else {
+            panic!("the VMM's output mentioning the probe is not a guest reaching init")
+        };
+        assert!(evidence.contains("printed nothing"), "{evidence}");
     }
 }

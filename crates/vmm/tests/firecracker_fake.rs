@@ -526,9 +526,13 @@ fn kvm_probe_with_firecracker_alone() {
     assert_eq!(probe("ok", Some(banner)), Verdict::Runs);
     let Verdict::Broken { evidence } = probe("silent", None) else { panic!("a silent kernel is broken") };
     assert!(
-        evidence.contains("did not reach init") && evidence.contains("fake guest: serial console line"),
+        evidence.contains("printed nothing") && evidence.contains("Firecracker's log: \"[fake] logger configured\""),
         "{evidence}"
     );
+    // Firecracker's own output naming the probe (its log path, say) is not the guest reaching it.
+    let Verdict::Broken { .. } = probe("vmm-noise", Some("PUT /logger log_path=/tmp/x/banger-kvm-probe.log")) else {
+        panic!("no kernel banner, no verdict of runs")
+    };
     let stuck = "Linux version 6.1.0 (fake)\nKVM internal error. Suberror: 1";
     let Verdict::Broken { evidence } = probe("stuck", Some(stuck)) else { panic!() };
     assert!(evidence.contains("KVM internal error"), "the last console line is the evidence: {evidence}");

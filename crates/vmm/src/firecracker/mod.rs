@@ -373,7 +373,16 @@ pub fn probe_kvm(
             if process::signal(pid, &socket, Signal::SIGKILL).is_ok() {
                 process::wait_exit(pid, &socket, Duration::from_secs(5));
             }
-            verdict
+            // Firecracker's own account (KVM exits land in its log, not on the console).
+            let log = fs::read_to_string(Firecracker::log_path(dir)).unwrap_or_default();
+            // Its API server's chatter says nothing about the guest.
+            let said = log.lines().rev().map(str::trim).find(|l| !l.is_empty() && !l.contains(":fc_api]"));
+            match (verdict, said) {
+                (Verdict::Broken { evidence }, Some(line)) => {
+                    Verdict::Broken { evidence: format!("{evidence}; Firecracker's log: {line:?}") }
+                }
+                (v, _) => v,
+            }
         }
     };
     let _ = fs::remove_dir_all(dir);
