@@ -542,8 +542,10 @@ mod tests {
             dns_upstream = ["192.0.2.53"]
             mapdns_bin = "/usr/local/bin/mapdns"
             ssh_host_keys = "scan"
+            virtiofsd_bin = "/opt/virtiofsd"
         "#;
         let c = parse(text).unwrap();
+        assert_eq!(c.virtiofsd_bin, PathBuf::from("/opt/virtiofsd"));
         assert_eq!(c.ssh_host_keys, HostKeys::Scan);
         assert_eq!((c.dns, c.dns_port), (DnsMode::Mapdns, Some(20053)));
         assert_eq!(c.mapdns_bin, PathBuf::from("/usr/local/bin/mapdns"));
