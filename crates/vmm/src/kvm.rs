@@ -66,6 +66,16 @@ pub fn access(dev: &Path) -> Result<(), Verdict> {
     }
 }
 
+/// What a probe needs before it can boot anything: access to `dev` and the VMM's binary (`what`,
+/// installed as `fix` says).
+pub fn preflight(dev: &Path, bin: &Path, what: &str, fix: &str) -> Result<(), Verdict> {
+    access(dev)?;
+    if !bin.is_file() {
+        return Err(Verdict::Unprobed { why: format!("{what} ({}) is not installed", bin.display()), fix: fix.into() });
+    }
+    Ok(())
+}
+
 fn group_of(dev: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let gid = std::fs::metadata(dev).ok()?.gid();

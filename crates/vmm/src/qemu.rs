@@ -276,14 +276,8 @@ impl Qmp {
 /// Boot `kernel` (and `initrd`) under QEMU with KVM for up to `timeout` and watch its console
 /// ([`crate::kvm::watch`]); `dev` is `/dev/kvm`.
 pub fn probe_kvm(bin: &Path, kernel: &Path, initrd: Option<&Path>, dev: &Path, timeout: Duration) -> Verdict {
-    if let Err(v) = crate::kvm::access(dev) {
+    if let Err(v) = crate::kvm::preflight(dev, bin, "QEMU", "install qemu-system-x86, or set qemu_bin") {
         return v;
-    }
-    if !bin.is_file() {
-        return Verdict::Unprobed {
-            why: format!("QEMU ({}) is not installed", bin.display()),
-            fix: "install qemu-system-x86, or set qemu_bin".into(),
-        };
     }
     let dir = match tempdir_for_probe() {
         Ok(d) => d,

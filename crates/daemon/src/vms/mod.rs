@@ -276,6 +276,22 @@ impl Manager {
     }
 }
 
+/// Specs a VM row keeps as strings (published ports, host folders), parsed; one that does not
+/// parse (a database edited by hand?) is an error naming the VM and `what` it is.
+pub(super) fn stored_specs<T: std::str::FromStr<Err = String>>(
+    rec: &VmRecord,
+    list: &[String],
+    what: &str,
+) -> Result<Vec<T>> {
+    list.iter()
+        .map(|s| {
+            s.parse().map_err(|e| {
+                ApiError::internal(format!("VM {} has a bad {what} in the database: {e}", rec.name)).into()
+            })
+        })
+        .collect()
+}
+
 /// The sentence for a change the lifecycle does not allow.
 fn refusal(name: &str, from: Phase, to: Phase) -> Error {
     let msg = match (from, to) {

@@ -36,14 +36,7 @@ pub(super) fn validate(specs: &[MountSpec]) -> Result<()> {
 
 /// The specs of a VM's `mounts` column.
 pub(super) fn mounts_of(rec: &VmRecord) -> Result<Vec<MountSpec>> {
-    rec.mounts
-        .iter()
-        .map(|m| {
-            m.parse().map_err(|e| {
-                ApiError::internal(format!("VM {} has a bad host folder in the database: {e}", rec.name)).into()
-            })
-        })
-        .collect()
+    super::stored_specs(rec, &rec.mounts, "host folder")
 }
 
 fn tag(i: usize) -> String {

@@ -54,14 +54,7 @@ impl Ports {
 
 /// The specs of a VM's `publish` column.
 pub(super) fn published(rec: &VmRecord) -> Result<Vec<PortSpec>> {
-    rec.publish
-        .iter()
-        .map(|s| {
-            s.parse().map_err(|e| {
-                ApiError::internal(format!("VM {} has a bad published port in the database: {e}", rec.name)).into()
-            })
-        })
-        .collect()
+    super::stored_specs(rec, &rec.publish, "published port")
 }
 
 /// `--publish` specs for a VM: each with a host port, none clashing with another.

@@ -339,14 +339,8 @@ pub fn probe_kvm(
     timeout: Duration,
 ) -> crate::kvm::Verdict {
     use crate::kvm::{PROBE_INIT, Verdict};
-    if let Err(v) = crate::kvm::access(dev) {
+    if let Err(v) = crate::kvm::preflight(dev, bin, "Firecracker", "install firecracker, or set firecracker_bin") {
         return v;
-    }
-    if !bin.is_file() {
-        return Verdict::Unprobed {
-            why: format!("Firecracker ({}) is not installed", bin.display()),
-            fix: "install firecracker, or set firecracker_bin".into(),
-        };
     }
     let config = VmConfig {
         name: "banger-kvm-probe".into(),
