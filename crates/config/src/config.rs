@@ -152,6 +152,9 @@ pub struct Config {
     /// virtiofsd (host folders): a path, or a name looked up in `PATH`, then where distributions
     /// put it.
     pub virtiofsd_bin: PathBuf,
+    /// Firecracker's `jailer`: a path, or a name looked up beside the firecracker binary;
+    /// `none`: never jail.
+    pub jailer_bin: PathBuf,
     /// SSH private key for guests (relative: inside the runtime dir).
     pub ssh_key_path: PathBuf,
     /// Optional program printing a VM name; the built-in generator otherwise.
@@ -199,6 +202,11 @@ pub const KEYS: &[(&str, &str, Option<&str>)] = &[
     ("firecracker_bin", "a path or a program name", Some("firecracker")),
     ("qemu_bin", "a path or a program name", Some("qemu-system-x86_64")),
     ("virtiofsd_bin", "a path or a program name", Some("virtiofsd")),
+    (
+        "jailer_bin",
+        "a path, or a program name looked up beside the firecracker binary; \"none\" never jails",
+        Some("jailer"),
+    ),
     (
         "ssh_key_path",
         "a path (relative: inside the runtime dir); used only when set here, else a key generated per installation",
@@ -274,6 +282,7 @@ impl Config {
             firecracker_bin: PathBuf::new(),
             qemu_bin: PathBuf::new(),
             virtiofsd_bin: PathBuf::new(),
+            jailer_bin: PathBuf::new(),
             ssh_key_path: PathBuf::new(),
             namegen_path: None,
             customize_script: PathBuf::new(),
@@ -336,6 +345,7 @@ impl Config {
             "firecracker_bin" => self.firecracker_bin = path()?,
             "qemu_bin" => self.qemu_bin = path()?,
             "virtiofsd_bin" => self.virtiofsd_bin = path()?,
+            "jailer_bin" => self.jailer_bin = path()?,
             "ssh_key_path" => self.ssh_key_path = path()?,
             "namegen_path" => self.namegen_path = Some(path()?),
             "customize_script" => self.customize_script = path()?,
@@ -425,6 +435,7 @@ impl Config {
                     "firecracker_bin" => p(&self.firecracker_bin),
                     "qemu_bin" => p(&self.qemu_bin),
                     "virtiofsd_bin" => p(&self.virtiofsd_bin),
+                    "jailer_bin" => p(&self.jailer_bin),
                     "ssh_key_path" => p(&self.ssh_key_path),
                     "namegen_path" => self.namegen_path.as_deref().and_then(p),
                     "customize_script" => p(&self.customize_script),
@@ -543,9 +554,11 @@ mod tests {
             mapdns_bin = "/usr/local/bin/mapdns"
             ssh_host_keys = "scan"
             virtiofsd_bin = "/opt/virtiofsd"
+            jailer_bin = "/opt/fc/jailer"
         "#;
         let c = parse(text).unwrap();
         assert_eq!(c.virtiofsd_bin, PathBuf::from("/opt/virtiofsd"));
+        assert_eq!(c.jailer_bin, PathBuf::from("/opt/fc/jailer"));
         assert_eq!(c.ssh_host_keys, HostKeys::Scan);
         assert_eq!((c.dns, c.dns_port), (DnsMode::Mapdns, Some(20053)));
         assert_eq!(c.mapdns_bin, PathBuf::from("/usr/local/bin/mapdns"));

@@ -101,13 +101,15 @@ fn run() -> Result<(), Failure> {
     let runtime = RuntimeDir::resolve(config.runtime_dir.as_deref());
     let firecracker = platform::vmm::find_program(&config.firecracker_bin, &runtime.path);
     let qemu = platform::vmm::find_program(&config.qemu_bin, &runtime.path).unwrap_or_else(|| config.qemu_bin.clone());
+    let jailer = platform::vmm::JailerChoice::resolve(&config.jailer_bin, firecracker.as_deref(), &runtime.path);
     let dns = dns::Dns::new(&config, &dirs);
     let vms = vms::Manager::new(vms::Parts {
         db,
         layout: vms::layout::Layout::new(&dirs.state, &dirs.run).with_cache(&dirs.cache),
         hypervisor: Box::new(
             platform::vmm::Backends::new(config.vmm, firecracker, qemu, &dirs.cache)
-                .with_virtiofsd(&config.virtiofsd_bin),
+                .with_virtiofsd(&config.virtiofsd_bin)
+                .with_jailer(jailer),
         ),
         net: Box::new(platform::net::HostNetwork::new()),
         guest: Arc::new(platform::ssh::Ssh),

@@ -214,6 +214,44 @@ pub fn spawn_root_as(privilege: Privilege, program: &str, args: &[OsString]) -> 
         .map_err(|source| spawn_error(&argv, source))
 }
 
+/// A command that runs `program args…` as root under `privilege`, for the caller to set up and
+/// spawn (long-running programs whose output goes where the caller says): `program` itself, or
+/// `sudo -n -- program args…` once `sudo -n -l` has said it would run it without a password.
+pub fn root_command(privilege: Privilege, program: &std::path::Path, args: &[OsString]) -> Result<Command, HostError> {
+    let name = program.file_name().unwrap_or(program.as_os_str()).to_string_lossy().into_owned();
+    if privilege == Privilege::Sudo {
+        let check: Vec<OsString> =
+            ["sudo", "-n", "-l", "--"].into_iter().map(OsString::from).chain([program.into()]).collect();
+        match exec(&check, &name) {
+            Ok(_) => {}
+            // `sudo -l` lists nothing for a command the user may not run.
+            Err(HostError::Failed { stderr, .. }) if stderr.is_empty() => {
+                return Err(HostError::Failed {
+                    cmd: display(&root_argv(privilege, &program.to_string_lossy(), args)),
+                    status: "not allowed by sudo".into(),
+                    stderr: format!(
+                        "sudo does not let this user run {} (a sudoers rule such as `USER ALL=(root) NOPASSWD: {}` \
+                         would, or run banger as root)",
+                        program.display(),
+                        program.display()
+                    ),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let mut cmd = match privilege {
+        Privilege::Root => Command::new(program),
+        Privilege::Sudo => {
+            let mut c = Command::new("sudo");
+            c.args(["-n", "--"]).arg(program);
+            c
+        }
+    };
+    cmd.args(args);
+    Ok(cmd)
+}
+
 /// [`run_root`] with the privilege mode explicit (tests exercise the sudo path as another uid).
 pub fn run_root_as(privilege: Privilege, program: &str, args: &[OsString]) -> Result<Output, HostError> {
     exec(&root_argv(privilege, program, args), program)
@@ -346,6 +384,23 @@ mod tests {
         // The sudo argv is the same as run_root's; a missing program is the usual clear error.
         let err = spawn_root_as(Privilege::Root, "banger-no-such-program", &[]).unwrap_err();
         assert!(matches!(err, HostError::Missing { .. }), "{err}");
+    }
+
+    #[test]
+    fn root_command_runs_the_program_itself_as_root_and_through_sudo_otherwise() {
+        let args = os_args(["-c", "echo $0 \"$1\"", "x", "a b"]);
+        let sh = std::path::Path::new("/bin/sh");
+        let cmd = root_command(Privilege::Root, sh, &args).unwrap();
+        assert_eq!(cmd.get_program(), "/bin/sh");
+        assert_eq!(cmd.get_args().collect::<Vec<_>>(), args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>());
+        if !nix::unistd::geteuid().is_root() || Command::new("sudo").arg("-V").output().is_err() {
+            eprintln!("SKIP root_command through sudo: needs root (for whom sudo asks no password) and sudo");
+            return;
+        }
+        let mut cmd = root_command(Privilege::Sudo, sh, &args).unwrap();
+        assert_eq!(cmd.get_program(), "sudo");
+        let out = cmd.output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "x a b\n", "arguments reach it unchanged");
     }
 
     #[test]

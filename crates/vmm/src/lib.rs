@@ -113,6 +113,9 @@ pub struct VmConfig {
     pub console_log: PathBuf,
     /// Host folders: vhost-user-fs sockets a virtiofsd already listens on (QEMU only).
     pub shares: Vec<Share>,
+    /// Where a jailed Firecracker gets its chroot ([`firecracker::jail`]): on the filesystem of
+    /// the disks, which it sees through hard links. Unused by other VMMs.
+    pub jail_dir: Option<PathBuf>,
 }
 
 /// A host folder served by virtiofsd on `socket`; the guest mounts it by `tag`.
@@ -128,8 +131,27 @@ pub struct Instance {
     pub backend: Backend,
     pub accel: Accel,
     pub pid: u32,
-    /// Firecracker API socket or QEMU QMP socket.
+    /// Firecracker API socket or QEMU QMP socket (for a jailed Firecracker, a link to the
+    /// socket in its chroot).
     pub control_socket: PathBuf,
+}
+
+impl Instance {
+    /// What marks this VM's VMM process on its command line ([`process::is_alive`]).
+    pub fn marker(&self) -> PathBuf {
+        marker(&self.control_socket)
+    }
+
+    /// The jail id when a jailer runs this VMM ([`firecracker::jail`]).
+    pub fn jail_id(&self) -> Option<String> {
+        firecracker::jail::id_of_socket(&self.control_socket)
+    }
+}
+
+/// What marks the VMM process behind `control_socket` (an [`Instance`]'s, or one read back
+/// from the database): the socket path, or a jailed Firecracker's jail id.
+pub fn marker(control_socket: &std::path::Path) -> PathBuf {
+    firecracker::jail::marker(control_socket)
 }
 
 #[derive(Debug, thiserror::Error)]

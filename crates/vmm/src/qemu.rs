@@ -358,6 +358,7 @@ mod tests {
             run_dir: "/run/b/calm-otter".into(),
             console_log: "/s/vms/calm-otter/console.log".into(),
             shares: vec![],
+            jail_dir: None,
         }
     }
 

@@ -3,7 +3,11 @@
 //! This test binary is its own fake: run with `--api-sock PATH` (as the driver runs `firecracker`)
 //! it serves a minimal Firecracker API on PATH, appends every request to `requests.jsonl` next to
 //! the socket, and behaves as `fake.json` there says (refuse a request, die, never listen). Run
-//! with `--version` it prints a version line. Otherwise it runs the tests below (its own tiny
+//! with `--version` it prints a version line. Run with `--exec-file` it is a fake `jailer`: it builds
+//! the chroot layout as the real one does (without chroot, uid change or namespaces, which need
+//! root), records its argv in `<chroot-base-dir>.argv`, starts the copied "firecracker" with the
+//! in-chroot paths mapped into the chroot, writes its pid file and exits; `fake.json` beside the
+//! chroot base dir can make it fail (`jailer_fail`). Otherwise it runs the tests below (its own tiny
 //! harness: `harness = false`; name filters and `--exact`, `--skip`, `--list` work).
 //!
 //! The spec is read from `<workspace>/../shared/reference/firecracker-api-v1.16.1.yaml`; tests that
@@ -45,10 +49,16 @@ const TESTS: &[(&str, fn())] = &[
     ("version_and_spawn_errors", version_and_spawn_errors),
     ("kvm_probe_with_firecracker_alone", kvm_probe_with_firecracker_alone),
     ("io_totals_flush_and_sum_the_metrics", io_totals_flush_and_sum_the_metrics),
+    ("jailed_start_builds_the_chroot_and_speaks_its_paths", jailed_start_builds_the_chroot_and_speaks_its_paths),
+    ("jailer_failure_reports_its_words_and_leaves_nothing", jailer_failure_reports_its_words_and_leaves_nothing),
+    ("jailed_refusal_leaves_no_jail", jailed_refusal_leaves_no_jail),
 ];
 
 fn main() {
     let args: Vec<String> = env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--exec-file") {
+        fake::jailer(&args);
+    }
     if args.iter().any(|a| a == "--api-sock" || a == "--version") {
         fake::main(&args);
     }
@@ -135,6 +145,7 @@ impl Fixture {
             run_dir,
             console_log: tmp.path().join("logs").join("console.log"),
             shares: vec![],
+            jail_dir: None,
         };
         Fixture { _tmp: tmp, config }
     }
@@ -551,6 +562,141 @@ fn kvm_probe_with_firecracker_alone() {
     println!("verdicts: runs, broken (silent), broken (stuck), unprobed");
 }
 
+// ---------------------------------------------------------------------------------------------
+// Under the (fake) jailer
+
+/// The fixture's VM, jailed in `<tmp>/jail` by the fake jailer (this binary); its kernel, initrd
+/// and disks exist (they are hard-linked into the chroot).
+fn jailed_fixture(fake: Value) -> (Fixture, banger_vmm::firecracker::jail::Jailer) {
+    let mut f = Fixture::new(fake.clone());
+    let tmp = f.config.run_dir.parent().unwrap().to_path_buf();
+    fs::write(tmp.join("fake.json"), fake.to_string()).unwrap();
+    for p in [&f.config.kernel, f.config.initrd.as_ref().unwrap()] {
+        fs::write(p, b"image").unwrap();
+    }
+    for d in &f.config.disks {
+        fs::write(&d.path, b"disk").unwrap();
+    }
+    f.config.jail_dir = Some(tmp.join("jail"));
+    let jailer = banger_vmm::firecracker::jail::Jailer {
+        bin: env::current_exe().unwrap(),
+        uid: nix::unistd::geteuid().as_raw(),
+        gid: nix::unistd::getegid().as_raw(),
+        cgroup: Err("not on this test host".into()),
+        privilege: banger_host::Privilege::Root,
+    };
+    (f, jailer)
+}
+
+fn jail_of(f: &Fixture) -> banger_vmm::firecracker::jail::Jail {
+    banger_vmm::firecracker::jail::Jail::new(f.config.jail_dir.as_ref().unwrap(), &env::current_exe().unwrap()).unwrap()
+}
+
+fn assert_no_jail_left(f: &Fixture, jail: &banger_vmm::firecracker::jail::Jail) {
+    assert!(!f.config.jail_dir.as_ref().unwrap().exists(), "the jail is removed");
+    assert!(fs::symlink_metadata(f.socket()).is_err(), "the socket link is removed");
+    assert!(process::find_with_marker(Path::new(&jail.id)).is_empty(), "no jailed process is left");
+}
+
+/// The jailer gets the VM's id, the user's uid/gid, its own PID namespace and the in-chroot API
+/// socket; the chroot holds hard links to the disks; Firecracker is configured with the paths it
+/// sees inside; the daemon reaches it through `<run_dir>/fc.sock`; it is marked by its jail id.
+fn jailed_start_builds_the_chroot_and_speaks_its_paths() {
+    let (f, jailer) = jailed_fixture(json!({}));
+    let fc = firecracker().with_jailer(Some(jailer.clone()));
+    let jail = jail_of(&f);
+    let instance = fc.start(&f.config).unwrap();
+    let dir = f.config.jail_dir.clone().unwrap();
+    let argv = fs::read_to_string(dir.with_extension("argv")).unwrap();
+    let exe = env::current_exe().unwrap();
+    let expected = [
+        "--id",
+        &jail.id,
+        "--exec-file",
+        &exe.display().to_string(),
+        "--uid",
+        &jailer.uid.to_string(),
+        "--gid",
+        &jailer.gid.to_string(),
+        "--chroot-base-dir",
+        &dir.display().to_string(),
+        "--new-pid-ns",
+        "--",
+        "--api-sock",
+        "/api.sock",
+    ]
+    .map(|a| format!("{a}\n"))
+    .concat();
+    assert_eq!(argv, expected, "no cgroup arguments where the host does not delegate them");
+    assert_eq!(instance.control_socket, f.socket());
+    assert_eq!(fs::read_link(f.socket()).unwrap(), jail.chroot.join("api.sock"));
+    assert_eq!(instance.jail_id().as_deref(), Some(jail.id.as_str()));
+    assert_eq!(instance.marker(), Path::new(&jail.id));
+    assert_eq!(fs::read_to_string(jail.pid_file()).unwrap(), instance.pid.to_string());
+    assert!(process::is_alive(instance.pid, &instance.marker()));
+    // Its copy of the binary, hard links to the files, in-chroot paths in every request.
+    assert!(jail.chroot.join(exe.file_name().unwrap()).is_file(), "the jailer's copy of firecracker");
+    use std::os::unix::fs::MetadataExt;
+    let ino = |p: &Path| fs::metadata(p).unwrap().ino();
+    assert_eq!(ino(&jail.chroot.join("base.img")), ino(&f.config.disks[0].path));
+    assert_eq!(ino(&jail.chroot.join("work.img")), ino(&f.config.disks[1].path));
+    let reqs: Vec<Value> = fs::read_to_string(jail.chroot.join("requests.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let body = |path: &str| reqs.iter().find(|r| r["path"] == path).unwrap()["body"].clone();
+    assert_eq!(body("/logger")["log_path"], "/firecracker.log");
+    assert_eq!(body("/metrics")["metrics_path"], "/firecracker.metrics");
+    assert_eq!(
+        (body("/boot-source")["kernel_image_path"].clone(), body("/boot-source")["initrd_path"].clone()),
+        (json!("/vmlinux"), json!("/initrd"))
+    );
+    assert_eq!(body("/drives/base")["path_on_host"], "/base.img");
+    assert_eq!(body("/drives/work")["path_on_host"], "/work.img");
+    assert_eq!(reqs.last().unwrap()["body"]["action_type"], "InstanceStart");
+    let rec = banger_vmm::firecracker::jail::Record::read(&dir).unwrap();
+    assert_eq!((rec.chroot.clone(), rec.uid), (jail.chroot.clone(), jailer.uid));
+    assert_eq!(rec.cgroup_note.as_deref(), Some("not on this test host"));
+    // The API, metrics and shutdown work through the link.
+    assert_eq!(fc.describe_instance(&instance).unwrap().id, jail.id);
+    assert_eq!(fc.io_totals(&instance).expect("metrics from inside the chroot").flushes, 1);
+    fc.request_shutdown(&instance).unwrap();
+    process::signal(instance.pid, &instance.marker(), Signal::SIGKILL).unwrap();
+    assert!(process::wait_exit(instance.pid, &instance.marker(), Duration::from_secs(5)));
+    banger_vmm::firecracker::jail::remove(&dir);
+    let _ = fs::remove_file(f.socket());
+    assert_no_jail_left(&f, &jail);
+}
+
+/// A jailer that fails (a cgroup it may not write, say) is reported with its own last words, and
+/// the half-built jail is gone.
+fn jailer_failure_reports_its_words_and_leaves_nothing() {
+    let msg = "Jailer error: Failed to write to cgroup file memory.max";
+    let (f, jailer) = jailed_fixture(json!({ "jailer_fail": msg }));
+    let jail = jail_of(&f);
+    let err = firecracker().with_jailer(Some(jailer.clone())).start(&f.config).unwrap_err();
+    match &err {
+        VmmError::Exited { bin, detail, .. } => {
+            assert_eq!(bin, &jailer.bin, "the jailer is named");
+            assert_eq!(detail.as_deref(), Some(msg), "{err}");
+        }
+        e => panic!("expected Exited, got {e:?}"),
+    }
+    assert_no_jail_left(&f, &jail);
+}
+
+/// Firecracker refusing a request inside the jail: its words, the process killed, the jail gone.
+fn jailed_refusal_leaves_no_jail() {
+    let (f, jailer) = jailed_fixture(
+        json!({"refuse": {"request": "PUT /boot-source", "fault_message": "Kernel image path is invalid"}}),
+    );
+    let jail = jail_of(&f);
+    let err = firecracker().with_jailer(Some(jailer)).start(&f.config).unwrap_err();
+    assert!(matches!(&err, VmmError::Refused { message, .. } if message == "Kernel image path is invalid"), "{err:?}");
+    assert_no_jail_left(&f, &jail);
+}
+
 mod fake {
     use serde_json::{Value, json};
     use std::fs::{self, OpenOptions};
@@ -564,6 +710,53 @@ mod fake {
         config: Value,
         log_path: Option<PathBuf>,
         metrics_path: Option<PathBuf>,
+    }
+
+    /// The fake jailer: the real one's layout and pid file, none of its privileged steps.
+    pub fn jailer(args: &[String]) -> ! {
+        let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+        let base = fs::canonicalize(value("--chroot-base-dir").expect("--chroot-base-dir")).unwrap();
+        fs::write(base.with_extension("argv"), args.iter().map(|a| format!("{a}\n")).collect::<String>()).unwrap();
+        let config: Value = fs::read_to_string(base.parent().unwrap().join("fake.json"))
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or(json!({}));
+        if let Some(msg) = config["jailer_fail"].as_str() {
+            eprintln!("{msg}");
+            std::process::exit(1);
+        }
+        let exec = fs::canonicalize(value("--exec-file").unwrap()).unwrap();
+        let name = exec.file_name().unwrap().to_str().unwrap().to_string();
+        let id = value("--id").unwrap();
+        let chroot = base.join(&name).join(&id).join("root");
+        fs::create_dir_all(&chroot).unwrap();
+        fs::copy(&exec, chroot.join(&name)).unwrap();
+        fs::write(chroot.join("fake.json"), config.to_string()).unwrap();
+        let extra = args.iter().skip_while(|a| *a != "--").skip(1);
+        // Paths Firecracker would see inside the chroot, mapped into it.
+        let extra: Vec<String> = extra
+            .map(|a| match a.strip_prefix('/') {
+                Some(inside) => chroot.join(inside).display().to_string(),
+                None => a.clone(),
+            })
+            .collect();
+        let child = std::process::Command::new(chroot.join(&name))
+            .args(["--id", &id, "--start-time-us", "0"])
+            .args(&extra)
+            .env("FAKE_JAIL_ROOT", &chroot)
+            .current_dir(&chroot)
+            .spawn()
+            .unwrap();
+        fs::write(chroot.join(format!("{name}.pid")), child.id().to_string()).unwrap();
+        std::process::exit(0);
+    }
+
+    /// A path Firecracker was given, on the host (inside the fake jail's chroot when jailed).
+    fn host(p: &str) -> PathBuf {
+        match std::env::var_os("FAKE_JAIL_ROOT") {
+            Some(root) => PathBuf::from(root).join(p.trim_start_matches('/')),
+            None => PathBuf::from(p),
+        }
     }
 
     pub fn main(args: &[String]) -> ! {
@@ -658,14 +851,14 @@ mod fake {
                     respond(&mut writer, "200 OK", Some(&info.to_string()));
                 }
                 "PUT /logger" => {
-                    let p = PathBuf::from(body["log_path"].as_str().unwrap());
+                    let p = host(body["log_path"].as_str().unwrap());
                     assert!(p.exists(), "Firecracker needs the log file to exist");
                     state.log_path = Some(p);
                     log(state, "[fake] logger configured");
                     respond(&mut writer, "204 No Content", None);
                 }
                 "PUT /metrics" => {
-                    let p = PathBuf::from(body["metrics_path"].as_str().unwrap());
+                    let p = host(body["metrics_path"].as_str().unwrap());
                     assert!(p.exists(), "Firecracker needs the metrics file to exist");
                     state.metrics_path = Some(p);
                     respond(&mut writer, "204 No Content", None);
@@ -691,6 +884,16 @@ mod fake {
                         println!("{text}");
                     }
                     respond(&mut writer, "204 No Content", None);
+                }
+                // Jailed, it can open only what is inside its chroot.
+                _ if std::env::var_os("FAKE_JAIL_ROOT").is_some()
+                    && ["kernel_image_path", "initrd_path", "path_on_host"]
+                        .iter()
+                        .filter_map(|k| body[*k].as_str())
+                        .any(|p| !host(p).exists()) =>
+                {
+                    let fault = json!({"fault_message": format!("[fake] not in the jail: {body}")}).to_string();
+                    respond(&mut writer, "400 Bad Request", Some(&fault));
                 }
                 _ => respond(&mut writer, "204 No Content", None),
             }

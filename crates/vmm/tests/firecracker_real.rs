@@ -65,6 +65,7 @@ impl Fixture {
             run_dir: tmp.path().join("run"),
             console_log: tmp.path().join("console.log"),
             shares: vec![],
+            jail_dir: None,
         };
         Fixture { _tmp: tmp, config }
     }
@@ -230,4 +231,132 @@ fn real_firecracker_exit_is_reported_with_its_last_line() {
         e => panic!("expected Exited, got {e:?}"),
     }
     f.assert_nothing_running();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Under the real jailer (`BANGER_TEST_JAILER=/path/to/jailer`, the same version as
+// `BANGER_TEST_FIRECRACKER`; needs root).
+
+fn real_jailer(test: &str) -> Option<(PathBuf, banger_vmm::firecracker::jail::Jailer)> {
+    let bin = real_bin(test)?;
+    let Some(jailer) = env::var_os("BANGER_TEST_JAILER").map(PathBuf::from) else {
+        skip(format!("{test}: no real jailer (set BANGER_TEST_JAILER=/path/to/jailer)"));
+        return None;
+    };
+    assert!(jailer.is_file(), "BANGER_TEST_JAILER={} is not a file", jailer.display());
+    if !nix::unistd::geteuid().is_root() {
+        skip(format!("{test}: the jailer needs root (through sudo it would ask here)"));
+        return None;
+    }
+    Some((bin, banger_vmm::firecracker::jail::Jailer::new(jailer)))
+}
+
+impl Fixture {
+    /// The same VM, jailed in `<tmp>/jail`.
+    fn jailed(kernel: Option<PathBuf>) -> Fixture {
+        let mut f = Fixture::new(kernel);
+        f.config.jail_dir = Some(f._tmp.path().join("jail"));
+        f
+    }
+
+    fn jail_dir(&self) -> PathBuf {
+        self.config.jail_dir.clone().unwrap()
+    }
+
+    /// Firecracker's log inside the jail (while it exists).
+    fn jailed_log(&self) -> String {
+        let mut out = String::new();
+        for e in walk(&self.jail_dir()) {
+            if e.file_name().is_some_and(|n| n == "firecracker.log") {
+                out += &fs::read_to_string(&e).unwrap_or_default();
+            }
+        }
+        out
+    }
+
+    fn assert_jail_gone(&self, id: &str) {
+        assert!(!self.jail_dir().exists(), "jail {} left behind", self.jail_dir().display());
+        assert!(!self.config.run_dir.join("fc.sock").exists(), "socket link left behind");
+        for entry in fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            assert!(!process::is_alive(pid, std::path::Path::new(id)), "jailed firecracker {pid} still running");
+        }
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn real_jailer_refusal_is_reported_and_leaves_no_jail() {
+    let test = "real_jailer_refusal_is_reported_and_leaves_no_jail";
+    let Some((bin, jailer)) = real_jailer(test) else { return };
+    let mut f = Fixture::jailed(None);
+    f.config.vcpus = 0;
+    let id = banger_vmm::firecracker::jail::id(&f.jail_dir());
+    let err = Firecracker::new(bin).with_jailer(Some(jailer)).start(&f.config).unwrap_err();
+    println!("error: {err}");
+    match &err {
+        VmmError::Refused { request, .. } => assert_eq!(request, "PUT /machine-config"),
+        e => panic!("expected Refused, got {e:?}"),
+    }
+    f.assert_jail_gone(&id);
+}
+
+#[test]
+fn real_jailer_runs_firecracker_chrooted_in_its_own_pid_namespace_through_instance_start() {
+    let test = "real_jailer_runs_firecracker_chrooted_in_its_own_pid_namespace_through_instance_start";
+    let Some((bin, jailer)) = real_jailer(test) else { return };
+    let Some(kernel) = env::var_os("BANGER_TEST_VMLINUX").map(PathBuf::from) else {
+        skip(format!("{test}: no guest kernel (set BANGER_TEST_VMLINUX=/path/to/ELF vmlinux)"));
+        return;
+    };
+    let f = Fixture::jailed(Some(kernel));
+    let fc = Firecracker::new(bin).with_jailer(Some(jailer.clone()));
+    let result = fc.start(&f.config);
+    println!("--- jailed firecracker.log ---\n{}", f.jailed_log());
+    println!("--- console ---\n{}", fs::read_to_string(&f.config.console_log).unwrap_or_default());
+    let instance = result.unwrap_or_else(|e| panic!("jailed start failed: {e}"));
+    println!("started: {instance:?}");
+    let id = instance.jail_id().expect("the instance knows its jail");
+    assert_eq!(id, banger_vmm::firecracker::jail::id(&f.jail_dir()));
+    let log = f.jailed_log();
+    let accepted = log.lines().filter(|l| l.contains("Status code: 204")).count();
+    let expected = 5 + f.config.disks.len() + usize::from(f.config.nic.is_some());
+    assert_eq!(accepted, expected, "each PUT (including InstanceStart) answered 204 inside the jail");
+    let chroot = f.jail_dir().join(fs::canonicalize(fc.bin()).unwrap().file_name().unwrap()).join(&id).join("root");
+    if process::is_alive(instance.pid, &instance.marker()) {
+        let pid = instance.pid;
+        // Chrooted, as our user, alone in its PID namespace.
+        assert_eq!(fs::read_link(format!("/proc/{pid}/root")).unwrap(), chroot);
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let field = |k: &str| status.lines().find(|l| l.starts_with(k)).unwrap_or("").to_string();
+        assert!(field("NSpid:").trim_end().ends_with("\t1"), "init of its own PID namespace: {}", field("NSpid:"));
+        assert!(field("Uid:").contains(&format!("\t{}\t", jailer.uid)), "{}", field("Uid:"));
+        assert!(field("Seccomp:").ends_with('2') || field("Seccomp:").ends_with('0'), "{}", field("Seccomp:"));
+        println!("jailed: {} {} {}", field("NSpid:"), field("Uid:"), field("Seccomp:"));
+        let info = fc.describe_instance(&instance).expect("GET / through the link into the jail");
+        assert_eq!(info.id, id);
+        println!("describe_instance: {info:?}");
+    } else {
+        println!("firecracker exited right after InstanceStart (guest could not run here)");
+    }
+    let marker = instance.marker();
+    if process::is_alive(instance.pid, &marker) {
+        let _ = process::signal(instance.pid, &marker, Signal::SIGKILL);
+    }
+    assert!(process::wait_exit(instance.pid, &marker, Duration::from_secs(10)));
+    banger_vmm::firecracker::jail::remove(&f.jail_dir());
+    let _ = fs::remove_file(&instance.control_socket);
+    f.assert_jail_gone(&id);
 }

@@ -35,8 +35,37 @@ pub struct DaemonStatus {
     /// (probed once per host boot, with that VMM; `--reprobe` again).
     #[serde(default)]
     pub kvm: Vec<KvmProbe>,
+    /// Whether Firecracker VMs are started through its jailer (when Firecracker may be used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jailer: Option<JailerStatus>,
     /// `.vm` names.
     pub dns: DnsStatus,
+}
+
+/// Whether Firecracker VMs start through the `jailer`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JailerStatus {
+    /// `jailed` (each Firecracker VM gets a jail), `unjailed` (no jailer: they run as before)
+    /// or `missing` (`jailer_bin` names one that is not there: Firecracker VMs are refused).
+    pub state: String,
+    pub bin: Option<PathBuf>,
+    /// One sentence: how VMs are jailed, or why not.
+    pub detail: String,
+}
+
+/// A running VM's jail (a jailed Firecracker).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JailView {
+    pub jailer: PathBuf,
+    /// The chroot Firecracker runs in.
+    pub chroot: PathBuf,
+    /// What Firecracker runs as.
+    pub uid: u32,
+    pub gid: u32,
+    /// cgroup v2 limits (`memory.max=…`, `cpu.max=…`); empty when the host does not delegate.
+    pub cgroup_limits: Vec<String>,
+    /// Why there are no cgroup limits, when there are none.
+    pub cgroup_note: Option<String>,
 }
 
 /// Where the runtime bundle is and whether it is there.
@@ -218,6 +247,12 @@ pub struct Vm {
     /// Host folders mounted in the guest at every boot.
     #[serde(default)]
     pub mounts: Vec<crate::MountSpec>,
+    /// While it runs under Firecracker: whether it is jailed (`None` for other VMMs and
+    /// stopped VMs) and how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jailed: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jail: Option<JailView>,
 }
 
 /// A forward of a host port to a VM.

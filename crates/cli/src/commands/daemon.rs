@@ -42,7 +42,7 @@ fn status(ctx: &Ctx, json: bool, no_start: bool, reprobe: bool) -> CliResult {
         s.runtime.source,
         if s.runtime.present { "" } else { "; missing: run `make runtime-bundle` or `make runtime-build`" }
     );
-    output::pairs(&[
+    let mut rows = vec![
         ("pid", s.pid.to_string()),
         ("version", s.version.clone()),
         (
@@ -77,15 +77,20 @@ fn status(ctx: &Ctx, json: bool, no_start: bool, reprobe: bool) -> CliResult {
                     .join("\n     ")
             },
         ),
-        (
-            "dns",
-            match (&s.dns.listen, &s.dns.error) {
-                (Some(l), _) => format!("{l} ({} names; `banger dns status`)", s.dns.records.len()),
-                (None, Some(e)) => e.clone(),
-                (None, None) => s.dns.mode.clone(),
-            },
-        ),
-    ]);
+    ];
+    if let Some(j) = &s.jailer {
+        let bin = j.bin.as_ref().map(|b| format!(" ({})", b.display())).unwrap_or_default();
+        rows.push(("jailer", format!("{}{bin}: {}", j.state, j.detail)));
+    }
+    rows.push((
+        "dns",
+        match (&s.dns.listen, &s.dns.error) {
+            (Some(l), _) => format!("{l} ({} names; `banger dns status`)", s.dns.records.len()),
+            (None, Some(e)) => e.clone(),
+            (None, None) => s.dns.mode.clone(),
+        },
+    ));
+    output::pairs(&rows);
     Ok(())
 }
 

@@ -178,12 +178,33 @@ fn show(v: &Vm) {
             },
         ),
         ("pid", v.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())),
+    ];
+    match (&v.jail, v.jailed) {
+        (Some(j), _) => rows.push((
+            "jail",
+            format!(
+                "{} (uid {}, gid {}; {})",
+                j.chroot.display(),
+                j.uid,
+                j.gid,
+                if j.cgroup_limits.is_empty() {
+                    format!("no cgroup limits: {}", j.cgroup_note.as_deref().unwrap_or("not set"))
+                } else {
+                    format!("cgroup v2 {}", j.cgroup_limits.join(", "))
+                }
+            ),
+        )),
+        (None, Some(true)) => rows.push(("jail", "jailed".into())),
+        (None, Some(false)) => rows.push(("jail", "none: Firecracker runs without the jailer".into())),
+        (None, None) => {}
+    }
+    rows.extend([
         ("uptime", v.uptime_secs.map(|s| output::duration(s as f64)).unwrap_or_else(|| "-".into())),
         ("vcpu", v.vcpus.to_string()),
         ("memory", format!("{} MiB", v.memory_mib)),
         ("ip", format!("{} (host {}, tap {}, mac {})", v.ip, v.host_ip, v.tap, v.mac)),
         ("nat", if v.nat { "on" } else { "off" }.into()),
-    ];
+    ]);
     for p in &v.ports {
         let s = &p.spec;
         let state = match (p.persistent, p.active, &p.error) {

@@ -64,6 +64,7 @@ pub async fn handle(State(s): State<Arc<App>>, Query(p): Query<Params>) -> ApiRe
         qemu_bin: s.vms.hypervisor.qemu_bin().into(),
         kvm_usable: (!verdicts.is_empty()).then(|| verdicts.iter().any(|(_, v)| v.runs())),
         kvm,
+        jailer: s.vms.hypervisor.jailer(),
         dns: s.dns.status(),
     }))
 }

@@ -190,7 +190,7 @@ impl Vmm for Fake {
         if self.host().ignore_shutdown {
             return Ok(());
         }
-        process::signal(instance.pid, &instance.control_socket, nix::sys::signal::Signal::SIGTERM)
+        process::signal(instance.pid, &instance.marker(), nix::sys::signal::Signal::SIGTERM)
     }
 }
 

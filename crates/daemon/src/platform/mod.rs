@@ -36,6 +36,10 @@ pub trait Hypervisor: Send + Sync {
     /// Forget the verdicts and probe again, each with the VMM that would run guests.
     fn reprobe(&self, kernel: &Path, initrd: Option<&Path>);
     fn firecracker_bin(&self) -> Option<&Path>;
+    /// Whether Firecracker VMs start through the jailer (`None` when Firecracker is not used).
+    fn jailer(&self) -> Option<banger_api::response::JailerStatus> {
+        None
+    }
     fn qemu_bin(&self) -> &Path;
     /// Why host folders cannot be served here (no usable virtiofsd: the error names what to
     /// install), if they cannot.

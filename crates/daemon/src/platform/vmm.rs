@@ -32,6 +32,51 @@ pub struct Backends {
     virtiofsd_bin: PathBuf,
     /// `/dev/kvm` (tests point it elsewhere).
     kvm_dev: PathBuf,
+    /// Whether Firecracker VMs start through the jailer.
+    jailer: JailerChoice,
+}
+
+/// What `jailer_bin` came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JailerChoice {
+    /// Each Firecracker VM is started through this jailer.
+    Use(PathBuf),
+    /// No jailer: Firecracker VMs run as before; why.
+    Unjailed(String),
+    /// `jailer_bin` names a jailer that is not there: Firecracker VMs are refused; why.
+    Missing(String),
+}
+
+impl JailerChoice {
+    /// `jailer_bin` as configured: `none`; a path; a name, looked up beside the firecracker binary
+    /// (and, if not the default `jailer`, in the runtime dir and `PATH`).
+    pub fn resolve(configured: &Path, firecracker: Option<&Path>, runtime_dir: &Path) -> JailerChoice {
+        if configured == Path::new("none") {
+            return JailerChoice::Unjailed("jailer_bin = \"none\"".into());
+        }
+        let explicit = configured.components().count() > 1 || configured.is_absolute();
+        if explicit {
+            return if configured.is_file() {
+                JailerChoice::Use(configured.to_path_buf())
+            } else {
+                JailerChoice::Missing(format!("jailer_bin = {} does not exist", configured.display()))
+            };
+        }
+        let beside = firecracker.and_then(Path::parent).map(|d| d.join(configured)).filter(|p| p.is_file());
+        if let Some(p) = beside {
+            return JailerChoice::Use(p);
+        }
+        if configured != Path::new("jailer") {
+            return match find_program(configured, runtime_dir) {
+                Some(p) => JailerChoice::Use(p),
+                None => JailerChoice::Missing(format!("jailer_bin = {} was not found", configured.display())),
+            };
+        }
+        JailerChoice::Unjailed(match firecracker {
+            Some(fc) => format!("no jailer beside {} (set jailer_bin)", fc.display()),
+            None => "no firecracker binary".into(),
+        })
+    }
 }
 
 impl Backends {
@@ -44,7 +89,30 @@ impl Backends {
             verdicts: Mutex::new(HashMap::new()),
             virtiofsd_bin: PathBuf::from("virtiofsd"),
             kvm_dev: PathBuf::from("/dev/kvm"),
+            jailer: JailerChoice::Unjailed("no jailer configured".into()),
         }
+    }
+
+    /// Start Firecracker VMs as `jailer` says.
+    pub fn with_jailer(mut self, jailer: JailerChoice) -> Backends {
+        self.jailer = jailer;
+        self
+    }
+
+    /// A Firecracker for a new boot: jailed when a jailer is configured.
+    fn firecracker_for_boot(&self, bin: PathBuf) -> Result<Box<dyn Vmm>> {
+        let jailer = match &self.jailer {
+            JailerChoice::Use(j) => Some(banger_vmm::firecracker::jail::Jailer::new(j.clone())),
+            JailerChoice::Unjailed(_) => None,
+            JailerChoice::Missing(why) => {
+                return Err(ApiError::runtime_missing(format!(
+                    "Firecracker VMs are to be jailed, but {why}; install Firecracker's jailer of the same version, \
+                     fix jailer_bin, or set jailer_bin = \"none\""
+                ))
+                .into());
+            }
+        };
+        Ok(Box::new(banger_vmm::firecracker::Firecracker::new(bin).with_jailer(jailer)))
     }
 
     /// Serve host folders with this virtiofsd (`virtiofsd_bin`).
@@ -200,6 +268,41 @@ impl super::Hypervisor for Backends {
         Backends::reprobe(self, kernel, initrd)
     }
 
+    fn jailer(&self) -> Option<banger_api::response::JailerStatus> {
+        if !self.candidates().contains(&Backend::Firecracker) {
+            return None;
+        }
+        use banger_api::response::JailerStatus;
+        Some(match &self.jailer {
+            JailerChoice::Use(bin) => {
+                let j = banger_vmm::firecracker::jail::Jailer::new(bin.clone());
+                JailerStatus {
+                    state: "jailed".into(),
+                    bin: Some(bin.clone()),
+                    detail: format!(
+                        "each Firecracker VM runs in its own chroot as uid {} in its own PID namespace{}; {}",
+                        j.uid,
+                        if j.privilege == banger_host::Privilege::Sudo { " (the jailer through sudo -n)" } else { "" },
+                        match &j.cgroup {
+                            Ok(root) => format!("memory and CPU limited by cgroup v2 ({})", root.display()),
+                            Err(why) => format!("no cgroup limits: {why}"),
+                        }
+                    ),
+                }
+            }
+            JailerChoice::Unjailed(why) => JailerStatus {
+                state: "unjailed".into(),
+                bin: None,
+                detail: format!("Firecracker VMs run without the jailer: {why}"),
+            },
+            JailerChoice::Missing(why) => JailerStatus {
+                state: "missing".into(),
+                bin: None,
+                detail: format!("Firecracker VMs are refused: {why}"),
+            },
+        })
+    }
+
     fn folders_unavailable(&self) -> Option<ApiError> {
         if self.choice == VmmChoice::Firecracker {
             return Some(firecracker_has_no_folders());
@@ -225,7 +328,7 @@ impl super::Hypervisor for Backends {
                 })?;
                 // Judged by Firecracker itself: nothing else (QEMU) is needed or consulted.
                 match self.verdict(Backend::Firecracker, kernel, initrd) {
-                    Verdict::Runs => firecracker(bin),
+                    Verdict::Runs => self.firecracker_for_boot(bin),
                     Verdict::Broken { evidence } => Err(ApiError::invalid_state(format!(
                         "vmm = \"firecracker\", but KVM cannot run guests on this host: a probe boot under \
                          Firecracker failed ({evidence}); use vmm = \"qemu\" (software emulation) or \"auto\", and \
@@ -242,7 +345,7 @@ impl super::Hypervisor for Backends {
             VmmChoice::Auto => match &self.firecracker {
                 // Firecracker has no shared filesystem device: a VM with host folders gets QEMU.
                 Some(bin) if !folders && self.verdict(Backend::Firecracker, kernel, initrd).runs() => {
-                    firecracker(bin.clone())
+                    self.firecracker_for_boot(bin.clone())
                 }
                 _ => Ok(self.qemu_vmm(kernel, initrd)),
             },

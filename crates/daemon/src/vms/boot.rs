@@ -200,6 +200,7 @@ impl Manager {
                 run_dir: paths.run_dir.clone(),
                 console_log: paths.console_log.clone(),
                 shares,
+                jail_dir: Some(paths.jail.clone()),
             };
             let instance = vmm.start(&config)?;
             fault::point("start:spawned");
@@ -267,7 +268,7 @@ impl Manager {
         let start = Instant::now();
         let (mut kernel, mut network) = (false, false);
         loop {
-            if !process::is_alive(instance.pid, &instance.control_socket) {
+            if !process::is_alive(instance.pid, &instance.marker()) {
                 let tail = read_from(console, console_from);
                 let last = tail.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("(no console output)").trim();
                 return Err(ApiError::internal(format!(
@@ -366,14 +367,17 @@ impl Manager {
     /// Kill a VMM process (by pid, only if it is still the VM's) and wait for it to go; `false`
     /// if it is still there 10 s after SIGKILL (stuck in the kernel), which callers report.
     pub(super) fn force_stop(&self, name: &str, pid: u32, control_socket: &Path) -> bool {
-        if process::signal(pid, control_socket, Signal::SIGKILL).is_ok()
-            && !process::wait_exit(pid, control_socket, Duration::from_secs(10))
+        let marker = banger_vmm::marker(control_socket);
+        if process::signal(pid, &marker, Signal::SIGKILL).is_ok()
+            && !process::wait_exit(pid, &marker, Duration::from_secs(10))
         {
             tracing::warn!("{name}: VMM pid {pid} did not exit after SIGKILL");
             return false;
         }
         self.stop_folder_servers(name);
-        let _ = std::fs::remove_dir_all(self.layout.vm(name).run_dir);
+        let paths = self.layout.vm(name);
+        let _ = std::fs::remove_dir_all(paths.run_dir);
+        banger_vmm::firecracker::jail::remove(&paths.jail);
         true
     }
 

@@ -25,6 +25,9 @@ pub struct VmPaths {
     pub growing: PathBuf,
     /// The name the VM's pinned host keys are filed under in `known_hosts`.
     pub host_key_alias: String,
+    /// `STATE/vms/NAME/jail`: a jailed Firecracker's chroot (beside the disks it hard-links;
+    /// only while it runs).
+    pub jail: PathBuf,
 }
 
 impl Layout {
@@ -90,6 +93,7 @@ impl Layout {
             known_hosts: dir.join("known_hosts"),
             growing: dir.join(".growing"),
             host_key_alias: format!("banger-{name}"),
+            jail: dir.join("jail"),
             dir,
         }
     }

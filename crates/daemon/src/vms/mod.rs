@@ -271,7 +271,10 @@ impl Manager {
             tracing::warn!("{}: {e}", rec.name);
         }
         self.stop_folder_servers(&rec.name);
-        let _ = std::fs::remove_dir_all(self.layout.vm(&rec.name).run_dir);
+        let paths = self.layout.vm(&rec.name);
+        let _ = std::fs::remove_dir_all(paths.run_dir);
+        // A jailed Firecracker's chroot and cgroup (it is gone by now).
+        banger_vmm::firecracker::jail::remove(&paths.jail);
         self.resumed_stops.lock().unwrap_or_else(|e| e.into_inner()).remove(&rec.name);
     }
 }

@@ -24,7 +24,7 @@ const RESUMED_STOP_ASK_EVERY: Duration = Duration::from_secs(5);
 
 /// Is the recorded VMM process still there (and still the VM's, not a reused pid)?
 fn alive(phase: &VmPhase) -> Option<bool> {
-    phase.live().map(|l| process::is_alive(l.instance.pid, &l.instance.control_socket))
+    phase.live().map(|l| process::is_alive(l.instance.pid, &l.instance.marker()))
 }
 
 /// When this host booted (`btime` of `/proc/stat`, Unix seconds).
@@ -171,13 +171,17 @@ impl Manager {
             },
             (VmPhase::Starting(_), _) => {
                 // A VMM spawned just before bangerd went away has no recorded pid: find it by the
-                // VM's run directory in its command line, so it does not hold the disks.
+                // VM's run directory in its command line (a jailed Firecracker: by its jail id),
+                // so it does not hold the disks.
                 if phase.live().is_none() {
-                    for pid in process::find_with_marker(&self.layout.vm(name).run_dir) {
-                        tracing::warn!("{name}: killing VMM pid {pid}, which the database never recorded");
-                        let run_dir = self.layout.vm(name).run_dir;
-                        if process::signal(pid, &run_dir, nix::sys::signal::Signal::SIGKILL).is_ok() {
-                            process::wait_exit(pid, &run_dir, Duration::from_secs(5));
+                    let paths = self.layout.vm(name);
+                    let jail_id = std::path::PathBuf::from(banger_vmm::firecracker::jail::id(&paths.jail));
+                    for marker in [&paths.run_dir, &jail_id] {
+                        for pid in process::find_with_marker(marker) {
+                            tracing::warn!("{name}: killing VMM pid {pid}, which the database never recorded");
+                            if process::signal(pid, marker, nix::sys::signal::Signal::SIGKILL).is_ok() {
+                                process::wait_exit(pid, marker, Duration::from_secs(5));
+                            }
                         }
                     }
                 }

@@ -62,7 +62,7 @@ impl Manager {
         for rec in &records {
             let Ok(VmPhase::Running(live)) = VmPhase::from_record(rec) else { continue };
             let i = &live.instance;
-            let Some(u) = banger_vmm::process::usage(i.pid, &i.control_socket) else { continue };
+            let Some(u) = banger_vmm::process::usage(i.pid, &i.marker()) else { continue };
             let now = (Instant::now(), u.cpu_secs);
             seen.push(rec.name.clone());
             match cpu.get_mut(&rec.name) {
@@ -81,7 +81,7 @@ impl Manager {
     /// A running VM's VMM process: its RSS now and its CPU use since the monitor's last sample
     /// (at least [`CPU_MIN_INTERVAL`] old). `None` when the process is gone.
     pub(super) fn process_stats(&self, name: &str, i: &banger_vmm::Instance) -> Option<ProcessStats> {
-        let u = banger_vmm::process::usage(i.pid, &i.control_socket)?;
+        let u = banger_vmm::process::usage(i.pid, &i.marker())?;
         let now = Instant::now();
         let cpu_percent = lock(&self.samples.cpu).get(name).filter(|s| s.pid == i.pid).and_then(|s| {
             [Some(s.newer), s.older]

@@ -50,7 +50,7 @@ impl Manager {
         self.step(progress, name, "stopping", format!("asking {name} to power off"));
         self.ask_poweroff(rec, instance, true);
         fault::point("stop:asked");
-        let clean = process::wait_exit(instance.pid, &instance.control_socket, timeout);
+        let clean = process::wait_exit(instance.pid, &instance.marker(), timeout);
         if !clean {
             self.step(
                 progress,
@@ -94,9 +94,17 @@ impl Manager {
                 return Err(ApiError::invalid_state(format!("VM {name} is not running")).into());
             };
             let instance = &live.instance;
-            process::signal(instance.pid, &instance.control_socket, sig)?;
+            if instance.jail_id().is_some() && !reaches_pid_namespace_init(sig) {
+                return Err(ApiError::invalid_state(format!(
+                    "VM {name}'s Firecracker is jailed as init of its own PID namespace, where the kernel drops \
+                     {} from outside (Firecracker does not handle it); use --signal KILL, or `banger vm stop`",
+                    sig.as_str()
+                ))
+                .into());
+            }
+            process::signal(instance.pid, &instance.marker(), sig)?;
             fault::point("kill:signalled");
-            if process::wait_exit(instance.pid, &instance.control_socket, Duration::from_secs(5)) {
+            if process::wait_exit(instance.pid, &instance.marker(), Duration::from_secs(5)) {
                 self.release(&rec);
                 self.transition(name, &phase, VmPhase::Stopped, Some(format!("killed with {}", sig.as_str())))?;
             }
@@ -182,6 +190,14 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
     Ok(name.parse::<Signal>().map_err(|_| bad())?)
 }
 
+/// Whether `sig` sent from the host reaches a jailed Firecracker, which is init of its own PID
+/// namespace: only SIGKILL and SIGSTOP, and the signals it has handlers for (the rest are dropped
+/// by the kernel).
+fn reaches_pid_namespace_init(sig: nix::sys::signal::Signal) -> bool {
+    use nix::sys::signal::Signal::*;
+    matches!(sig, SIGKILL | SIGSTOP | SIGHUP | SIGBUS | SIGSEGV | SIGSYS | SIGXFSZ | SIGXCPU | SIGPIPE | SIGILL)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,5 +211,11 @@ mod tests {
         for bad in ["", "NOPE", "999", "-1"] {
             assert_eq!(parse_signal(bad).unwrap_err().code(), banger_api::ErrorCode::BadInput, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_jailed_firecracker_is_sent_only_signals_that_reach_it() {
+        assert!(reaches_pid_namespace_init(Signal::SIGKILL) && reaches_pid_namespace_init(Signal::SIGHUP));
+        assert!(!reaches_pid_namespace_init(Signal::SIGTERM) && !reaches_pid_namespace_init(Signal::SIGINT));
     }
 }

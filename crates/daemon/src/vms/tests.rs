@@ -462,6 +462,7 @@ fn config_of(t: &T, name: &str) -> banger_vmm::VmConfig {
         run_dir: paths.run_dir.clone(),
         console_log: paths.console_log.clone(),
         shares: vec![],
+        jail_dir: None,
     }
 }
 

@@ -3,7 +3,7 @@
 use super::phase::VmPhase;
 use super::{Manager, now};
 use crate::error::Result;
-use banger_api::response::{DiskInfo, SshInfo, Vm};
+use banger_api::response::{DiskInfo, JailView, SshInfo, Vm};
 use banger_state::VmRecord;
 use std::path::PathBuf;
 
@@ -58,6 +58,20 @@ impl Manager {
             process: live.and_then(|l| self.process_stats(&rec.name, &l.instance)),
             ports: self.port_views(rec),
             mounts: rec.mounts.iter().filter_map(|m| m.parse().ok()).collect(),
+            jailed: live
+                .filter(|l| l.instance.backend == banger_vmm::Backend::Firecracker)
+                .map(|l| l.instance.jail_id().is_some()),
+            jail: live.filter(|l| l.instance.jail_id().is_some()).and_then(|_| {
+                let r = banger_vmm::firecracker::jail::Record::read(&self.layout.vm(&rec.name).jail)?;
+                Some(JailView {
+                    jailer: r.jailer,
+                    chroot: r.chroot,
+                    uid: r.uid,
+                    gid: r.gid,
+                    cgroup_limits: r.cgroup_limits,
+                    cgroup_note: r.cgroup_note,
+                })
+            }),
         }
     }
 

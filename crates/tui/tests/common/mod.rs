@@ -48,6 +48,8 @@ pub fn vm(name: &str, state: Phase, ip: &str) -> Vm {
         process: running.then_some(ProcessStats { pid: 4242, cpu_percent: Some(12.5), rss_bytes: 310 << 20 }),
         ports: vec![],
         mounts: vec![],
+        jailed: None,
+        jail: None,
     }
 }
 

@@ -6,12 +6,17 @@
 //! console to its stdout), wait for the API socket, then `PUT /logger`, `/machine-config`,
 //! `/boot-source`, `/drives/{id}` per disk, `/network-interfaces/eth0`, and `PUT /actions
 //! InstanceStart`. Any failure after the spawn kills the process and removes the socket.
+//!
+//! With a jailer ([`Firecracker::with_jailer`], [`jail`]) the process is started through it in a
+//! chroot of its own; `<run_dir>/fc.sock` is then a link to the socket inside, and every path in
+//! the configuration is the one inside the chroot.
 
 pub mod actions;
 pub mod boot_source;
 pub mod drives;
 mod http;
 pub mod instance_info;
+pub mod jail;
 pub mod logger;
 pub mod machine_config;
 pub mod metrics;
@@ -33,7 +38,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// API socket file name inside the VM's run directory.
@@ -63,12 +68,28 @@ pub struct Firecracker {
     bin: PathBuf,
     socket_timeout: Duration,
     request_timeout: Duration,
+    jailer: Option<jail::Jailer>,
 }
 
 impl Firecracker {
     /// `bin` is the `firecracker` executable.
     pub fn new(bin: PathBuf) -> Self {
-        Firecracker { bin, socket_timeout: Duration::from_secs(5), request_timeout: Duration::from_secs(10) }
+        Firecracker {
+            bin,
+            socket_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+            jailer: None,
+        }
+    }
+
+    /// Start each VM through `jailer` (its chroot is built in the config's `jail_dir`).
+    pub fn with_jailer(mut self, jailer: Option<jail::Jailer>) -> Self {
+        self.jailer = jailer;
+        self
+    }
+
+    pub fn jailer(&self) -> Option<&jail::Jailer> {
+        self.jailer.as_ref()
     }
 
     /// How long `start` waits for the API socket to accept (default 5 s) and for each API reply
@@ -111,7 +132,7 @@ impl Firecracker {
     /// `GET /`: the instance's id, state (`Not started`, `Running`, `Paused`) and version.
     pub fn describe_instance(&self, instance: &Instance) -> Result<InstanceInfo, VmmError> {
         let socket = &instance.control_socket;
-        if !process::is_alive(instance.pid, socket) {
+        if !process::is_alive(instance.pid, &instance.marker()) {
             return Err(VmmError::NotRunning { pid: instance.pid });
         }
         let resp = http::request(socket, "GET", "/", None, self.request_timeout)
@@ -132,14 +153,20 @@ impl Firecracker {
         if resp.is_success() { Ok(()) } else { Err(refused(&format!("PUT {path}"), &resp)) }
     }
 
-    fn configure(&self, config: &VmConfig, socket: &Path, log_path: &Path) -> Result<(), VmmError> {
+    /// Configure and start the guest; `config`, `log_path` and `metrics_path` as Firecracker
+    /// sees them (inside its chroot when jailed). The log and metrics files exist.
+    fn configure(
+        &self,
+        config: &VmConfig,
+        socket: &Path,
+        log_path: &Path,
+        metrics_path: &Path,
+    ) -> Result<(), VmmError> {
         self.put(
             socket,
             &Logger { log_path: Some(log_path.to_path_buf()), level: Some(LogLevel::Info), ..Default::default() },
         )?;
-        let metrics_path = config.run_dir.join(METRICS_FILE);
-        File::create(&metrics_path).map_err(|source| VmmError::Control { socket: metrics_path.clone(), source })?;
-        self.put(socket, &Metrics { metrics_path })?;
+        self.put(socket, &Metrics { metrics_path: metrics_path.to_path_buf() })?;
         self.put(
             socket,
             &MachineConfiguration {
@@ -186,6 +213,120 @@ impl Firecracker {
         self.put(socket, &InstanceActionInfo { action_type: ActionType::InstanceStart })
     }
 
+    /// Start `firecracker --api-sock <socket> --id <name>` with its output on `console`.
+    fn spawn(
+        &self,
+        config: &VmConfig,
+        socket: &Path,
+        console: File,
+        console_offset: u64,
+    ) -> Result<(Starting, jail::Inside), VmmError> {
+        let spawn_err = |source| VmmError::Spawn { bin: self.bin.clone(), source };
+        let log_path = Self::log_path(&config.run_dir);
+        let metrics = config.run_dir.join(METRICS_FILE);
+        // Firecracker opens these without O_CREAT.
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| spawn_err(with_path(e, "create", &log_path)))?;
+        File::create(&metrics).map_err(|e| spawn_err(with_path(e, "create", &metrics)))?;
+        let log_offset = file_len(&log_path);
+        let console_err = console.try_clone().map_err(spawn_err)?;
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--api-sock").arg(socket).arg("--id").arg(&config.name);
+        cmd.stdin(Stdio::null()).stdout(console).stderr(console_err);
+        let child = process::spawn_detached(&mut cmd).map_err(spawn_err)?;
+        let starting = Starting {
+            pid: child.id(),
+            child: Some(child),
+            marker: socket.to_path_buf(),
+            bin: self.bin.clone(),
+            socket: socket.to_path_buf(),
+            console_log: config.console_log.clone(),
+            console_offset,
+            log_path: log_path.clone(),
+            log_offset,
+            status: None,
+            jail_dir: None,
+            armed: true,
+        };
+        Ok((starting, jail::Inside { config: config.clone(), log: log_path, metrics }))
+    }
+
+    /// Build the VM's chroot, start Firecracker through the jailer (as root: directly, or
+    /// `sudo -n`) and find its pid (the jailer's pid file). `socket` becomes a link to the API
+    /// socket inside.
+    fn spawn_jailed(
+        &self,
+        jailer: &jail::Jailer,
+        config: &VmConfig,
+        socket: &Path,
+        console: File,
+        console_offset: u64,
+    ) -> Result<(Starting, jail::Inside), VmmError> {
+        let jailer_err = |source| VmmError::Spawn { bin: jailer.bin.clone(), source };
+        let dir = config
+            .jail_dir
+            .as_deref()
+            .ok_or_else(|| jailer_err(io::Error::new(io::ErrorKind::InvalidInput, "no jail directory for this VM")))?;
+        let jail = jail::Jail::new(dir, &self.bin).map_err(jailer_err)?;
+        let inside = jail.prepare(jailer, config)?;
+        let cleanup = |e: VmmError| {
+            let _ = fs::remove_file(socket);
+            jail::remove(dir);
+            e
+        };
+        std::os::unix::fs::symlink(jail.socket(), socket)
+            .map_err(|e| cleanup(jailer_err(with_path(e, "link", socket))))?;
+        let mut cmd = banger_host::root_command(jailer.privilege, &jailer.bin, &jailer.args(&jail, &self.bin, config))
+            .map_err(|e| cleanup(jailer_err(io::Error::other(e.to_string()))))?;
+        let console_err = console.try_clone().map_err(|e| cleanup(jailer_err(e)))?;
+        cmd.stdin(Stdio::null()).stdout(console).stderr(console_err);
+        let mut child = process::spawn_detached(&mut cmd).map_err(|e| cleanup(jailer_err(e)))?;
+        // The jailer writes Firecracker's pid, then (with its own PID namespace) exits.
+        let deadline = Instant::now() + self.socket_timeout;
+        let pid = loop {
+            if let Some(pid) = fs::read_to_string(jail.pid_file()).ok().and_then(|t| t.trim().parse::<u32>().ok()) {
+                break pid;
+            }
+            let exited = child.try_wait().ok().flatten();
+            if let Some(status) = exited.filter(|s| !s.success()) {
+                return Err(cleanup(VmmError::Exited {
+                    bin: jailer.bin.clone(),
+                    status: status.to_string(),
+                    detail: banger_host::last_line_since(&config.console_log, console_offset),
+                }));
+            }
+            if Instant::now() >= deadline || exited.is_some() {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(cleanup(VmmError::Timeout {
+                    what: format!("the jailer writing Firecracker's pid to {}", jail.pid_file().display()),
+                    secs: self.socket_timeout.as_secs_f64().ceil() as u64,
+                }));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        process::reap_in_background(child);
+        let log_path = jail.host_path(&inside.log);
+        let starting = Starting {
+            pid,
+            child: None,
+            marker: PathBuf::from(&jail.id),
+            bin: self.bin.clone(),
+            socket: socket.to_path_buf(),
+            console_log: config.console_log.clone(),
+            console_offset,
+            log_offset: file_len(&log_path),
+            log_path,
+            status: None,
+            jail_dir: Some(dir.to_path_buf()),
+            armed: true,
+        };
+        Ok((starting, inside))
+    }
+
     fn wait_for_socket(&self, starting: &mut Starting) -> Result<(), VmmError> {
         let deadline = Instant::now() + self.socket_timeout;
         loop {
@@ -230,33 +371,41 @@ fn file_len(path: &Path) -> u64 {
 }
 
 /// A spawned Firecracker that has not finished starting. Dropping it (or [`Starting::fail`]) kills
-/// the process and removes the socket; [`Starting::finish`] hands the process to a reaper thread.
+/// the process and removes the socket (and the jail); [`Starting::finish`] hands the process to a
+/// reaper thread.
 struct Starting {
+    /// The Firecracker process when it is our child (not jailed: a jailed one is the jailer's).
     child: Option<Child>,
     pid: u32,
+    /// What marks it ([`process::is_alive`]): its socket, or its jail id.
+    marker: PathBuf,
     bin: PathBuf,
     socket: PathBuf,
     console_log: PathBuf,
     console_offset: u64,
     log_path: PathBuf,
     log_offset: u64,
-    status: Option<ExitStatus>,
+    /// How it exited, once it has.
+    status: Option<String>,
+    /// The jail to remove on failure.
+    jail_dir: Option<PathBuf>,
+    armed: bool,
 }
 
 impl Starting {
-    /// The exit status if the process has exited (and reaps it).
-    fn exited(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none()
-            && let Some(child) = self.child.as_mut()
-            && let Ok(Some(status)) = child.try_wait()
-        {
-            self.status = Some(status);
+    /// How the process exited, if it has (a child is reaped).
+    fn exited(&mut self) -> Option<String> {
+        if self.status.is_none() {
+            self.status = match self.child.as_mut() {
+                Some(child) => child.try_wait().ok().flatten().map(|s| s.to_string()),
+                None => (!process::is_alive(self.pid, &self.marker)).then(|| "it is gone".to_string()),
+            };
         }
-        self.status
+        self.status.clone()
     }
 
     /// Wait up to `grace` for the process to exit by itself.
-    fn exited_within(&mut self, grace: Duration) -> Option<ExitStatus> {
+    fn exited_within(&mut self, grace: Duration) -> Option<String> {
         let deadline = Instant::now() + grace;
         loop {
             if let Some(status) = self.exited() {
@@ -284,34 +433,39 @@ impl Starting {
             _ => Duration::ZERO,
         };
         let status = self.exited_within(grace);
+        let detail = self.last_words();
         self.kill_and_clean();
         match (status, err) {
             (_, err @ VmmError::Refused { .. }) => err,
-            (Some(status), _) => {
-                VmmError::Exited { bin: self.bin.clone(), status: status.to_string(), detail: self.last_words() }
-            }
+            (Some(status), _) => VmmError::Exited { bin: self.bin.clone(), status, detail },
             (None, err) => err,
         }
     }
 
     fn kill_and_clean(&mut self) {
-        if let Some(mut child) = self.child.take()
-            && self.status.is_none()
-        {
-            if process::is_alive(self.pid, &self.socket) {
-                let _ = process::signal(self.pid, &self.socket, Signal::SIGKILL);
+        self.armed = false;
+        if self.status.is_none() {
+            if process::is_alive(self.pid, &self.marker) {
+                let _ = process::signal(self.pid, &self.marker, Signal::SIGKILL);
             }
             // SIGKILL leaves a zombie at once (is_alive ignores zombies); reap it.
-            if process::wait_exit(self.pid, &self.socket, Duration::from_secs(5)) {
-                let _ = child.wait();
-            } else {
-                process::reap_in_background(child);
+            let gone = process::wait_exit(self.pid, &self.marker, Duration::from_secs(5));
+            if let Some(mut child) = self.child.take() {
+                if gone {
+                    let _ = child.wait();
+                } else {
+                    process::reap_in_background(child);
+                }
             }
         }
         let _ = fs::remove_file(&self.socket);
+        if let Some(dir) = self.jail_dir.take() {
+            jail::remove(&dir);
+        }
     }
 
     fn finish(mut self) -> u32 {
+        self.armed = false;
         if let Some(child) = self.child.take() {
             process::reap_in_background(child);
         }
@@ -321,7 +475,7 @@ impl Starting {
 
 impl Drop for Starting {
     fn drop(&mut self) {
-        if self.child.is_some() {
+        if self.armed {
             self.kill_and_clean();
         }
     }
@@ -354,6 +508,7 @@ pub fn probe_kvm(
         run_dir: dir.to_path_buf(),
         console_log: dir.join("console.log"),
         shares: vec![],
+        jail_dir: None,
     };
     let verdict = match Firecracker::new(bin.to_path_buf()).start(&config) {
         Err(e) => Verdict::Broken { evidence: format!("Firecracker could not start a guest: {e}") },
@@ -398,8 +553,6 @@ impl Vmm for Firecracker {
         }
         let spawn_err = |source| VmmError::Spawn { bin: self.bin.clone(), source };
         let socket = Self::api_socket(&config.run_dir);
-        let log_path = Self::log_path(&config.run_dir);
-
         if socket.as_os_str().len() > MAX_SOCKET_PATH {
             return Err(spawn_err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -420,12 +573,6 @@ impl Vmm for Firecracker {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(spawn_err(with_path(e, "inspect", &socket))),
         }
-        // Firecracker opens the log path without O_CREAT.
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| spawn_err(with_path(e, "create", &log_path)))?;
         if let Some(parent) = config.console_log.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent).map_err(|e| spawn_err(with_path(e, "create", parent)))?;
         }
@@ -434,30 +581,15 @@ impl Vmm for Firecracker {
             .append(true)
             .open(&config.console_log)
             .map_err(|e| spawn_err(with_path(e, "open", &config.console_log)))?;
-        let console_err = console.try_clone().map_err(spawn_err)?;
         let console_offset = file_len(&config.console_log);
-        let log_offset = file_len(&log_path);
-
-        let mut cmd = Command::new(&self.bin);
-        cmd.arg("--api-sock").arg(&socket).arg("--id").arg(&config.name);
-        cmd.stdin(Stdio::null()).stdout(console).stderr(console_err);
-        let child = process::spawn_detached(&mut cmd).map_err(spawn_err)?;
-        let mut starting = Starting {
-            pid: child.id(),
-            child: Some(child),
-            bin: self.bin.clone(),
-            socket: socket.clone(),
-            console_log: config.console_log.clone(),
-            console_offset,
-            log_path: log_path.clone(),
-            log_offset,
-            status: None,
+        let (mut starting, inside) = match &self.jailer {
+            None => self.spawn(config, &socket, console, console_offset)?,
+            Some(jailer) => self.spawn_jailed(jailer, config, &socket, console, console_offset)?,
         };
-
         if let Err(e) = self.wait_for_socket(&mut starting) {
             return Err(starting.fail(e));
         }
-        if let Err(e) = self.configure(config, &socket, &log_path) {
+        if let Err(e) = self.configure(&inside.config, &socket, &inside.log, &inside.metrics) {
             return Err(starting.fail(e));
         }
         let pid = starting.finish();
@@ -465,7 +597,7 @@ impl Vmm for Firecracker {
     }
 
     fn request_shutdown(&self, instance: &Instance) -> Result<(), VmmError> {
-        if !process::is_alive(instance.pid, &instance.control_socket) {
+        if !process::is_alive(instance.pid, &instance.marker()) {
             return Err(VmmError::NotRunning { pid: instance.pid });
         }
         self.put(&instance.control_socket, &InstanceActionInfo { action_type: ActionType::SendCtrlAltDel })
@@ -473,10 +605,11 @@ impl Vmm for Firecracker {
 
     /// Flush Firecracker's metrics (so they are current) and sum its metrics file.
     fn io_totals(&self, instance: &Instance) -> Option<metrics::Totals> {
-        if !process::is_alive(instance.pid, &instance.control_socket) {
+        if !process::is_alive(instance.pid, &instance.marker()) {
             return None;
         }
-        let file = instance.control_socket.parent()?.join(METRICS_FILE);
+        // Beside the socket Firecracker made (in its chroot, when jailed).
+        let file = fs::canonicalize(&instance.control_socket).ok()?.parent()?.join(METRICS_FILE);
         // A failed flush still leaves the periodic (60 s) ones to read.
         let _ = self.put(&instance.control_socket, &InstanceActionInfo { action_type: ActionType::FlushMetrics });
         Some(metrics::totals(&fs::read_to_string(file).ok()?))
