@@ -65,6 +65,10 @@ pub struct FakeHost {
     pub mounted: Vec<(String, PathBuf, bool)>,
     /// The next guest mount fails with this message.
     pub fail_mount: Option<String>,
+    /// VMMs start "jailed", as a jailed Firecracker looks to the daemon: a chroot in the VM's
+    /// jail dir holding the socket (`run_dir/fc.sock` links to it), the jail id in the process's
+    /// argv, a jail record.
+    pub jailed: bool,
 }
 
 #[derive(Clone, Default)]
@@ -73,6 +77,29 @@ pub struct Fake(Arc<Mutex<FakeHost>>, Arc<Reaper>);
 /// Ends the fake's processes when the last handle goes.
 #[derive(Default)]
 struct Reaper(Mutex<Vec<(u32, PathBuf)>>);
+
+/// A jail as the jailer leaves it (`banger_vmm::firecracker::jail`): the chroot with the API
+/// socket (a plain file here) and the record. The in-chroot socket's path.
+fn fake_jail(dir: &Path, config: &VmConfig) -> std::io::Result<PathBuf> {
+    use banger_vmm::firecracker::jail;
+    let id = jail::id(dir);
+    let chroot = dir.join("firecracker").join(&id).join("root");
+    std::fs::create_dir_all(&chroot)?;
+    let socket = chroot.join(jail::SOCKET);
+    std::fs::write(&socket, b"")?;
+    let record = jail::Record {
+        jailer: "/fake/jailer".into(),
+        id,
+        chroot,
+        uid: nix::unistd::geteuid().as_raw(),
+        gid: nix::unistd::getegid().as_raw(),
+        cgroup_limits: vec![],
+        cgroup_dir: None,
+        cgroup_note: Some(format!("fake host ({} MiB)", config.memory_mib)),
+    };
+    std::fs::write(dir.join(jail::RECORD), serde_json::to_string(&record).unwrap_or_default())?;
+    Ok(socket)
+}
 
 impl Drop for Reaper {
     fn drop(&mut self) {
@@ -151,8 +178,22 @@ impl Vmm for Fake {
         }
         let spawn = |source| VmmError::Spawn { bin: bin.clone(), source };
         std::fs::create_dir_all(&config.run_dir).map_err(spawn)?;
-        let socket = config.run_dir.join("fake.sock");
-        std::fs::write(&socket, b"").map_err(spawn)?;
+        let jail = match config.jail_dir.as_deref().filter(|_| self.host().jailed) {
+            Some(dir) => Some(fake_jail(dir, config).map_err(spawn)?),
+            None => None,
+        };
+        let socket = match &jail {
+            Some(inside) => {
+                let link = config.run_dir.join("fc.sock");
+                let _ = std::fs::remove_file(&link);
+                std::os::unix::fs::symlink(inside, &link).map_err(spawn)?;
+                link
+            }
+            None => config.run_dir.join("fake.sock"),
+        };
+        if jail.is_none() {
+            std::fs::write(&socket, b"").map_err(spawn)?;
+        }
         self.host().cmdlines.push(config.cmdline.clone());
         self.host().shares.push(config.shares.iter().map(|s| s.tag.clone()).collect());
         if let Some(ip) = config.cmdline.split("ip=").nth(1).and_then(|r| r.split(':').next()?.parse().ok()) {
@@ -169,16 +210,19 @@ impl Vmm for Fake {
             )
         };
         std::io::Write::write_all(&mut console, text.as_bytes()).map_err(spawn)?;
+        let marker = banger_vmm::marker(&socket);
         let mut cmd = std::process::Command::new("sleep");
-        cmd.arg0(format!("fake-vmm {}", socket.display())).arg("600");
+        cmd.arg0(format!("fake-vmm {}", marker.display())).arg("600");
         cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
         let child = process::spawn_detached(&mut cmd).map_err(spawn)?;
         let pid = child.id();
         process::reap_in_background(child);
         self.host().pids.push(pid);
         self.host().boots.push((config.memory_mib, config.vcpus));
-        self.1.0.lock().unwrap_or_else(|e| e.into_inner()).push((pid, socket.clone()));
-        Ok(Instance { backend: Backend::Qemu, accel: Accel::Tcg, pid, control_socket: socket })
+        self.1.0.lock().unwrap_or_else(|e| e.into_inner()).push((pid, marker));
+        let (backend, accel) =
+            if jail.is_some() { (Backend::Firecracker, Accel::Kvm) } else { (Backend::Qemu, Accel::Tcg) };
+        Ok(Instance { backend, accel, pid, control_socket: socket })
     }
     fn request_shutdown(&self, instance: &Instance) -> Result<(), VmmError> {
         if !instance.control_socket.exists() {

@@ -1112,3 +1112,50 @@ fn a_new_daemon_forwards_what_it_can_and_shows_what_it_cannot() {
     assert!(t.kinds("r").contains(&"error"), "said as an event too");
     drop(holder);
 }
+
+/// A jailed Firecracker as the lifecycle sees it (the fake's jail layout): shown jailed with its
+/// chroot, found by its jail id, sent only signals that reach it, and its jail removed when it
+/// stops, when it dies and when the VM is deleted.
+#[test]
+fn a_jailed_vmm_is_shown_jailed_and_its_jail_goes_with_it() {
+    let t = setup();
+    t.fake.host().jailed = true;
+    let vm = t.create("jailed");
+    let jail_dir = t.m.layout.vm("jailed").jail;
+    assert_eq!((vm.backend.as_deref(), vm.jailed), (Some("firecracker"), Some(true)));
+    let jail = vm.jail.clone().expect("its jail is shown");
+    assert!(jail.chroot.starts_with(&jail_dir), "{jail:?}");
+    assert!(jail.cgroup_limits.is_empty() && jail.cgroup_note.as_deref().unwrap().contains("fake host"));
+    let live = t.phase("jailed").live().unwrap().clone();
+    let id = banger_vmm::firecracker::jail::id(&jail_dir);
+    assert_eq!(live.instance.marker(), PathBuf::from(&id), "found by its jail id, not its socket path");
+    assert!(t.m.get("jailed").unwrap().process.is_some(), "its process is measured through the jail id");
+
+    // A signal the kernel would drop for a PID-namespace init is refused; nothing changes.
+    let e = t.m.kill("jailed", "TERM").map(|_| ()).unwrap_err();
+    assert!(e.to_string().contains("own PID namespace") && e.to_string().contains("--signal KILL"), "{e}");
+    assert_eq!(t.phase("jailed").kind(), R);
+    assert!(alive(live.instance.pid));
+
+    // Stopped: the jail goes.
+    assert_eq!(t.m.stop("jailed", Duration::from_millis(300), &()).unwrap().state, D);
+    assert!(wait_dead(live.instance.pid));
+    assert!(!jail_dir.exists(), "stop removes the jail");
+    assert_eq!(t.m.get("jailed").unwrap().jailed, None, "a stopped VM is not jailed");
+
+    // Its Firecracker dies: reconcile fails the VM and removes the jail and the socket link.
+    let pid = t.m.start("jailed", &()).unwrap().pid.unwrap();
+    assert!(jail_dir.exists());
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+    assert!(wait_dead(pid));
+    t.m.reconcile(false);
+    assert_eq!(t.phase("jailed").kind(), F);
+    assert!(!jail_dir.exists(), "a crash's jail is removed");
+    assert!(std::fs::symlink_metadata(t.m.layout.vm("jailed").run_dir.join("fc.sock")).is_err());
+
+    // Deleted while running (--force): nothing is left.
+    let pid = t.m.start("jailed", &()).unwrap().pid.unwrap();
+    t.m.delete("jailed", true).unwrap();
+    assert!(wait_dead(pid));
+    assert!(!t.m.layout.vm("jailed").dir.exists());
+}
