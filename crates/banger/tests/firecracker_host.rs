@@ -124,13 +124,17 @@ fn a_jailed_firecracker_leaves_nothing_behind() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let mut id = None;
+    // Ended if an assertion below fails while it runs (a daemon stop leaves VMMs running).
+    let _guard = seen.as_ref().map(|(pid, chroot, _)| KillJailed(*pid, chroot.clone()));
     if let Some((pid, chroot, v)) = &seen {
         assert_eq!(v["jailed"], true, "{v}");
         assert!(chroot.starts_with(&jail_dir), "{v}");
-        let root = std::fs::read_link(format!("/proc/{pid}/root")).ok();
+        use std::os::unix::fs::MetadataExt;
+        let ino = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        if let Some(root) = root {
-            assert_eq!(&root, chroot, "Firecracker runs chrooted");
+        // Its `/` (pivot_root in its own mount namespace) is the chroot.
+        if let Some(root) = ino(&PathBuf::from(format!("/proc/{pid}/root/api.sock"))) {
+            assert_eq!(Some(root), ino(&chroot.join("api.sock")), "Firecracker runs chrooted");
             let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap_or("").to_string();
             assert!(nspid.trim_end().ends_with("\t1"), "init of its own PID namespace: {nspid}");
             // Its crash: what the daemon must clean up after.
@@ -142,6 +146,7 @@ fn a_jailed_firecracker_leaves_nothing_behind() {
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert_ne!(out.status.code(), Some(0), "the guest cannot have answered: {err}");
     assert!(err.contains("failed to start"), "{err}");
+    eprintln!("jailed VM seen running: {}; vm create said: {}", seen.is_some(), err.trim());
     let v = env.ok_rt(&rt, &["vm", "show", "fj", "--json"]).json();
     assert_eq!(v["state"], "failed", "{v}");
     assert!(!jail_dir.exists(), "the jail is removed after Firecracker died: {}", jail_dir.display());
@@ -164,4 +169,19 @@ fn a_jailed_firecracker_leaves_nothing_behind() {
             err.lines().last().unwrap_or("")
         ),
     );
+}
+
+/// SIGKILL for a jailed Firecracker this test caused to start, if it is still that process.
+struct KillJailed(i32, PathBuf);
+
+impl Drop for KillJailed {
+    fn drop(&mut self) {
+        let id = self.1.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", self.0)).unwrap_or_default();
+        if let Some(id) = id
+            && cmdline.windows(id.len()).any(|w| w == id.as_bytes())
+        {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
 }

@@ -337,8 +337,13 @@ fn real_jailer_runs_firecracker_chrooted_in_its_own_pid_namespace_through_instan
     let chroot = f.jail_dir().join(fs::canonicalize(fc.bin()).unwrap().file_name().unwrap()).join(&id).join("root");
     if process::is_alive(instance.pid, &instance.marker()) {
         let pid = instance.pid;
-        // Chrooted, as our user, alone in its PID namespace.
-        assert_eq!(fs::read_link(format!("/proc/{pid}/root")).unwrap(), chroot);
+        // Chrooted (pivot_root in its own mount namespace: its `/` is our chroot), as our user,
+        // alone in its PID namespace.
+        use std::os::unix::fs::MetadataExt;
+        let ino = |p: String| fs::metadata(&p).map(|m| (m.dev(), m.ino())).unwrap_or_else(|e| panic!("{p}: {e}"));
+        assert_eq!(ino(format!("/proc/{pid}/root/api.sock")), ino(chroot.join("api.sock").display().to_string()));
+        assert_eq!(ino(format!("/proc/{pid}/root/base.img")), ino(f.config.disks[0].path.display().to_string()));
+        assert_ne!(fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap(), fs::read_link("/proc/self/ns/mnt").unwrap());
         let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         let field = |k: &str| status.lines().find(|l| l.starts_with(k)).unwrap_or("").to_string();
         assert!(field("NSpid:").trim_end().ends_with("\t1"), "init of its own PID namespace: {}", field("NSpid:"));
