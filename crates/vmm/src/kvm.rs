@@ -54,10 +54,11 @@ pub fn access(dev: &Path) -> Result<(), Verdict> {
         }),
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(Verdict::Unprobed {
             why: format!("this user may not open {} ({e})", dev.display()),
-            fix: format!(
-                "add the user to the group that owns it (`sudo usermod -aG {} $USER`, then log in again)",
-                group_of(dev).unwrap_or_else(|| "kvm".into())
-            ),
+            fix: {
+                use std::os::unix::fs::MetadataExt;
+                let meta = std::fs::metadata(dev).ok();
+                access_fix(dev, group_of(dev), meta.map(|m| (m.gid(), m.mode())))
+            },
         }),
         Err(e) => Err(Verdict::Unprobed {
             why: format!("{} cannot be opened: {e}", dev.display()),
@@ -74,6 +75,24 @@ pub fn preflight(dev: &Path, bin: &Path, what: &str, fix: &str) -> Result<(), Ve
         return Err(Verdict::Unprobed { why: format!("{what} ({}) is not installed", bin.display()), fix: fix.into() });
     }
     Ok(())
+}
+
+/// What lets a user open `dev`: membership of its group when that group may read and write it;
+/// otherwise (root's group, or no group access, as some hosts leave it) first giving it to group
+/// `kvm`, as udev does on most distributions.
+fn access_fix(dev: &Path, group: Option<String>, gid_mode: Option<(u32, u32)>) -> String {
+    let group_rw = gid_mode.is_some_and(|(gid, mode)| gid != 0 && mode & 0o060 == 0o060);
+    match group {
+        Some(g) if group_rw => {
+            format!("add the user to the group that owns it (`sudo usermod -aG {g} $USER`, then log in again)")
+        }
+        _ => format!(
+            "{dev} is not read-write for a group users can join: give it to group kvm (`sudo groupadd -f kvm && \
+             sudo chgrp kvm {dev} && sudo chmod 660 {dev}`; to keep it, the udev rule `KERNEL==\"kvm\", \
+             GROUP=\"kvm\", MODE=\"0660\"`), then `sudo usermod -aG kvm $USER` and log in again",
+            dev = dev.display()
+        ),
+    }
 }
 
 fn group_of(dev: &Path) -> Option<String> {
@@ -129,6 +148,23 @@ pub fn watch(console: &Path, mut exited: impl FnMut() -> Option<String>, timeout
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_access_says_which_group_to_join_or_how_to_give_the_device_one() {
+        let dev = Path::new("/dev/kvm");
+        let fix = access_fix(dev, Some("kvm".into()), Some((108, 0o20660)));
+        assert!(fix.contains("usermod -aG kvm") && !fix.contains("chgrp"), "{fix}");
+        // root:root 0600, as on the development machines: joining group root is no answer.
+        for (group, gm) in
+            [(Some("root".to_string()), Some((0, 0o20600))), (Some("kvm".into()), Some((108, 0o20600))), (None, None)]
+        {
+            let fix = access_fix(dev, group, gm);
+            assert!(
+                fix.contains("chgrp kvm /dev/kvm") && fix.contains("usermod -aG kvm") && !fix.contains("-aG root"),
+                "{fix}"
+            );
+        }
+    }
 
     #[test]
     fn access_says_what_is_missing_and_how_to_fix_it() {
