@@ -5,6 +5,9 @@
 //! renders them with `scripts/reliability-report.sh`); without it nothing is written. A test
 //! reports only after its assertions passed, so a row is a result the run proved.
 
+pub mod fake_firecracker;
+pub mod harness;
+
 use std::io::Write;
 
 /// Append a row to the reliability report, if one is being made. Tabs and newlines in the text

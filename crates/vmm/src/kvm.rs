@@ -41,6 +41,17 @@ impl Verdict {
 /// so reaching userspace shows as the kernel naming it.
 pub const PROBE_INIT: &str = "/banger-kvm-probe";
 
+/// What the kernel prints once it has booted as far as starting init: running one, or (the probe's
+/// init does not exist, so a Linux kernel falls back to mounting a root filesystem the probe does
+/// not give it) failing to. Each comes after every driver has been set up.
+pub const REACHED_INIT: &[&str] = &[
+    "Run /banger-kvm-probe as init process",
+    "Run /init as init process",
+    "VFS: Unable to mount root fs",
+    "Please append a correct \"root=\" boot option",
+    "No working init found",
+];
+
 /// Whether this process may use `dev` (`/dev/kvm`); an [`Verdict::Unprobed`] saying what to do
 /// when it may not.
 pub fn access(dev: &Path) -> Result<(), Verdict> {
@@ -106,7 +117,7 @@ fn group_of(dev: &Path) -> Option<String> {
     })
 }
 
-/// Watch a probe boot's console until the kernel reaches [`PROBE_INIT`] ([`Verdict::Runs`]),
+/// Watch a probe boot's console until the kernel reaches init ([`REACHED_INIT`]: [`Verdict::Runs`]),
 /// the VMM exits (`exited` says how), the kernel stays silent past a few seconds, or `timeout`.
 pub fn watch(console: &Path, mut exited: impl FnMut() -> Option<String>, timeout: Duration) -> Verdict {
     let start = Instant::now();
@@ -117,7 +128,7 @@ pub fn watch(console: &Path, mut exited: impl FnMut() -> Option<String>, timeout
         // own output (Firecracker logs there until its logger is set), paths included.
         let guest = all.find("Linux version").map(|i| &all[i..]);
         // The kernel got as far as looking for init: guest code runs fine under this KVM.
-        if guest.is_some_and(|g| g.contains(&format!("Run {PROBE_INIT}")) || g.contains("Run /init")) {
+        if guest.is_some_and(|g| REACHED_INIT.iter().any(|m| g.contains(m))) {
             return Verdict::Runs;
         }
         let seen = || match guest {
@@ -207,5 +218,15 @@ mod tests {
             panic!("the VMM's output mentioning the probe is not a guest reaching init")
         };
         assert!(evidence.contains("printed nothing"), "{evidence}");
+        // What Debian's 6.1 kernel prints when the probe's init is not in its initrd (seen under
+        // QEMU): it looked for init, so guest code runs.
+        std::fs::write(
+            &console,
+            "[    0.000000] Linux version 6.1.0-57-cloud-amd64\n[    1.677364] Please append a correct \"root=\" boot \
+             option; here are the available partitions:\n[    1.677667] Kernel panic - not syncing: VFS: Unable to \
+             mount root fs on unknown-block(0,0)\n[    1.680387] Kernel Offset: disabled\n",
+        )
+        .unwrap();
+        assert_eq!(watch(&console, || Some("exit status: 0".into()), Duration::from_secs(2)), Verdict::Runs);
     }
 }
