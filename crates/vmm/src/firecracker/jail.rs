@@ -266,14 +266,17 @@ impl Jail {
         let dst = self.chroot.join(name);
         match fs::hard_link(src, &dst) {
             Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(nix::libc::EXDEV) => {
+            // Another filesystem (EXDEV), or a file of another user that the kernel's
+            // protected_hardlinks forbids linking (EPERM: the runtime bundle's kernel, say).
+            Err(e) if matches!(e.raw_os_error(), Some(nix::libc::EXDEV | nix::libc::EPERM)) => {
                 let len = fs::metadata(src).map_err(|e| with_path(e, "inspect", src))?.len();
                 if !copy_ok || len > COPY_LIMIT {
                     return Err(io::Error::new(
                         e.kind(),
                         format!(
-                            "{} is on another filesystem than the jail {} and too large to copy ({} MiB): a jailed \
-                             Firecracker sees only hard links; keep the VM's files on one filesystem",
+                            "{} cannot be hard-linked into the jail {} ({e}) and is too large to copy ({} MiB): a \
+                             jailed Firecracker sees only hard links; keep the VM's files on one filesystem, owned \
+                             by this user",
                             src.display(),
                             self.dir.display(),
                             len >> 20
