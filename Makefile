@@ -17,7 +17,7 @@ TEST_DEBS := $(RUN_DEBS) $(IMAGE_DEBS) curl sudo conntrack iputils-ping dnsutils
 INIT_BIN := target/guest-init/x86_64-unknown-linux-gnu/release/banger-init
 BENCH_DEBS := hyperfine python3 bc qemu-system-x86 iproute2
 
-.PHONY: reliability guest-init runtime-build rootfs runtime-bundle runtime-package help deps test-deps build test verify check install uninstall quickstart bench bench-status bench-bundle bench-daemon bench-events bench-vm bench-features bench-image bench-tui bench-boot bench-host-access fmt clippy clean check-cargo virtiofsd
+.PHONY: reliability guest-init runtime-build rootfs runtime-bundle runtime-package help deps test-deps build test verify check install uninstall quickstart bench bench-status bench-bundle bench-daemon bench-events bench-vm bench-features bench-image bench-tui bench-boot bench-host-access bench-firecracker fmt clippy clean check-cargo virtiofsd
 
 help:
 	@echo "make quickstart   install packages, build, build the runtime bundle, create a VM, run a command in it over SSH"
@@ -32,7 +32,7 @@ help:
 	@echo "make runtime-package  package ./runtime into dist/banger-runtime.tar.gz (deterministic)"
 	@echo "make virtiofsd    build the Rust virtiofsd into ~/.local/bin (host folders as a normal user on Debian 12)"
 	@echo "make install      install binaries to PREFIX/bin and the runtime bundle to PREFIX/lib/banger (PREFIX=$(PREFIX))"
-	@echo "make bench        run the benchmarks reported in README.md"
+	@echo "make bench        run the benchmarks reported in README.md (bench-firecracker apart: it needs FIRECRACKER= and JAILER=)"
 
 check-cargo:
 	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found; install Rust >= 1.95 (rustup), then retry" >&2; exit 1; }
@@ -179,6 +179,11 @@ bench-tui: build
 bench-host-access: build
 	scripts/apt-deps.sh $(BENCH_DEBS) openssh-client
 	RUNTIME=$(RUNTIME_DIR) scripts/bench-host-access.sh
+
+# Firecracker's start unjailed vs through its jailer (root; FIRECRACKER= and JAILER= from outside the repository).
+bench-firecracker: check-cargo deps
+	$(CARGO) build --release $(CARGO_FLAGS) -p banger-vmm --example bench_firecracker
+	FIRECRACKER=$(FIRECRACKER) JAILER=$(JAILER) VMLINUX=$(abspath $(RUNTIME_DIR))/vmlinux target/release/examples/bench_firecracker 20
 
 bench-boot:
 	scripts/apt-deps.sh $(BENCH_DEBS) $(IMAGE_DEBS) openssh-client
