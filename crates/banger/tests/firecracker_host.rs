@@ -146,34 +146,35 @@ fn a_jailed_firecracker_leaves_nothing_behind() {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let mut id = None;
+    let (pid, chroot, v) = seen.clone().expect("the jailed VM was seen starting, with its pid and jail");
     // Ended if an assertion below fails while it runs (a daemon stop leaves VMMs running).
-    let _guard = seen.as_ref().map(|(pid, chroot, _)| KillJailed(*pid, chroot.clone()));
-    if let Some((pid, chroot, v)) = &seen {
-        assert_eq!(v["jailed"], true, "{v}");
-        assert!(chroot.starts_with(&jail_dir), "{v}");
-        use std::os::unix::fs::MetadataExt;
-        let ino = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        // Its `/` (pivot_root in its own mount namespace) is the chroot.
-        if let Some(root) = ino(&PathBuf::from(format!("/proc/{pid}/root/api.sock"))) {
-            assert_eq!(Some(root), ino(&chroot.join("api.sock")), "Firecracker runs chrooted");
-            let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap_or("").to_string();
-            assert!(nspid.trim_end().ends_with("\t1"), "init of its own PID namespace: {nspid}");
-            // Its crash: what the daemon must clean up after.
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL).unwrap();
-        }
-        id = chroot.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
-    }
+    let _guard = KillJailed(pid, chroot.clone());
+    assert_eq!(v["jailed"], true, "{v}");
+    assert!(chroot.starts_with(&jail_dir), "{v}");
+    use std::os::unix::fs::MetadataExt;
+    let ino = |p: &std::path::Path| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).unwrap();
+    // Its `/` (pivot_root in its own mount namespace) is the chroot.
+    assert_eq!(
+        ino(&PathBuf::from(format!("/proc/{pid}/root/api.sock"))),
+        ino(&chroot.join("api.sock")),
+        "Firecracker runs chrooted"
+    );
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap_or("").to_string();
+    assert!(nspid.trim_end().ends_with("\t1"), "init of its own PID namespace: {nspid}");
+    // Its crash (before any guest could answer): what the daemon must clean up after.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let id = chroot.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
     let out = create.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert_ne!(out.status.code(), Some(0), "the guest cannot have answered: {err}");
     assert!(err.contains("failed to start"), "{err}");
-    eprintln!("jailed VM seen running: {}; vm create said: {}", seen.is_some(), err.trim());
     let v = env.ok_rt(&rt, &["vm", "show", "fj", "--json"]).json();
     assert_eq!(v["state"], "failed", "{v}");
     assert!(!jail_dir.exists(), "the jail is removed after Firecracker died: {}", jail_dir.display());
-    assert!(!env.run_dir().join("vms/fj/fc.sock").exists(), "the socket link is removed");
+    if let Some(id) = &id {
+        assert!(!env.run_dir().join(format!("vms/fj/jail-{id}.sock")).exists(), "the socket link is removed");
+    }
     if let Some(id) = &id {
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
             if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
@@ -187,8 +188,8 @@ fn a_jailed_firecracker_leaves_nothing_behind() {
         "Firecracker hosts",
         "a real jailer and Firecracker under bangerd (BANGER_ACCEL=kvm past the probe)",
         &format!(
-            "jailed start {}; after Firecracker died the VM failed with its jail, socket link and process gone: {}",
-            if seen.is_some() { "seen chrooted in its own PID namespace" } else { "ended before it could be seen" },
+            "a jailed start seen chrooted in its own PID namespace; after its Firecracker was killed the VM failed \
+             with its jail, socket link and process gone: {}",
             err.lines().last().unwrap_or("")
         ),
     );

@@ -56,7 +56,7 @@ fn main() {
             assert!(process::wait_exit(instance.pid, &marker, Duration::from_secs(10)));
             let t1 = Instant::now();
             if let Some(dir) = &jail_dir {
-                jail::remove(dir);
+                jail::remove(dir).unwrap();
                 assert!(!dir.exists());
             }
             removals.push(t1.elapsed());

@@ -37,8 +37,8 @@ impl Verdict {
     }
 }
 
-/// The kernel command line of a probe boot: the kernel's own init is a file that does not exist,
-/// so reaching userspace shows as the kernel naming it.
+/// The probe boot's init (`rdinit=`): a file that does not exist, so the kernel, having booted,
+/// goes no further than looking for init ([`REACHED_INIT`] tells it has) and starts nothing.
 pub const PROBE_INIT: &str = "/banger-kvm-probe";
 
 /// What the kernel prints once it has booted as far as starting init: running one, or (the probe's

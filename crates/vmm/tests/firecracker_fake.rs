@@ -540,13 +540,14 @@ fn jail_of(f: &Fixture) -> banger_vmm::firecracker::jail::Jail {
 
 fn assert_no_jail_left(f: &Fixture, jail: &banger_vmm::firecracker::jail::Jail) {
     assert!(!f.config.jail_dir.as_ref().unwrap().exists(), "the jail is removed");
-    assert!(fs::symlink_metadata(f.socket()).is_err(), "the socket link is removed");
+    assert!(fs::symlink_metadata(f.run_dir().join(jail.link_name())).is_err(), "the socket link is removed");
     assert!(process::find_with_marker(Path::new(&jail.id)).is_empty(), "no jailed process is left");
 }
 
 /// The jailer gets the VM's id, the user's uid/gid, its own PID namespace and the in-chroot API
 /// socket; the chroot holds hard links to the disks; Firecracker is configured with the paths it
-/// sees inside; the daemon reaches it through `<run_dir>/fc.sock`; it is marked by its jail id.
+/// sees inside; the daemon reaches it through `<run_dir>/jail-<id>.sock`; it is marked by its jail
+/// id, which that link's name carries (so it is still found when the link is gone).
 fn jailed_start_builds_the_chroot_and_speaks_its_paths() {
     let (f, jailer) = jailed_fixture(json!({}));
     let fc = firecracker().with_jailer(Some(jailer.clone()));
@@ -574,8 +575,9 @@ fn jailed_start_builds_the_chroot_and_speaks_its_paths() {
     .map(|a| format!("{a}\n"))
     .concat();
     assert_eq!(argv, expected, "no cgroup arguments where the host does not delegate them");
-    assert_eq!(instance.control_socket, f.socket());
-    assert_eq!(fs::read_link(f.socket()).unwrap(), jail.chroot.join("api.sock"));
+    let link = f.run_dir().join(jail.link_name());
+    assert_eq!(instance.control_socket, link);
+    assert_eq!(fs::read_link(&link).unwrap(), jail.chroot.join("api.sock"));
     assert_eq!(instance.jail_id().as_deref(), Some(jail.id.as_str()));
     assert_eq!(instance.marker(), Path::new(&jail.id));
     assert_eq!(fs::read_to_string(jail.pid_file()).unwrap(), instance.pid.to_string());
@@ -604,14 +606,21 @@ fn jailed_start_builds_the_chroot_and_speaks_its_paths() {
     let rec = banger_vmm::firecracker::jail::Record::read(&dir).unwrap();
     assert_eq!((rec.chroot.clone(), rec.uid), (jail.chroot.clone(), jailer.uid));
     assert_eq!(rec.cgroup_note.as_deref(), Some("not on this test host"));
+    // Still recognised as alive without its link (a run directory wiped while it runs), and a
+    // second start of the same VM is refused.
+    fs::rename(&link, link.with_extension("away")).unwrap();
+    assert!(process::is_alive(instance.pid, &instance.marker()));
+    let again = fc.start(&f.config).unwrap_err().to_string();
+    assert!(again.contains("still running"), "{again}");
+    fs::rename(link.with_extension("away"), &link).unwrap();
     // The API, metrics and shutdown work through the link.
     assert_eq!(fc.describe_instance(&instance).unwrap().id, jail.id);
     assert_eq!(fc.io_totals(&instance).expect("metrics from inside the chroot").flushes, 1);
     fc.request_shutdown(&instance).unwrap();
     process::signal(instance.pid, &instance.marker(), Signal::SIGKILL).unwrap();
     assert!(process::wait_exit(instance.pid, &instance.marker(), Duration::from_secs(5)));
-    banger_vmm::firecracker::jail::remove(&dir);
-    let _ = fs::remove_file(f.socket());
+    banger_vmm::firecracker::jail::remove(&dir).unwrap();
+    let _ = fs::remove_file(&link);
     assert_no_jail_left(&f, &jail);
 }
 

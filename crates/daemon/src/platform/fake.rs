@@ -66,7 +66,7 @@ pub struct FakeHost {
     /// The next guest mount fails with this message.
     pub fail_mount: Option<String>,
     /// VMMs start "jailed", as a jailed Firecracker looks to the daemon: a chroot in the VM's
-    /// jail dir holding the socket (`run_dir/fc.sock` links to it), the jail id in the process's
+    /// jail dir holding the socket (`run_dir/jail-<id>.sock` links to it), the jail id in the process's
     /// argv, a jail record.
     pub jailed: bool,
 }
@@ -184,7 +184,8 @@ impl Vmm for Fake {
         };
         let socket = match &jail {
             Some(inside) => {
-                let link = config.run_dir.join("fc.sock");
+                let id = banger_vmm::firecracker::jail::id(config.jail_dir.as_deref().unwrap_or(Path::new("")));
+                let link = config.run_dir.join(format!("jail-{id}.sock"));
                 let _ = std::fs::remove_file(&link);
                 std::os::unix::fs::symlink(inside, &link).map_err(spawn)?;
                 link

@@ -377,7 +377,9 @@ impl Manager {
         self.stop_folder_servers(name);
         let paths = self.layout.vm(name);
         let _ = std::fs::remove_dir_all(paths.run_dir);
-        banger_vmm::firecracker::jail::remove(&paths.jail);
+        if let Err(e) = banger_vmm::firecracker::jail::remove(&paths.jail) {
+            tracing::warn!("{name}: {e}");
+        }
         true
     }
 

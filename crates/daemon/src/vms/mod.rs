@@ -274,7 +274,9 @@ impl Manager {
         let paths = self.layout.vm(&rec.name);
         let _ = std::fs::remove_dir_all(paths.run_dir);
         // A jailed Firecracker's chroot and cgroup (it is gone by now).
-        banger_vmm::firecracker::jail::remove(&paths.jail);
+        if let Err(e) = banger_vmm::firecracker::jail::remove(&paths.jail) {
+            tracing::warn!("{}: {e}", rec.name);
+        }
         self.resumed_stops.lock().unwrap_or_else(|e| e.into_inner()).remove(&rec.name);
     }
 }

@@ -176,7 +176,9 @@ impl Manager {
                 if phase.live().is_none() {
                     let paths = self.layout.vm(name);
                     let jail_id = std::path::PathBuf::from(banger_vmm::firecracker::jail::id(&paths.jail));
-                    for marker in [&paths.run_dir, &jail_id] {
+                    // `RUN/vms/NAME/`: with the separator, VM `a` never matches VM `ab`'s paths.
+                    let run_dir = paths.run_dir.join("");
+                    for marker in [&run_dir, &jail_id] {
                         for pid in process::find_with_marker(marker) {
                             tracing::warn!("{name}: killing VMM pid {pid}, which the database never recorded");
                             if process::signal(pid, marker, nix::sys::signal::Signal::SIGKILL).is_ok() {
@@ -195,6 +197,27 @@ impl Manager {
             self.release(rec);
         }
         self.transition(name, &phase, to, Some(reason))
+    }
+
+    /// A running jailed Firecracker whose socket link in the run directory is gone (the run
+    /// directory was wiped while it ran): link its chroot's socket again. Whether it did.
+    fn relink_jail(&self, name: &str, instance: &banger_vmm::Instance) -> bool {
+        let Some(id) = instance.jail_id() else { return false };
+        let jail = self.layout.vm(name).jail;
+        let found = std::fs::read_dir(&jail)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join(&id).join("root").join(banger_vmm::firecracker::jail::SOCKET))
+            .find(|p| p.exists());
+        let Some(target) = found else { return false };
+        let link = &instance.control_socket;
+        let made = link.parent().is_some_and(|d| std::fs::create_dir_all(d).is_ok())
+            && std::os::unix::fs::symlink(&target, link).is_ok();
+        if made {
+            tracing::info!("VM {name}: linked its jailed Firecracker's socket {} again", target.display());
+        }
+        made
     }
 
     /// Settle every VM (those busy with an operation are left to it). At daemon start, also
@@ -217,6 +240,7 @@ impl Manager {
                 && let Some(live) = phase.live()
                 && up == Some(true)
                 && !live.instance.control_socket.exists()
+                && !self.relink_jail(&rec.name, &live.instance)
             {
                 tracing::warn!(
                     "VM {}: its control socket {} is missing; stopping it will signal the VMM (pid {})",

@@ -1131,6 +1131,15 @@ fn a_jailed_vmm_is_shown_jailed_and_its_jail_goes_with_it() {
     assert_eq!(live.instance.marker(), PathBuf::from(&id), "found by its jail id, not its socket path");
     assert!(t.m.get("jailed").unwrap().process.is_some(), "its process is measured through the jail id");
 
+    // Its run directory wiped while it runs (a logout, say): still running, found by its jail id,
+    // and a restarted daemon links its socket again.
+    std::fs::remove_dir_all(t.m.layout.vm("jailed").run_dir).unwrap();
+    t.m.reconcile(false);
+    assert_eq!(t.phase("jailed").kind(), R, "a jailed VM without its socket link is not dead");
+    assert!(alive(live.instance.pid));
+    t.m.reconcile(true);
+    assert!(live.instance.control_socket.exists(), "the link is made again at daemon start");
+
     // A signal the kernel would drop for a PID-namespace init is refused; nothing changes.
     let e = t.m.kill("jailed", "TERM").map(|_| ()).unwrap_err();
     assert!(e.to_string().contains("own PID namespace") && e.to_string().contains("--signal KILL"), "{e}");
@@ -1151,7 +1160,7 @@ fn a_jailed_vmm_is_shown_jailed_and_its_jail_goes_with_it() {
     t.m.reconcile(false);
     assert_eq!(t.phase("jailed").kind(), F);
     assert!(!jail_dir.exists(), "a crash's jail is removed");
-    assert!(std::fs::symlink_metadata(t.m.layout.vm("jailed").run_dir.join("fc.sock")).is_err());
+    assert!(std::fs::symlink_metadata(t.m.layout.vm("jailed").run_dir.join(format!("jail-{id}.sock"))).is_err());
 
     // Deleted while running (--force): nothing is left.
     let pid = t.m.start("jailed", &()).unwrap().pid.unwrap();

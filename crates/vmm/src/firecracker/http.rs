@@ -30,6 +30,15 @@ pub(crate) fn request(
     body: Option<&[u8]>,
     timeout: Duration,
 ) -> io::Result<Response> {
+    // A jailed Firecracker's socket is reached through a link into its chroot, where that
+    // Firecracker's user could put something else: only a socket itself is connected to.
+    if let Ok(target) = std::fs::read_link(socket) {
+        use std::os::unix::fs::FileTypeExt;
+        let meta = std::fs::symlink_metadata(&target)?;
+        if !meta.file_type().is_socket() {
+            return Err(invalid(format!("{} is not a socket", target.display())));
+        }
+    }
     let mut stream = UnixStream::connect(socket)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;

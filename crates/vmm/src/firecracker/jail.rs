@@ -10,7 +10,7 @@
 //! JAIL/<exec>/<id>/root/               the chroot (`<exec>`: the Firecracker binary's file name)
 //!     firecracker                      the jailer's own copy of the binary
 //!     firecracker.pid                  Firecracker's pid, written by the jailer
-//!     api.sock                         the API socket (RUN/vms/NAME/fc.sock links to it)
+//!     api.sock                         the API socket (RUN/vms/NAME/jail-<id>.sock links to it)
 //!     vmlinux, initrd                  hard links (copies only when on another filesystem)
 //!     base.img, overlay.img, …         hard links to the disks: never copied
 //!     firecracker.log, .metrics        Firecracker's log and metrics
@@ -19,7 +19,8 @@
 //!
 //! `<id>` is derived from `JAIL` itself ([`id`]), so it is unique per VM and installation, and it
 //! is what marks the jailed process: its command line is `/firecracker --id <id> …`, not the host
-//! path of its socket ([`marker`]). Everything is removed by [`remove`] (the chroot and the
+//! path of its socket. The link's name carries the id ([`marker`]), so the process is still
+//! recognised if the link (or the whole run directory) disappears while it runs. Everything is removed by [`remove`] (the chroot and the
 //! cgroup), on stop, delete, a failed start and after a crash.
 
 use crate::{VmConfig, VmmError};
@@ -130,15 +131,14 @@ pub fn id(dir: &Path) -> String {
     format!("bg{}", &hex::encode(digest)[..16])
 }
 
-/// The jail id a control socket leads to, when it is a link into a chroot (a jailed
-/// Firecracker's); what marks that process ([`marker`]).
+/// The jail id a control socket names, when it is a jailed Firecracker's
+/// (`jail-<id>.sock`, [`Jail::link_name`]); what marks that process ([`marker`]). Read from the
+/// name alone: the link need not exist.
 pub fn id_of_socket(socket: &Path) -> Option<String> {
-    let target = fs::read_link(socket).ok()?;
-    let root = target.parent()?;
-    if target.file_name()? != SOCKET || root.file_name()? != "root" {
-        return None;
-    }
-    Some(root.parent()?.file_name()?.to_str()?.to_string())
+    let name = socket.file_name()?.to_str()?;
+    let id = name.strip_prefix("jail-")?.strip_suffix(".sock")?;
+    let hex = id.strip_prefix("bg")?;
+    (hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_string())
 }
 
 /// What identifies the VMM behind `socket` on its command line ([`crate::process::is_alive`]):
@@ -157,7 +157,8 @@ pub struct Record {
     pub gid: u32,
     /// The cgroup limits set (`memory.max=…`), empty when none could be.
     pub cgroup_limits: Vec<String>,
-    /// The VM's cgroup directory, when limits were set.
+    /// The VM's cgroup directory, when limits were set (shown only: [`remove`] works it out
+    /// again).
     pub cgroup_dir: Option<PathBuf>,
     /// Why there are no limits, when there are none.
     pub cgroup_note: Option<String>,
@@ -212,6 +213,11 @@ impl Jail {
         self.chroot.join(SOCKET)
     }
 
+    /// The name of the link to [`Jail::socket`] in the VM's run directory: it carries the id.
+    pub fn link_name(&self) -> String {
+        format!("jail-{}.sock", self.id)
+    }
+
     pub fn pid_file(&self) -> PathBuf {
         self.chroot.join(format!("{}.pid", self.exec_name))
     }
@@ -220,10 +226,12 @@ impl Jail {
     /// on another filesystem), Firecracker's log and metrics files, and the [`Record`]. Whatever
     /// an earlier run left is removed first; on error nothing is left.
     pub fn prepare(&self, jailer: &Jailer, config: &VmConfig) -> Result<Inside, VmmError> {
-        remove(&self.dir);
+        if let Err(e) = remove(&self.dir) {
+            return Err(VmmError::Spawn { bin: jailer.bin.clone(), source: io::Error::other(e) });
+        }
         let made = self.populate(jailer, config);
         if made.is_err() {
-            remove(&self.dir);
+            let _ = remove(&self.dir);
         }
         made
     }
@@ -271,15 +279,15 @@ impl Jail {
             Err(e) if matches!(e.raw_os_error(), Some(nix::libc::EXDEV | nix::libc::EPERM)) => {
                 let len = fs::metadata(src).map_err(|e| with_path(e, "inspect", src))?.len();
                 if !copy_ok || len > COPY_LIMIT {
+                    let why = if copy_ok { format!("too large to copy ({} MiB)", len >> 20) } else { "a disk".into() };
                     return Err(io::Error::new(
                         e.kind(),
                         format!(
-                            "{} cannot be hard-linked into the jail {} ({e}) and is too large to copy ({} MiB): a \
-                             jailed Firecracker sees only hard links; keep the VM's files on one filesystem, owned \
-                             by this user",
+                            "{} cannot be hard-linked into the jail {} ({e}), and it is {why}, which is never \
+                             copied: a jailed Firecracker sees only hard links; keep the VM's files on one \
+                             filesystem, owned by this user",
                             src.display(),
                             self.dir.display(),
-                            len >> 20
                         ),
                     ));
                 }
@@ -291,26 +299,54 @@ impl Jail {
     }
 }
 
-/// Remove the jail in `dir`: its cgroup (root's: through `banger_host`) and the whole tree. Its
-/// Firecracker must be gone. Missing pieces are fine; what cannot be removed is logged.
-pub fn remove(dir: &Path) {
-    if let Some(cg) = Record::read(dir).and_then(|r| r.cgroup_dir).filter(|d| d.exists())
-        && fs::remove_dir(&cg).is_err()
-        && let Err(e) = banger_host::run_root("rmdir", [&cg])
-    {
-        eprintln!("banger: cannot remove the cgroup {}: {e}", cg.display());
+/// Remove the jail in `dir`: its cgroup (root's: through `banger_host` when we are not root) and
+/// the whole tree. Its Firecracker must be gone. Missing pieces are fine; what could not be
+/// removed is the error.
+///
+/// The cgroup's path is worked out again (the cgroup v2 root, [`PARENT_CGROUP`], [`id`]), never
+/// read from the jail's record, which the jailed Firecracker's user can write.
+pub fn remove(dir: &Path) -> Result<(), String> {
+    let mut problems = Vec::new();
+    if let Ok(root) = cgroup_v2(&fs::read_to_string("/proc/mounts").unwrap_or_default()) {
+        let cg = root.join(PARENT_CGROUP).join(id(dir));
+        // Just after its last process went, the kernel may still hold it (busy) for a moment.
+        let mut tries = 0;
+        while cg.exists() {
+            let busy = match fs::remove_dir(&cg) {
+                Ok(()) => break,
+                Err(e) if e.raw_os_error() == Some(nix::libc::EBUSY) => true,
+                Err(_) => match banger_host::run_root("rmdir", [&cg]) {
+                    Ok(_) => break,
+                    Err(e) if e.to_string().contains("busy") => true,
+                    Err(e) => {
+                        problems.push(format!("cannot remove the cgroup {}: {e}", cg.display()));
+                        false
+                    }
+                },
+            };
+            tries += 1;
+            if !busy || tries >= 20 {
+                if busy {
+                    problems.push(format!("the cgroup {} stayed busy", cg.display()));
+                }
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
     match fs::remove_dir_all(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        // What the jailer made as root before a failure dropped it (it chowns as it goes).
+        // What the jailer made as root before a failure stopped it (it chowns as it goes). `rm`
+        // follows no symbolic link.
         Err(_) => {
             if let Err(e) = banger_host::run_root("rm", [OsString::from("-rf"), "--one-file-system".into(), dir.into()])
             {
-                eprintln!("banger: cannot remove the jail {}: {e}", dir.display());
+                problems.push(format!("cannot remove the jail {}: {e}", dir.display()));
             }
         }
     }
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
 }
 
 fn with_path(e: io::Error, what: &str, path: &Path) -> io::Error {
@@ -443,23 +479,25 @@ mod tests {
 
         c.disks[0].path = base;
         jail.prepare(&jailer, &c).unwrap();
-        remove(&dir);
+        remove(&dir).unwrap();
         assert!(!dir.exists());
-        remove(&dir); // twice is fine
+        remove(&dir).unwrap(); // twice is fine
     }
 
     #[test]
-    fn a_jailed_socket_is_marked_by_its_jail_id() {
+    fn a_jailed_socket_is_marked_by_its_jail_id_even_when_the_link_is_gone() {
         let tmp = tempfile::tempdir().unwrap();
-        let chroot = tmp.path().join("jail/firecracker/bg0123/root");
-        fs::create_dir_all(&chroot).unwrap();
-        let link = tmp.path().join("fc.sock");
-        std::os::unix::fs::symlink(chroot.join(SOCKET), &link).unwrap();
-        assert_eq!(marker(&link), Path::new("bg0123"));
-        let plain = tmp.path().join("plain.sock");
+        let fc = tmp.path().join("firecracker");
+        fs::write(&fc, "").unwrap();
+        let jail = Jail::new(&tmp.path().join("jail"), &fc).unwrap();
+        let link = tmp.path().join("run").join(jail.link_name());
+        assert!(!link.exists());
+        assert_eq!(marker(&link), Path::new(&jail.id));
+        assert_eq!(id_of_socket(&link).as_deref(), Some(jail.id.as_str()));
+        let plain = tmp.path().join("fc.sock");
         assert_eq!(marker(&plain), plain);
-        let other = tmp.path().join("other.sock");
-        std::os::unix::fs::symlink(tmp.path().join("x/root/other.sock"), &other).unwrap();
-        assert_eq!(marker(&other), other, "only a link to a chroot's api.sock is a jail");
+        for not_a_jail in ["jail-bg0123.sock", "jail-bgzz23456789abcdef.sock", "jail-xx0123456789abcdef.sock"] {
+            assert_eq!(id_of_socket(&tmp.path().join(not_a_jail)), None, "{not_a_jail}");
+        }
     }
 }

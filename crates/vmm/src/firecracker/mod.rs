@@ -260,26 +260,29 @@ impl Firecracker {
     fn spawn_jailed(
         &self,
         jailer: &jail::Jailer,
+        jail: &jail::Jail,
         config: &VmConfig,
         socket: &Path,
         console: File,
         console_offset: u64,
     ) -> Result<(Starting, jail::Inside), VmmError> {
         let jailer_err = |source| VmmError::Spawn { bin: jailer.bin.clone(), source };
-        let dir = config
-            .jail_dir
-            .as_deref()
-            .ok_or_else(|| jailer_err(io::Error::new(io::ErrorKind::InvalidInput, "no jail directory for this VM")))?;
-        let jail = jail::Jail::new(dir, &self.bin).map_err(jailer_err)?;
+        let dir = jail.dir.as_path();
         let inside = jail.prepare(jailer, config)?;
+        // Whatever the jailer got as far as starting goes too (it runs as our uid once dropped).
         let cleanup = |e: VmmError| {
+            for pid in process::find_with_marker(Path::new(&jail.id)) {
+                if process::signal(pid, Path::new(&jail.id), Signal::SIGKILL).is_ok() {
+                    process::wait_exit(pid, Path::new(&jail.id), Duration::from_secs(5));
+                }
+            }
             let _ = fs::remove_file(socket);
-            jail::remove(dir);
+            log_removal(jail::remove(dir));
             e
         };
         std::os::unix::fs::symlink(jail.socket(), socket)
             .map_err(|e| cleanup(jailer_err(with_path(e, "link", socket))))?;
-        let mut cmd = banger_host::root_command(jailer.privilege, &jailer.bin, &jailer.args(&jail, &self.bin, config))
+        let mut cmd = banger_host::root_command(jailer.privilege, &jailer.bin, &jailer.args(jail, &self.bin, config))
             .map_err(|e| cleanup(jailer_err(io::Error::other(e.to_string()))))?;
         let console_err = console.try_clone().map_err(|e| cleanup(jailer_err(e)))?;
         cmd.stdin(Stdio::null()).stdout(console).stderr(console_err);
@@ -299,7 +302,12 @@ impl Firecracker {
                 }));
             }
             if Instant::now() >= deadline || exited.is_some() {
-                let _ = child.kill();
+                // SIGTERM: `sudo` passes it on to the jailer (SIGKILL it cannot), then SIGKILL.
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+                if !matches!(child.try_wait(), Ok(Some(_))) {
+                    std::thread::sleep(Duration::from_millis(200));
+                    let _ = child.kill();
+                }
                 let _ = child.wait();
                 return Err(cleanup(VmmError::Timeout {
                     what: format!("the jailer writing Firecracker's pid to {}", jail.pid_file().display()),
@@ -360,6 +368,28 @@ fn refused(request: &str, resp: &http::Response) -> VmmError {
         }
     };
     VmmError::Refused { backend: BACKEND, request: request.to_string(), message }
+}
+
+/// Firecracker's metrics file: a regular file, not followed through a link and never waited on
+/// (a jailed Firecracker's user could put a link or a FIFO there), at most 256 MiB.
+fn read_metrics(path: &Path) -> Option<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file =
+        OpenOptions::new().read(true).custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK).open(path).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(256 << 20).read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+/// A jail that could not be removed entirely is worth a line in the daemon's log.
+fn log_removal(result: Result<(), String>) {
+    if let Err(e) = result {
+        eprintln!("banger: {e}");
+    }
 }
 
 fn with_path(e: io::Error, what: &str, path: &Path) -> io::Error {
@@ -460,7 +490,7 @@ impl Starting {
         }
         let _ = fs::remove_file(&self.socket);
         if let Some(dir) = self.jail_dir.take() {
-            jail::remove(&dir);
+            log_removal(jail::remove(&dir));
         }
     }
 
@@ -552,7 +582,26 @@ impl Vmm for Firecracker {
             return Err(VmmError::Protocol("Firecracker has no shared filesystem device for host folders".into()));
         }
         let spawn_err = |source| VmmError::Spawn { bin: self.bin.clone(), source };
-        let socket = Self::api_socket(&config.run_dir);
+        let jail = match (&self.jailer, &config.jail_dir) {
+            (None, _) => None,
+            (Some(_), Some(dir)) => Some(jail::Jail::new(dir, &self.bin).map_err(spawn_err)?),
+            (Some(j), None) => {
+                return Err(VmmError::Spawn {
+                    bin: j.bin.clone(),
+                    source: io::Error::new(io::ErrorKind::InvalidInput, "no jail directory for this VM"),
+                });
+            }
+        };
+        let socket = match &jail {
+            Some(j) => config.run_dir.join(j.link_name()),
+            None => Self::api_socket(&config.run_dir),
+        };
+        if let Some(pid) = jail.as_ref().and_then(|j| process::find_with_marker(Path::new(&j.id)).first().copied()) {
+            return Err(spawn_err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("a jailed Firecracker for this VM is still running (pid {pid})"),
+            )));
+        }
         if socket.as_os_str().len() > MAX_SOCKET_PATH {
             return Err(spawn_err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -582,9 +631,9 @@ impl Vmm for Firecracker {
             .open(&config.console_log)
             .map_err(|e| spawn_err(with_path(e, "open", &config.console_log)))?;
         let console_offset = file_len(&config.console_log);
-        let (mut starting, inside) = match &self.jailer {
-            None => self.spawn(config, &socket, console, console_offset)?,
-            Some(jailer) => self.spawn_jailed(jailer, config, &socket, console, console_offset)?,
+        let (mut starting, inside) = match (&self.jailer, &jail) {
+            (Some(jailer), Some(jail)) => self.spawn_jailed(jailer, jail, config, &socket, console, console_offset)?,
+            _ => self.spawn(config, &socket, console, console_offset)?,
         };
         if let Err(e) = self.wait_for_socket(&mut starting) {
             return Err(starting.fail(e));
@@ -612,7 +661,7 @@ impl Vmm for Firecracker {
         let file = fs::canonicalize(&instance.control_socket).ok()?.parent()?.join(METRICS_FILE);
         // A failed flush still leaves the periodic (60 s) ones to read.
         let _ = self.put(&instance.control_socket, &InstanceActionInfo { action_type: ActionType::FlushMetrics });
-        Some(metrics::totals(&fs::read_to_string(file).ok()?))
+        Some(metrics::totals(&read_metrics(&file)?))
     }
 }
 
