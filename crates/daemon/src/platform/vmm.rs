@@ -280,14 +280,19 @@ impl super::Hypervisor for Backends {
                     state: "jailed".into(),
                     bin: Some(bin.clone()),
                     detail: format!(
-                        "each Firecracker VM runs in its own chroot as uid {} in its own PID namespace{}; {}",
+                        "each Firecracker VM runs in its own chroot as uid {}{} in its own PID namespace{}; {}",
                         j.uid,
+                        if j.uid == 0 {
+                            " (bangerd runs as root; run banger as a normal user for the jailer to drop privileges)"
+                        } else {
+                            ""
+                        },
                         if j.privilege == banger_host::Privilege::Sudo { " (the jailer through sudo -n)" } else { "" },
                         match &j.cgroup {
                             Ok(root) => format!("memory and CPU limited by cgroup v2 ({})", root.display()),
                             Err(why) => format!("no cgroup limits: {why}"),
                         }
-                    ),
+                    ) + &dynamic_warning(self.firecracker.as_deref()),
                 }
             }
             JailerChoice::Unjailed(why) => JailerStatus {
@@ -366,6 +371,14 @@ impl Backends {
     fn qemu_vmm(&self, kernel: &Path, initrd: Option<&Path>) -> Box<dyn Vmm> {
         let accel = if self.verdict(Backend::Qemu, kernel, initrd).runs() { Accel::Kvm } else { Accel::Tcg };
         Box::new(banger_vmm::qemu::Qemu::new(self.qemu.clone(), accel))
+    }
+}
+
+/// `; BUT …` when `firecracker` is dynamically linked, which the jailer cannot run.
+fn dynamic_warning(firecracker: Option<&Path>) -> String {
+    match firecracker.filter(|fc| banger_vmm::firecracker::jail::is_static(fc) == Some(false)) {
+        Some(fc) => format!("; BUT {}", banger_vmm::firecracker::jail::dynamic_under_jailer(fc)),
+        None => String::new(),
     }
 }
 

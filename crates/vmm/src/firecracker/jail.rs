@@ -91,6 +91,39 @@ impl Jailer {
     }
 }
 
+/// Whether `bin` is a statically linked ELF executable (no program interpreter): the jailer runs
+/// Firecracker in an empty chroot, where a dynamically linked one cannot start. `None` when it
+/// cannot be read or is not a 64-bit little-endian ELF file.
+pub fn is_static(bin: &Path) -> Option<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = fs::File::open(bin).ok()?;
+    let mut h = [0u8; 64];
+    f.read_exact(&mut h).ok()?;
+    if &h[..4] != b"\x7fELF" || h[4] != 2 || h[5] != 1 {
+        return None;
+    }
+    let u16_at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
+    let (phoff, phentsize, phnum) =
+        (u64::from_le_bytes(h[32..40].try_into().ok()?), u16_at(&h, 54) as u64, u16_at(&h, 56) as u64);
+    if phentsize < 4 || phnum > 4096 {
+        return None;
+    }
+    let mut table = vec![0u8; (phentsize * phnum) as usize];
+    f.seek(SeekFrom::Start(phoff)).ok()?;
+    f.read_exact(&mut table).ok()?;
+    // PT_INTERP (3): the dynamic loader it needs.
+    Some(!table.chunks(phentsize as usize).any(|e| u32::from_le_bytes([e[0], e[1], e[2], e[3]]) == 3))
+}
+
+/// Why a dynamically linked `firecracker` (`bin`) cannot run under the jailer, and what to do.
+pub fn dynamic_under_jailer(bin: &Path) -> String {
+    format!(
+        "{} is dynamically linked, and the jailer runs Firecracker in an empty chroot where its loader is not: \
+         use the release's static (musl) firecracker of the jailer's version, or set jailer_bin = \"none\"",
+        bin.display()
+    )
+}
+
 /// The cgroup files and values that cap a VM: its memory plus [`MEMORY_OVERHEAD_MIB`], and as
 /// much CPU time as it has vCPUs.
 pub fn limits(config: &VmConfig) -> Vec<String> {
@@ -372,6 +405,31 @@ mod tests {
             shares: vec![],
             jail_dir: None,
         }
+    }
+
+    #[test]
+    fn static_and_dynamic_executables_are_told_apart() {
+        // This test binary is dynamically linked (it has a program interpreter).
+        assert_eq!(is_static(&std::env::current_exe().unwrap()), Some(false));
+        assert_eq!(is_static(Path::new("/nonexistent")), None);
+        let tmp = tempfile::tempdir().unwrap();
+        let script = tmp.path().join("s");
+        fs::write(&script, "#!/bin/sh\n").unwrap();
+        assert_eq!(is_static(&script), None, "not ELF");
+        // A minimal static ELF header: one PT_LOAD program header, no PT_INTERP.
+        let mut elf = vec![0u8; 64 + 56];
+        elf[..4].copy_from_slice(b"\x7fELF");
+        (elf[4], elf[5]) = (2, 1);
+        elf[32..40].copy_from_slice(&64u64.to_le_bytes());
+        elf[54..56].copy_from_slice(&56u16.to_le_bytes());
+        elf[56..58].copy_from_slice(&1u16.to_le_bytes());
+        elf[64..68].copy_from_slice(&1u32.to_le_bytes());
+        let bin = tmp.path().join("static");
+        fs::write(&bin, &elf).unwrap();
+        assert_eq!(is_static(&bin), Some(true));
+        elf[64..68].copy_from_slice(&3u32.to_le_bytes());
+        fs::write(&bin, &elf).unwrap();
+        assert_eq!(is_static(&bin), Some(false));
     }
 
     #[test]

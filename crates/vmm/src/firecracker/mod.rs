@@ -636,7 +636,20 @@ impl Vmm for Firecracker {
             _ => self.spawn(config, &socket, console, console_offset)?,
         };
         if let Err(e) = self.wait_for_socket(&mut starting) {
-            return Err(starting.fail(e));
+            return Err(match starting.fail(e) {
+                // The jailer could not exec it: say why when it is the usual reason.
+                VmmError::Exited { bin, status, detail }
+                    if jail.is_some() && jail::is_static(&self.bin) == Some(false) =>
+                {
+                    let why = jail::dynamic_under_jailer(&self.bin);
+                    VmmError::Exited {
+                        bin,
+                        status,
+                        detail: Some(detail.map(|d| format!("{d} ({why})")).unwrap_or(why)),
+                    }
+                }
+                e => e,
+            });
         }
         if let Err(e) = self.configure(&inside.config, &socket, &inside.log, &inside.metrics) {
             return Err(starting.fail(e));
