@@ -108,7 +108,7 @@ fn a_jailed_firecracker_leaves_nothing_behind() {
     let env = Env::new();
     env.write_config(&format!(
         "subnet = \"10.213.235.0/24\"\nvmm = \"firecracker\"\nfirecracker_bin = {:?}\njailer_bin = {:?}\n\
-         qemu_bin = \"/nonexistent/qemu-system-x86_64\"\ndefault_memory = 256\n",
+         jailer_uid = 65534\njailer_gid = 65534\nqemu_bin = \"/nonexistent/qemu-system-x86_64\"\ndefault_memory = 256\n",
         fc.display().to_string(),
         jailer.display().to_string()
     ));
@@ -162,6 +162,10 @@ fn a_jailed_firecracker_leaves_nothing_behind() {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap_or("").to_string();
     assert!(nspid.trim_end().ends_with("\t1"), "init of its own PID namespace: {nspid}");
+    // Root's daemon: Firecracker dropped to `jailer_uid` (its TAP and files are that user's).
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap_or("").to_string();
+    assert!(uid.contains("\t65534\t"), "runs as jailer_uid: {uid}");
+    assert_eq!(v["jail"]["uid"], 65534, "{v}");
     // Its crash (before any guest could answer): what the daemon must clean up after.
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
     let id = chroot.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());

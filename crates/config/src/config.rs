@@ -155,6 +155,10 @@ pub struct Config {
     /// Firecracker's `jailer`: a path, or a name looked up beside the firecracker binary;
     /// `none`: never jail.
     pub jailer_bin: PathBuf,
+    /// Whom the jailer makes Firecracker run as; `None`: bangerd's own user and group. Another
+    /// needs bangerd to run as root.
+    pub jailer_uid: Option<u32>,
+    pub jailer_gid: Option<u32>,
     /// SSH private key for guests (relative: inside the runtime dir).
     pub ssh_key_path: PathBuf,
     /// Optional program printing a VM name; the built-in generator otherwise.
@@ -207,6 +211,8 @@ pub const KEYS: &[(&str, &str, Option<&str>)] = &[
         "a path, or a program name looked up beside the firecracker binary; \"none\" never jails",
         Some("jailer"),
     ),
+    ("jailer_uid", "a user id Firecracker runs as under the jailer (default: bangerd's own; another needs root)", None),
+    ("jailer_gid", "a group id Firecracker runs as under the jailer (default: bangerd's own)", None),
     (
         "ssh_key_path",
         "a path (relative: inside the runtime dir); used only when set here, else a key generated per installation",
@@ -283,6 +289,8 @@ impl Config {
             qemu_bin: PathBuf::new(),
             virtiofsd_bin: PathBuf::new(),
             jailer_bin: PathBuf::new(),
+            jailer_uid: None,
+            jailer_gid: None,
             ssh_key_path: PathBuf::new(),
             namegen_path: None,
             customize_script: PathBuf::new(),
@@ -346,6 +354,8 @@ impl Config {
             "qemu_bin" => self.qemu_bin = path()?,
             "virtiofsd_bin" => self.virtiofsd_bin = path()?,
             "jailer_bin" => self.jailer_bin = path()?,
+            "jailer_uid" => self.jailer_uid = Some(int(0, 4_294_967_294)?),
+            "jailer_gid" => self.jailer_gid = Some(int(0, 4_294_967_294)?),
             "ssh_key_path" => self.ssh_key_path = path()?,
             "namegen_path" => self.namegen_path = Some(path()?),
             "customize_script" => self.customize_script = path()?,
@@ -436,6 +446,8 @@ impl Config {
                     "qemu_bin" => p(&self.qemu_bin),
                     "virtiofsd_bin" => p(&self.virtiofsd_bin),
                     "jailer_bin" => p(&self.jailer_bin),
+                    "jailer_uid" => self.jailer_uid.map(|u| u.to_string()),
+                    "jailer_gid" => self.jailer_gid.map(|g| g.to_string()),
                     "ssh_key_path" => p(&self.ssh_key_path),
                     "namegen_path" => self.namegen_path.as_deref().and_then(p),
                     "customize_script" => p(&self.customize_script),
@@ -555,10 +567,13 @@ mod tests {
             ssh_host_keys = "scan"
             virtiofsd_bin = "/opt/virtiofsd"
             jailer_bin = "/opt/fc/jailer"
+            jailer_uid = 64000
+            jailer_gid = 64001
         "#;
         let c = parse(text).unwrap();
         assert_eq!(c.virtiofsd_bin, PathBuf::from("/opt/virtiofsd"));
         assert_eq!(c.jailer_bin, PathBuf::from("/opt/fc/jailer"));
+        assert_eq!((c.jailer_uid, c.jailer_gid), (Some(64000), Some(64001)));
         assert_eq!(c.ssh_host_keys, HostKeys::Scan);
         assert_eq!((c.dns, c.dns_port), (DnsMode::Mapdns, Some(20053)));
         assert_eq!(c.mapdns_bin, PathBuf::from("/usr/local/bin/mapdns"));

@@ -109,7 +109,7 @@ fn run() -> Result<(), Failure> {
         hypervisor: Box::new(
             platform::vmm::Backends::new(config.vmm, firecracker, qemu, &dirs.cache)
                 .with_virtiofsd(&config.virtiofsd_bin)
-                .with_jailer(jailer),
+                .with_jailer(jailer, config.jailer_uid, config.jailer_gid),
         ),
         net: Box::new(platform::net::HostNetwork::new()),
         guest: Arc::new(platform::ssh::Ssh),

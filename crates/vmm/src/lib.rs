@@ -186,6 +186,11 @@ pub trait Vmm: Send + Sync {
     fn start(&self, config: &VmConfig) -> Result<Instance, VmmError>;
     /// Ask the guest to shut down cleanly (Ctrl-Alt-Del / ACPI power button); returns at once.
     fn request_shutdown(&self, instance: &Instance) -> Result<(), VmmError>;
+    /// The user the VMM will run as, when not this process's (a jailed Firecracker with
+    /// `jailer_uid`): its TAP must be that user's.
+    fn runs_as(&self) -> Option<u32> {
+        None
+    }
     /// What the VMM itself has counted of the guest's I/O since it started, if it counts
     /// (Firecracker's metrics).
     fn io_totals(&self, _instance: &Instance) -> Option<firecracker::metrics::Totals> {

@@ -324,6 +324,8 @@ fn real_jailer_runs_firecracker_chrooted_in_its_own_pid_namespace_through_instan
         return;
     };
     let f = Fixture::jailed(Some(kernel));
+    // Root's Firecracker drops to another user (`jailer_uid`): the VM's files become that user's.
+    let jailer = jailer.with_ids(65534, 65534);
     let fc = Firecracker::new(bin).with_jailer(Some(jailer.clone()));
     let result = fc.start(&f.config);
     println!("--- jailed firecracker.log ---\n{}", f.jailed_log());

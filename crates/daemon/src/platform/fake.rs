@@ -240,7 +240,7 @@ impl Vmm for Fake {
 }
 
 impl HostNet for Fake {
-    fn create_tap(&self, name: &str, _host: Ipv4Addr) -> Result<(), HostError> {
+    fn create_tap(&self, name: &str, _host: Ipv4Addr, _owner: Option<u32>) -> Result<(), HostError> {
         let mut h = self.host();
         if std::mem::take(&mut h.fail_tap) {
             return Err(HostError::SudoPassword { cmd: format!("ip tuntap add dev {name} mode tap") });

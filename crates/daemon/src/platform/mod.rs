@@ -50,8 +50,9 @@ pub trait Hypervisor: Send + Sync {
 }
 
 pub trait HostNet: Send + Sync {
-    /// Create TAP `name` for the daemon's user with `host/30` on the host side, up.
-    fn create_tap(&self, name: &str, host: Ipv4Addr) -> Result<(), HostError>;
+    /// Create TAP `name` for the daemon's user (or `owner`: the user its VMM runs as) with
+    /// `host/30` on the host side, up.
+    fn create_tap(&self, name: &str, host: Ipv4Addr, owner: Option<u32>) -> Result<(), HostError>;
     /// Delete TAP `name`; a missing one is fine.
     fn delete_tap(&self, name: &str) -> Result<(), HostError>;
     /// Every TAP whose name starts with `prefix`.

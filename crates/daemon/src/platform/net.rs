@@ -22,8 +22,8 @@ impl Default for HostNetwork {
 }
 
 impl super::HostNet for HostNetwork {
-    fn create_tap(&self, name: &str, host: Ipv4Addr) -> Result<(), HostError> {
-        tap::create(name, self.uid, host)
+    fn create_tap(&self, name: &str, host: Ipv4Addr, owner: Option<u32>) -> Result<(), HostError> {
+        tap::create(name, owner.unwrap_or(self.uid), host)
     }
     fn delete_tap(&self, name: &str) -> Result<(), HostError> {
         tap::delete(name)

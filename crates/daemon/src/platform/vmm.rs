@@ -34,6 +34,8 @@ pub struct Backends {
     kvm_dev: PathBuf,
     /// Whether Firecracker VMs start through the jailer.
     jailer: JailerChoice,
+    /// `jailer_uid`, `jailer_gid`.
+    jailer_ids: (Option<u32>, Option<u32>),
 }
 
 /// What `jailer_bin` came to.
@@ -90,19 +92,36 @@ impl Backends {
             virtiofsd_bin: PathBuf::from("virtiofsd"),
             kvm_dev: PathBuf::from("/dev/kvm"),
             jailer: JailerChoice::Unjailed("no jailer configured".into()),
+            jailer_ids: (None, None),
         }
     }
 
-    /// Start Firecracker VMs as `jailer` says.
-    pub fn with_jailer(mut self, jailer: JailerChoice) -> Backends {
+    /// Start Firecracker VMs as `jailer` says, as user `uid` and group `gid` (default: ours).
+    pub fn with_jailer(mut self, jailer: JailerChoice, uid: Option<u32>, gid: Option<u32>) -> Backends {
         self.jailer = jailer;
+        self.jailer_ids = (uid, gid);
         self
+    }
+
+    /// The jailer to start Firecracker VMs through, with the user they run as; why it cannot
+    /// be another user when we are not root.
+    fn configured_jailer(&self, bin: &Path) -> std::result::Result<banger_vmm::firecracker::jail::Jailer, String> {
+        let j = banger_vmm::firecracker::jail::Jailer::new(bin.to_path_buf());
+        let (uid, gid) = (self.jailer_ids.0.unwrap_or(j.uid), self.jailer_ids.1.unwrap_or(j.gid));
+        let j = j.with_ids(uid, gid);
+        if j.other_user() && !nix::unistd::geteuid().is_root() {
+            return Err(format!(
+                "jailer_uid/jailer_gid ({uid}/{gid}) other than bangerd's own need bangerd to run as root (it \
+                 could not reach or stop a Firecracker of another user); remove them to run Firecracker as you"
+            ));
+        }
+        Ok(j)
     }
 
     /// A Firecracker for a new boot: jailed when a jailer is configured.
     fn firecracker_for_boot(&self, bin: PathBuf) -> Result<Box<dyn Vmm>> {
         let jailer = match &self.jailer {
-            JailerChoice::Use(j) => Some(banger_vmm::firecracker::jail::Jailer::new(j.clone())),
+            JailerChoice::Use(j) => Some(self.configured_jailer(j).map_err(ApiError::bad_input)?),
             JailerChoice::Unjailed(_) => None,
             JailerChoice::Missing(why) => {
                 return Err(ApiError::runtime_missing(format!(
@@ -275,7 +294,16 @@ impl super::Hypervisor for Backends {
         use banger_api::response::JailerStatus;
         Some(match &self.jailer {
             JailerChoice::Use(bin) => {
-                let j = banger_vmm::firecracker::jail::Jailer::new(bin.clone());
+                let j = match self.configured_jailer(bin) {
+                    Ok(j) => j,
+                    Err(why) => {
+                        return Some(JailerStatus {
+                            state: "missing".into(),
+                            bin: Some(bin.clone()),
+                            detail: format!("Firecracker VMs are refused: {why}"),
+                        });
+                    }
+                };
                 JailerStatus {
                     state: "jailed".into(),
                     bin: Some(bin.clone()),
@@ -283,7 +311,8 @@ impl super::Hypervisor for Backends {
                         "each Firecracker VM runs in its own chroot as uid {}{} in its own PID namespace{}; {}",
                         j.uid,
                         if j.uid == 0 {
-                            " (bangerd runs as root; run banger as a normal user for the jailer to drop privileges)"
+                            " (bangerd runs as root: set jailer_uid and jailer_gid, or run banger as a normal user, for the \
+                             jailer to drop privileges)"
                         } else {
                             ""
                         },

@@ -161,7 +161,7 @@ impl Manager {
             }
             self.step(progress, name, "network", format!("creating TAP {} ({host} ↔ {guest})", rec.tap));
             let _ = self.net.delete_tap(&rec.tap);
-            self.net.create_tap(&rec.tap, host)?;
+            self.net.create_tap(&rec.tap, host, vmm.runs_as())?;
             if rec.nat {
                 self.net.enable_nat(&self.nat_tag(name), &rec.tap, guest)?;
             } else if let Err(e) = self.net.disable_nat(&self.nat_tag(name), &rec.tap, guest) {

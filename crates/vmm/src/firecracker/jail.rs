@@ -73,6 +73,19 @@ impl Jailer {
         }
     }
 
+    /// Run Firecracker as `uid`/`gid` instead of this process's user (needs root: the daemon
+    /// must still signal it and reach its files).
+    pub fn with_ids(mut self, uid: u32, gid: u32) -> Jailer {
+        self.uid = uid;
+        self.gid = gid;
+        self
+    }
+
+    /// Whether Firecracker runs as another user than this process's.
+    pub fn other_user(&self) -> bool {
+        self.uid != nix::unistd::geteuid().as_raw() || self.gid != nix::unistd::getegid().as_raw()
+    }
+
     /// The jailer's arguments for `jail` running Firecracker `exec` with `config`'s limits.
     pub fn args(&self, jail: &Jail, exec: &Path, config: &VmConfig) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec!["--id".into(), jail.id.clone().into(), "--exec-file".into(), exec.into()];
@@ -284,6 +297,20 @@ impl Jail {
         for file in [LOG, METRICS] {
             let p = self.chroot.join(file);
             fs::File::create(&p).map_err(|e| err(with_path(e, "create", &p)))?;
+        }
+        // Firecracker as another user (root's daemon, `jailer_uid`): what it opens is that
+        // user's (the disks through their links: the VM's own files).
+        if jailer.other_user() {
+            let files = [inside.kernel.clone()]
+                .into_iter()
+                .chain(inside.initrd.clone())
+                .chain(inside.disks.iter().map(|d| d.path.clone()))
+                .chain([PathBuf::from("/").join(LOG), PathBuf::from("/").join(METRICS)]);
+            for f in files {
+                let p = self.host_path(&f);
+                std::os::unix::fs::chown(&p, Some(jailer.uid), Some(jailer.gid))
+                    .map_err(|e| err(with_path(e, "give Firecracker's user", &p)))?;
+            }
         }
         let cgroup_limits = if jailer.cgroup.is_ok() { limits(config) } else { vec![] };
         let record = Record {
@@ -540,6 +567,36 @@ mod tests {
         remove(&dir).unwrap();
         assert!(!dir.exists());
         remove(&dir).unwrap(); // twice is fine
+    }
+
+    #[test]
+    fn firecracker_as_another_user_gets_its_files() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIP firecracker_as_another_user_gets_its_files: needs root (chown)");
+            return;
+        }
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let fc = tmp.path().join("firecracker");
+        fs::write(&fc, "").unwrap();
+        let mut c = config();
+        c.kernel = tmp.path().join("vmlinux");
+        let work = tmp.path().join("work.ext4");
+        c.disks = vec![crate::Disk { id: "work".into(), path: work.clone(), read_only: false }];
+        fs::write(&c.kernel, "k").unwrap();
+        fs::write(&work, "w").unwrap();
+        let dir = tmp.path().join("jail");
+        let jailer = Jailer { bin: "/j".into(), uid: 0, gid: 0, cgroup: Err("-".into()), privilege: Privilege::Root }
+            .with_ids(65534, 65533);
+        assert!(jailer.other_user());
+        let jail = Jail::new(&dir, &fc).unwrap();
+        let inside = jail.prepare(&jailer, &c).unwrap();
+        for p in [Path::new("/work.img"), Path::new("/vmlinux"), &inside.log, &inside.metrics] {
+            let m = fs::metadata(jail.host_path(p)).unwrap();
+            assert_eq!((m.uid(), m.gid()), (65534, 65533), "{}", p.display());
+        }
+        assert_eq!(fs::metadata(&work).unwrap().uid(), 65534, "the VM's own disk, through its link");
+        remove(&dir).unwrap();
     }
 
     #[test]

@@ -658,6 +658,10 @@ impl Vmm for Firecracker {
         Ok(Instance { backend: Backend::Firecracker, accel: Accel::Kvm, pid, control_socket: socket })
     }
 
+    fn runs_as(&self) -> Option<u32> {
+        self.jailer.as_ref().filter(|j| j.other_user()).map(|j| j.uid)
+    }
+
     fn request_shutdown(&self, instance: &Instance) -> Result<(), VmmError> {
         if !process::is_alive(instance.pid, &instance.marker()) {
             return Err(VmmError::NotRunning { pid: instance.pid });
