@@ -43,8 +43,56 @@ pub struct Totals {
 pub fn totals(text: &str) -> Totals {
     let mut t = Totals::default();
     for line in text.lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        let Some(obj) = v.as_object() else { continue };
+        t.add_line(line);
+    }
+    t
+}
+
+/// What [`Reader::totals`] has summed of each metrics file so far: its read offset and sums.
+type Seen = std::collections::HashMap<(std::path::PathBuf, u32), (u64, Totals)>;
+
+/// Sums a VM's metrics file as it grows (a flush a minute, a few KiB each, for as long as the VM
+/// runs): each call reads only what was flushed since the last, so `vm stats` on a VM that has
+/// run for months stays quick.
+#[derive(Default)]
+pub struct Reader(std::sync::Mutex<Seen>);
+
+impl Reader {
+    /// The totals of `file` (at `path`, of the VMM process `pid`), read from where the last call
+    /// stopped; only complete lines are counted. A file shorter than that is read again whole.
+    pub fn totals(&self, path: &std::path::Path, pid: u32, file: std::fs::File) -> std::io::Result<Totals> {
+        use std::io::{BufRead, Seek, SeekFrom};
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (path.to_path_buf(), pid);
+        let (mut offset, mut t) = seen.get(&key).cloned().unwrap_or_default();
+        let len = file.metadata()?.len();
+        if len < offset {
+            (offset, t) = (0, Totals::default());
+        }
+        let mut file = file;
+        file.seek(SeekFrom::Start(offset))?;
+        let mut reader = std::io::BufReader::new(file);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = reader.read_until(b'\n', &mut line)?;
+            if n == 0 || line.last() != Some(&b'\n') {
+                break;
+            }
+            offset += n as u64;
+            t.add_line(&String::from_utf8_lossy(&line));
+        }
+        seen.insert(key, (offset, t.clone()));
+        Ok(t)
+    }
+}
+
+impl Totals {
+    /// Add one flush (a JSON line); anything else is skipped.
+    pub fn add_line(&mut self, line: &str) {
+        let t = self;
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line.trim()) else { return };
+        let Some(obj) = v.as_object() else { return };
         let n =
             |section: &str, key: &str| obj.get(section).and_then(|s| s.get(key)).and_then(|x| x.as_u64()).unwrap_or(0);
         t.flushes += 1;
@@ -64,7 +112,6 @@ pub fn totals(text: &str) -> Totals {
             e.1 += n(&section, "write_bytes");
         }
     }
-    t
 }
 
 #[cfg(test)]
@@ -82,5 +129,23 @@ mod tests {
         assert_eq!(t.drives["work"], (4096, 8192));
         assert_eq!((t.net_rx_bytes, t.net_tx_bytes, t.net_rx_packets, t.net_tx_packets), (110, 55, 3, 2));
         assert_eq!(totals(""), Totals::default());
+    }
+
+    #[test]
+    fn a_growing_file_is_read_from_where_the_last_read_stopped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("m");
+        let flush = |w: u64| format!("{{\"block\":{{\"write_bytes\":{w}}}}}\n");
+        std::fs::write(&path, flush(1) + &flush(2) + "{\"block\":{\"write_b").unwrap();
+        let r = Reader::default();
+        let read = || r.totals(&path, 7, std::fs::File::open(&path).unwrap()).unwrap();
+        assert_eq!((read().flushes, read().block_write_bytes), (2, 3), "the partial line waits");
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        std::io::Write::write_all(&mut f, b"ytes\":4}}\n").unwrap();
+        std::io::Write::write_all(&mut f, flush(8).as_bytes()).unwrap();
+        assert_eq!((read().flushes, read().block_write_bytes), (4, 15));
+        // Read again from the start only when the file is shorter (a new one).
+        std::fs::write(&path, flush(5)).unwrap();
+        assert_eq!((read().flushes, read().block_write_bytes), (1, 5));
     }
 }

@@ -370,19 +370,13 @@ fn refused(request: &str, resp: &http::Response) -> VmmError {
     VmmError::Refused { backend: BACKEND, request: request.to_string(), message }
 }
 
-/// Firecracker's metrics file: a regular file, not followed through a link and never waited on
-/// (a jailed Firecracker's user could put a link or a FIFO there), at most 256 MiB.
-fn read_metrics(path: &Path) -> Option<String> {
-    use std::io::Read;
+/// Firecracker's metrics file, opened only if it is a regular file: not followed through a link
+/// and never waited on (a jailed Firecracker's user could put a link or a FIFO there).
+fn open_metrics(path: &Path) -> Option<File> {
     use std::os::unix::fs::OpenOptionsExt;
     let file =
         OpenOptions::new().read(true).custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK).open(path).ok()?;
-    if !file.metadata().ok()?.is_file() {
-        return None;
-    }
-    let mut text = String::new();
-    file.take(256 << 20).read_to_string(&mut text).ok()?;
-    Some(text)
+    file.metadata().ok()?.is_file().then_some(file)
 }
 
 /// A jail that could not be removed entirely is worth a line in the daemon's log.
@@ -678,7 +672,9 @@ impl Vmm for Firecracker {
         let file = fs::canonicalize(&instance.control_socket).ok()?.parent()?.join(METRICS_FILE);
         // A failed flush still leaves the periodic (60 s) ones to read.
         let _ = self.put(&instance.control_socket, &InstanceActionInfo { action_type: ActionType::FlushMetrics });
-        Some(metrics::totals(&read_metrics(&file)?))
+        let opened = open_metrics(&file)?;
+        static READER: std::sync::LazyLock<metrics::Reader> = std::sync::LazyLock::new(Default::default);
+        READER.totals(&file, instance.pid, opened).ok()
     }
 }
 
