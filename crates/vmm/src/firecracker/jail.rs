@@ -298,18 +298,43 @@ impl Jail {
             let p = self.chroot.join(file);
             fs::File::create(&p).map_err(|e| err(with_path(e, "create", &p)))?;
         }
-        // Firecracker as another user (root's daemon, `jailer_uid`): what it opens is that
-        // user's (the disks through their links: the VM's own files).
+        // Firecracker as another user (root's daemon, `jailer_uid`): the VM's own writable files
+        // (its disks, through their links; its log and metrics) become that user's. Shared
+        // read-only ones (the kernel, initrd and base image: links to files of the runtime bundle
+        // and of other VMs) are never given away: they must be readable by everyone, else the
+        // kernel and initrd are copied for it and a read-only disk is refused.
         if jailer.other_user() {
-            let files = [inside.kernel.clone()]
-                .into_iter()
-                .chain(inside.initrd.clone())
-                .chain(inside.disks.iter().map(|d| d.path.clone()))
-                .chain([PathBuf::from("/").join(LOG), PathBuf::from("/").join(METRICS)]);
-            for f in files {
+            use std::os::unix::fs::PermissionsExt;
+            let own = inside.disks.iter().filter(|d| !d.read_only).map(|d| d.path.clone());
+            for f in own.chain([PathBuf::from("/").join(LOG), PathBuf::from("/").join(METRICS)]) {
                 let p = self.host_path(&f);
                 std::os::unix::fs::chown(&p, Some(jailer.uid), Some(jailer.gid))
                     .map_err(|e| err(with_path(e, "give Firecracker's user", &p)))?;
+            }
+            let boot = [Some(inside.kernel.clone()), inside.initrd.clone()].into_iter().flatten().map(|f| (f, true));
+            let shared = inside.disks.iter().filter(|d| d.read_only).map(|d| (d.path.clone(), false));
+            for (f, copyable) in boot.chain(shared) {
+                let p = self.host_path(&f);
+                let mode = fs::metadata(&p).map_err(|e| err(with_path(e, "inspect", &p)))?.permissions().mode();
+                if mode & 0o004 != 0 {
+                    continue;
+                }
+                if !copyable {
+                    return Err(err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        format!(
+                            "{} is not readable by uid {} (jailer_uid), and a shared read-only disk is not given \
+                             away: make it readable by everyone (chmod o+r)",
+                            p.display(),
+                            jailer.uid
+                        ),
+                    )));
+                }
+                let copy = p.with_extension("copy");
+                fs::copy(&p, &copy).map_err(|e| err(with_path(e, "copy", &p)))?;
+                std::os::unix::fs::chown(&copy, Some(jailer.uid), Some(jailer.gid))
+                    .map_err(|e| err(with_path(e, "give Firecracker's user", &copy)))?;
+                fs::rename(&copy, &p).map_err(|e| err(with_path(e, "replace", &p)))?;
             }
         }
         let cgroup_limits = if jailer.cgroup.is_ok() { limits(config) } else { vec![] };
@@ -570,33 +595,51 @@ mod tests {
     }
 
     #[test]
-    fn firecracker_as_another_user_gets_its_files() {
+    fn firecracker_as_another_user_gets_its_own_files_and_never_shared_ones() {
         if !nix::unistd::geteuid().is_root() {
-            eprintln!("SKIP firecracker_as_another_user_gets_its_files: needs root (chown)");
+            eprintln!("SKIP firecracker_as_another_user_gets_its_own_files_and_never_shared_ones: needs root (chown)");
             return;
         }
-        use std::os::unix::fs::MetadataExt;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let tmp = tempfile::tempdir().unwrap();
         let fc = tmp.path().join("firecracker");
         fs::write(&fc, "").unwrap();
         let mut c = config();
         c.kernel = tmp.path().join("vmlinux");
-        let work = tmp.path().join("work.ext4");
-        c.disks = vec![crate::Disk { id: "work".into(), path: work.clone(), read_only: false }];
-        fs::write(&c.kernel, "k").unwrap();
-        fs::write(&work, "w").unwrap();
+        c.initrd = Some(tmp.path().join("initrd"));
+        let (base, work) = (tmp.path().join("base.ext4"), tmp.path().join("work.ext4"));
+        c.disks = vec![
+            crate::Disk { id: "base".into(), path: base.clone(), read_only: true },
+            crate::Disk { id: "work".into(), path: work.clone(), read_only: false },
+        ];
+        for (p, mode) in [(&c.kernel, 0o644), (c.initrd.as_ref().unwrap(), 0o600), (&base, 0o644), (&work, 0o600)] {
+            fs::write(p, "x").unwrap();
+            fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+        }
         let dir = tmp.path().join("jail");
         let jailer = Jailer { bin: "/j".into(), uid: 0, gid: 0, cgroup: Err("-".into()), privilege: Privilege::Root }
             .with_ids(65534, 65533);
         assert!(jailer.other_user());
         let jail = Jail::new(&dir, &fc).unwrap();
         let inside = jail.prepare(&jailer, &c).unwrap();
-        for p in [Path::new("/work.img"), Path::new("/vmlinux"), &inside.log, &inside.metrics] {
-            let m = fs::metadata(jail.host_path(p)).unwrap();
-            assert_eq!((m.uid(), m.gid()), (65534, 65533), "{}", p.display());
+        let owner = |p: &Path| fs::metadata(p).map(|m| (m.uid(), m.gid())).unwrap();
+        for p in [Path::new("/work.img"), &inside.log, &inside.metrics] {
+            assert_eq!(owner(&jail.host_path(p)), (65534, 65533), "{}", p.display());
         }
-        assert_eq!(fs::metadata(&work).unwrap().uid(), 65534, "the VM's own disk, through its link");
-        remove(&dir).unwrap();
+        assert_eq!(owner(&work), (65534, 65533), "the VM's own disk, through its link");
+        // Shared files keep their owner: readable ones are linked, the unreadable initrd copied.
+        assert_eq!((owner(&c.kernel), owner(&base), owner(c.initrd.as_ref().unwrap())), ((0, 0), (0, 0), (0, 0)));
+        assert_eq!(
+            fs::metadata(jail.host_path(Path::new("/base.img"))).unwrap().ino(),
+            fs::metadata(&base).unwrap().ino()
+        );
+        assert_eq!(owner(&jail.host_path(Path::new("/initrd"))), (65534, 65533), "its own copy");
+        // A shared read-only disk only root can read: refused, not given away; nothing left.
+        fs::set_permissions(&base, fs::Permissions::from_mode(0o600)).unwrap();
+        let e = jail.prepare(&jailer, &c).err().unwrap().to_string();
+        assert!(e.contains("not readable by uid 65534") && e.contains("chmod o+r"), "{e}");
+        assert_eq!(owner(&base), (0, 0));
+        assert!(!dir.exists());
     }
 
     #[test]
