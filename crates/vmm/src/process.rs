@@ -66,17 +66,20 @@ pub fn usage(pid: u32, marker: &Path) -> Option<Usage> {
 }
 
 /// The pids of this user's live processes whose command line mentions `marker` (a VM's run
-/// directory, a jail id): finds a VMM whose pid was never recorded. Root's daemon looks at every
-/// user's (a jailed Firecracker may run as another, `jailer_uid`).
+/// directory, a jail id): finds a VMM whose pid was never recorded.
 pub fn find_with_marker(marker: &Path) -> Vec<u32> {
+    find_with_marker_of(marker, &[nix::unistd::geteuid().as_raw()])
+}
+
+/// [`find_with_marker`] among the processes of the users `uids` (a jailed Firecracker may run as
+/// `jailer_uid`).
+pub fn find_with_marker_of(marker: &Path, uids: &[u32]) -> Vec<u32> {
     use std::os::unix::fs::MetadataExt;
-    let uid = nix::unistd::geteuid().as_raw();
-    let any_user = uid == 0;
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     let mut pids: Vec<u32> = dir
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| any_user || std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == uid))
+        .filter(|&pid| std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| uids.contains(&m.uid())))
         .filter(|&pid| is_alive(pid, marker))
         .collect();
     pids.sort_unstable();

@@ -36,6 +36,10 @@ pub trait Hypervisor: Send + Sync {
     /// Forget the verdicts and probe again, each with the VMM that would run guests.
     fn reprobe(&self, kernel: &Path, initrd: Option<&Path>);
     fn firecracker_bin(&self) -> Option<&Path>;
+    /// The users VMM processes run as: ours, and a jailed Firecracker's (`jailer_uid`).
+    fn vmm_uids(&self) -> Vec<u32> {
+        vec![nix::unistd::geteuid().as_raw()]
+    }
     /// Whether Firecracker VMs start through the jailer (`None` when Firecracker is not used).
     fn jailer(&self) -> Option<banger_api::response::JailerStatus> {
         None

@@ -107,6 +107,11 @@ impl Backends {
     /// be another user when we are not root.
     fn configured_jailer(&self, bin: &Path) -> std::result::Result<banger_vmm::firecracker::jail::Jailer, String> {
         let j = banger_vmm::firecracker::jail::Jailer::new(bin.to_path_buf());
+        if self.jailer_ids.0.is_some() != self.jailer_ids.1.is_some() {
+            return Err("set both jailer_uid and jailer_gid (one alone would leave Firecracker in bangerd's own \
+                        user or group)"
+                .into());
+        }
         let (uid, gid) = (self.jailer_ids.0.unwrap_or(j.uid), self.jailer_ids.1.unwrap_or(j.gid));
         let j = j.with_ids(uid, gid);
         if j.other_user() && !nix::unistd::geteuid().is_root() {
@@ -121,7 +126,7 @@ impl Backends {
     /// A Firecracker for a new boot: jailed when a jailer is configured.
     fn firecracker_for_boot(&self, bin: PathBuf) -> Result<Box<dyn Vmm>> {
         let jailer = match &self.jailer {
-            JailerChoice::Use(j) => Some(self.configured_jailer(j).map_err(ApiError::bad_input)?),
+            JailerChoice::Use(j) => Some(self.configured_jailer(j).map_err(ApiError::invalid_state)?),
             JailerChoice::Unjailed(_) => None,
             JailerChoice::Missing(why) => {
                 return Err(ApiError::runtime_missing(format!(
@@ -287,6 +292,11 @@ impl super::Hypervisor for Backends {
         Backends::reprobe(self, kernel, initrd)
     }
 
+    fn vmm_uids(&self) -> Vec<u32> {
+        let own = nix::unistd::geteuid().as_raw();
+        [Some(own), self.jailer_ids.0.filter(|&u| u != own)].into_iter().flatten().collect()
+    }
+
     fn jailer(&self) -> Option<banger_api::response::JailerStatus> {
         if !self.candidates().contains(&Backend::Firecracker) {
             return None;
@@ -310,7 +320,7 @@ impl super::Hypervisor for Backends {
                     detail: format!(
                         "each Firecracker VM runs in its own chroot as uid {}{} in its own PID namespace{}; {}",
                         j.uid,
-                        if j.uid == 0 {
+                        if j.uid == 0 && self.jailer_ids.0.is_none() {
                             " (bangerd runs as root: set jailer_uid and jailer_gid, or run banger as a normal user, for the \
                              jailer to drop privileges)"
                         } else {
@@ -327,7 +337,14 @@ impl super::Hypervisor for Backends {
             JailerChoice::Unjailed(why) => JailerStatus {
                 state: "unjailed".into(),
                 bin: None,
-                detail: format!("Firecracker VMs run without the jailer: {why}"),
+                detail: format!(
+                    "Firecracker VMs run without the jailer: {why}{}",
+                    if self.jailer_ids.0.is_some() || self.jailer_ids.1.is_some() {
+                        " (so jailer_uid and jailer_gid are not used)"
+                    } else {
+                        ""
+                    }
+                ),
             },
             JailerChoice::Missing(why) => JailerStatus {
                 state: "missing".into(),

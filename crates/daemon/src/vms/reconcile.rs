@@ -179,7 +179,7 @@ impl Manager {
                     // `RUN/vms/NAME/`: with the separator, VM `a` never matches VM `ab`'s paths.
                     let run_dir = paths.run_dir.join("");
                     for marker in [&run_dir, &jail_id] {
-                        for pid in process::find_with_marker(marker) {
+                        for pid in process::find_with_marker_of(marker, &self.hypervisor.vmm_uids()) {
                             tracing::warn!("{name}: killing VMM pid {pid}, which the database never recorded");
                             if process::signal(pid, marker, nix::sys::signal::Signal::SIGKILL).is_ok() {
                                 process::wait_exit(pid, marker, Duration::from_secs(5));

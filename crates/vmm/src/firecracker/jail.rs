@@ -86,6 +86,12 @@ impl Jailer {
         self.uid != nix::unistd::geteuid().as_raw() || self.gid != nix::unistd::getegid().as_raw()
     }
 
+    /// The live processes of jail `id` (ours, or of the user Firecracker runs as).
+    pub fn processes(&self, id: &str) -> Vec<u32> {
+        let own = nix::unistd::geteuid().as_raw();
+        crate::process::find_with_marker_of(Path::new(id), &[own, self.uid])
+    }
+
     /// The jailer's arguments for `jail` running Firecracker `exec` with `config`'s limits.
     pub fn args(&self, jail: &Jail, exec: &Path, config: &VmConfig) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec!["--id".into(), jail.id.clone().into(), "--exec-file".into(), exec.into()];
@@ -308,7 +314,14 @@ impl Jail {
             let own = inside.disks.iter().filter(|d| !d.read_only).map(|d| d.path.clone());
             for f in own.chain([PathBuf::from("/").join(LOG), PathBuf::from("/").join(METRICS)]) {
                 let p = self.host_path(&f);
-                std::os::unix::fs::chown(&p, Some(jailer.uid), Some(jailer.gid))
+                // A link of a symbolic link is one too: only a regular file is handed over.
+                if !fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_file()) {
+                    return Err(err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("{} is not a regular file", p.display()),
+                    )));
+                }
+                std::os::unix::fs::lchown(&p, Some(jailer.uid), Some(jailer.gid))
                     .map_err(|e| err(with_path(e, "give Firecracker's user", &p)))?;
             }
             let boot = [Some(inside.kernel.clone()), inside.initrd.clone()].into_iter().flatten().map(|f| (f, true));
@@ -325,6 +338,17 @@ impl Jail {
                         format!(
                             "{} is not readable by uid {} (jailer_uid), and a shared read-only disk is not given \
                              away: make it readable by everyone (chmod o+r)",
+                            p.display(),
+                            jailer.uid
+                        ),
+                    )));
+                }
+                let len = fs::metadata(&p).map(|m| m.len()).unwrap_or(u64::MAX);
+                if len > COPY_LIMIT {
+                    return Err(err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        format!(
+                            "{} is not readable by uid {} (jailer_uid) and too large to copy",
                             p.display(),
                             jailer.uid
                         ),

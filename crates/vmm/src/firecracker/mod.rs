@@ -271,7 +271,7 @@ impl Firecracker {
         let inside = jail.prepare(jailer, config)?;
         // Whatever the jailer got as far as starting goes too (it runs as our uid once dropped).
         let cleanup = |e: VmmError| {
-            for pid in process::find_with_marker(Path::new(&jail.id)) {
+            for pid in jailer.processes(&jail.id) {
                 if process::signal(pid, Path::new(&jail.id), Signal::SIGKILL).is_ok() {
                     process::wait_exit(pid, Path::new(&jail.id), Duration::from_secs(5));
                 }
@@ -590,7 +590,8 @@ impl Vmm for Firecracker {
             Some(j) => config.run_dir.join(j.link_name()),
             None => Self::api_socket(&config.run_dir),
         };
-        if let Some(pid) = jail.as_ref().and_then(|j| process::find_with_marker(Path::new(&j.id)).first().copied()) {
+        let running = |j: &jail::Jail| self.jailer.as_ref().and_then(|jl| jl.processes(&j.id).first().copied());
+        if let Some(pid) = jail.as_ref().and_then(running) {
             return Err(spawn_err(io::Error::new(
                 io::ErrorKind::AddrInUse,
                 format!("a jailed Firecracker for this VM is still running (pid {pid})"),
@@ -668,8 +669,13 @@ impl Vmm for Firecracker {
         if !process::is_alive(instance.pid, &instance.marker()) {
             return None;
         }
-        // Beside the socket Firecracker made (in its chroot, when jailed).
-        let file = fs::canonicalize(&instance.control_socket).ok()?.parent()?.join(METRICS_FILE);
+        // Beside the socket: in the run dir, or where our own link points (the chroot), never
+        // through a link the jailed Firecracker's user could have put there.
+        let dir = match fs::read_link(&instance.control_socket) {
+            Ok(target) => target.parent()?.to_path_buf(),
+            Err(_) => instance.control_socket.parent()?.to_path_buf(),
+        };
+        let file = dir.join(METRICS_FILE);
         // A failed flush still leaves the periodic (60 s) ones to read.
         let _ = self.put(&instance.control_socket, &InstanceActionInfo { action_type: ActionType::FlushMetrics });
         let opened = open_metrics(&file)?;
