@@ -289,11 +289,16 @@ impl Firecracker {
         let mut child = process::spawn_detached(&mut cmd).map_err(|e| cleanup(jailer_err(e)))?;
         // The jailer writes Firecracker's pid, then (with its own PID namespace) exits.
         let deadline = Instant::now() + self.socket_timeout;
+        let read_pid = || fs::read_to_string(jail.pid_file()).ok().and_then(|t| t.trim().parse::<u32>().ok());
         let pid = loop {
-            if let Some(pid) = fs::read_to_string(jail.pid_file()).ok().and_then(|t| t.trim().parse::<u32>().ok()) {
+            if let Some(pid) = read_pid() {
                 break pid;
             }
             let exited = child.try_wait().ok().flatten();
+            // It may have written the file and exited since the read above.
+            if let Some(pid) = exited.filter(|s| s.success()).and_then(|_| read_pid()) {
+                break pid;
+            }
             if let Some(status) = exited.filter(|s| !s.success()) {
                 return Err(cleanup(VmmError::Exited {
                     bin: jailer.bin.clone(),
