@@ -511,3 +511,54 @@ mod tests {
         assert_eq!(fc().kvm_verdicts().len(), 1, "a new daemon reads it");
     }
 }
+
+#[cfg(test)]
+mod jailer_tests {
+    use super::*;
+    use crate::platform::Hypervisor;
+
+    #[test]
+    fn jailer_bin_resolves_beside_firecracker_by_path_or_not_at_all() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (fc, jailer) = (tmp.path().join("firecracker"), tmp.path().join("jailer"));
+        std::fs::write(&fc, "").unwrap();
+        let rt = tmp.path().join("rt");
+        let resolve = |c: &str, fc: Option<&Path>| JailerChoice::resolve(Path::new(c), fc, &rt);
+        assert!(matches!(resolve("jailer", Some(&fc)), JailerChoice::Unjailed(w) if w.contains("no jailer beside")));
+        std::fs::write(&jailer, "").unwrap();
+        assert_eq!(resolve("jailer", Some(&fc)), JailerChoice::Use(jailer.clone()));
+        assert!(matches!(resolve("none", Some(&fc)), JailerChoice::Unjailed(w) if w.contains("none")));
+        assert_eq!(resolve(jailer.to_str().unwrap(), None), JailerChoice::Use(jailer.clone()));
+        let gone = tmp.path().join("gone/jailer");
+        assert!(
+            matches!(resolve(gone.to_str().unwrap(), Some(&fc)), JailerChoice::Missing(w) if w.contains("does not exist"))
+        );
+        assert!(matches!(resolve("my-jailer", Some(&fc)), JailerChoice::Missing(w) if w.contains("not found")));
+    }
+
+    #[test]
+    fn jailer_ids_go_together_and_status_says_how_vms_are_jailed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fc = || Backends::new(VmmChoice::Firecracker, Some("/fc".into()), "/q".into(), tmp.path());
+        let use_j = JailerChoice::Use("/j".into());
+        let b = fc().with_jailer(use_j.clone(), Some(64000), None);
+        let s = b.jailer().unwrap();
+        assert_eq!(s.state, "missing", "{s:?}");
+        assert!(s.detail.contains("set both jailer_uid and jailer_gid"), "{s:?}");
+        b.verdicts.lock().unwrap().insert(Backend::Firecracker, Verdict::Runs);
+        let e = b.select(Path::new("/k"), None, false).err().unwrap().to_string();
+        assert!(e.contains("set both jailer_uid and jailer_gid"), "{e}");
+        let own = nix::unistd::geteuid().as_raw();
+        let b = fc().with_jailer(use_j, Some(own), Some(nix::unistd::getegid().as_raw()));
+        let s = b.jailer().unwrap();
+        assert_eq!(s.state, "jailed", "{s:?}");
+        assert!(s.detail.contains(&format!("as uid {own}")) && s.detail.contains("own PID namespace"), "{s:?}");
+        assert_eq!(b.vmm_uids(), [own]);
+        let b = fc().with_jailer(JailerChoice::Unjailed("no jailer beside /fc".into()), Some(1), Some(1));
+        let s = b.jailer().unwrap();
+        assert!(s.state == "unjailed" && s.detail.contains("are not used"), "{s:?}");
+        // QEMU only: nothing to say about a jailer.
+        let q = Backends::new(VmmChoice::Qemu, Some("/fc".into()), "/q".into(), tmp.path());
+        assert_eq!(q.jailer(), None);
+    }
+}
