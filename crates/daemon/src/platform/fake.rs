@@ -94,7 +94,6 @@ fn fake_jail(dir: &Path, config: &VmConfig) -> std::io::Result<PathBuf> {
         uid: nix::unistd::geteuid().as_raw(),
         gid: nix::unistd::getegid().as_raw(),
         cgroup_limits: vec![],
-        cgroup_dir: None,
         cgroup_note: Some(format!("fake host ({} MiB)", config.memory_mib)),
     };
     std::fs::write(dir.join(jail::RECORD), serde_json::to_string(&record).unwrap_or_default())?;

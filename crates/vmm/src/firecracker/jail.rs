@@ -209,9 +209,6 @@ pub struct Record {
     pub gid: u32,
     /// The cgroup limits set (`memory.max=…`), empty when none could be.
     pub cgroup_limits: Vec<String>,
-    /// The VM's cgroup directory, when limits were set (shown only: [`remove`] works it out
-    /// again).
-    pub cgroup_dir: Option<PathBuf>,
     /// Why there are no limits, when there are none.
     pub cgroup_note: Option<String>,
 }
@@ -368,7 +365,6 @@ impl Jail {
             chroot: self.chroot.clone(),
             uid: jailer.uid,
             gid: jailer.gid,
-            cgroup_dir: jailer.cgroup.as_ref().ok().map(|root| root.join(PARENT_CGROUP).join(&self.id)),
             cgroup_note: jailer.cgroup.as_ref().err().cloned(),
             cgroup_limits,
         };

@@ -38,16 +38,6 @@ pub struct Totals {
     pub net_tx_packets: u64,
 }
 
-/// Sum the JSON lines of a Firecracker metrics file; lines that are not metrics (a partial last
-/// line) are skipped.
-pub fn totals(text: &str) -> Totals {
-    let mut t = Totals::default();
-    for line in text.lines() {
-        t.add_line(line);
-    }
-    t
-}
-
 /// What [`Reader::totals`] has summed of each metrics file so far: the VMM's pid, the read
 /// offset and the sums (one entry per metrics file path, so per VM).
 type Seen = std::collections::HashMap<std::path::PathBuf, (u32, u64, Totals)>;
@@ -146,6 +136,15 @@ impl Totals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sums of every line of `text`, as [`Reader`] adds them.
+    fn totals(text: &str) -> Totals {
+        let mut t = Totals::default();
+        for line in text.lines() {
+            t.add_line(line);
+        }
+        t
+    }
 
     #[test]
     fn flushes_are_deltas_and_are_summed() {
