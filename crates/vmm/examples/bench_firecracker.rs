@@ -18,7 +18,13 @@ use std::time::{Duration, Instant};
 
 fn main() {
     let rounds: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(20);
-    let var = |k: &str| std::env::var_os(k).map(PathBuf::from).unwrap_or_else(|| panic!("set {k}"));
+    let var = |k: &str| match std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from) {
+        Some(p) if p.is_file() => p,
+        _ => {
+            eprintln!("bench_firecracker: set {k} to a file (FIRECRACKER=, JAILER=: built outside the repository)");
+            std::process::exit(2);
+        }
+    };
     let (fc, jailer, kernel) = (var("FIRECRACKER"), var("JAILER"), var("VMLINUX"));
     let tmp = tempfile::Builder::new().prefix("bench-fc").tempdir_in("/var/tmp").unwrap();
     let base = tmp.path().join("base.img");
